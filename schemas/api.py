@@ -1,0 +1,303 @@
+"""Payloads of the server's HTTP APIs: the agent API (/api/agent/v1) and the control API (/api/v1).
+
+Both sides (server, agent, reconciler, UI) build and parse these models; the OpenAPI document is
+generated from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.common import CommitSha, FrozenModel, LabelKey, LabelValue, Name, Signal, StrictModel
+from schemas.diagnostics import Diagnostic
+
+# Response headers of GET /api/agent/v1/agents/{id}/config (besides ETag: "<config hash>").
+HEADER_REVISION = "X-Ctrltower-Revision"
+HEADER_GROUP = "X-Ctrltower-Group"
+HEADER_CONFIG_HASH = "X-Ctrltower-Config-Hash"
+
+Role = Literal["viewer", "operator", "admin", "reconciler", "enroll"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "reconciler", "enroll")
+Action = Literal["start", "stop", "restart", "shutdown"]
+CollectorState = Literal["starting", "running", "stopped", "crashed"]
+SyncStatus = Literal["Synced", "OutOfSync", "ApplyFailed", "Drifted", "NoGroup"]
+# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing;
+# offline: silent for three poll intervals.
+AgentStatus = Literal["online", "degraded", "offline"]
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ErrorDetail(FrozenModel):
+    code: str = Field(description="stable machine-readable code, e.g. not_found, no_group, revision_conflict")
+    message: str
+    details: Any | None = None
+
+
+class ErrorBody(FrozenModel):
+    """The one JSON shape of every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+# --- agent API ------------------------------------------------------------------------------------
+
+
+class AgentRegistration(StrictModel):
+    instance_id: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    hostname: str = Field(min_length=1, max_length=253)
+    platform: str = Field(default="", max_length=128)
+    agent_version: str = Field(default="", max_length=64)
+    collector_version: str | None = Field(default=None, max_length=128)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    metrics_url: str | None = Field(default=None, max_length=2048, description="the agent's /metrics URL")
+
+
+class RegistrationResponse(FrozenModel):
+    agent_id: str
+    agent_token: str = Field(description="bearer token for this agent's own endpoints; shown once")
+    poll_interval_s: float
+
+
+class ApplyResult(StrictModel):
+    result: Literal["applied", "failed"]
+    config_hash: str
+    revision: str | None = None
+    error: str | None = Field(default=None, max_length=8192)
+    at: datetime
+
+
+class DriftEvent(StrictModel):
+    at: datetime
+    local_hash: str | None = Field(description="hash of the file found at the config path; null: deleted")
+    desired_hash: str
+
+
+class CommandAck(StrictModel):
+    id: int
+    result: Literal["done", "failed"]
+    error: str | None = Field(default=None, max_length=4096)
+
+
+class StatusReport(StrictModel):
+    collector_state: CollectorState
+    collector_pid: int | None = None
+    effective_config_hash: str | None = None
+    effective_revision: str | None = None
+    last_apply: ApplyResult | None = None
+    drift_events: list[DriftEvent] = Field(default_factory=list, max_length=100)
+    acks: list[CommandAck] = Field(default_factory=list, max_length=100)
+    uptime_s: float = Field(ge=0)
+    stopped_by_operator: bool = False
+
+
+class Command(FrozenModel):
+    id: int
+    action: Action
+    issued_at: datetime
+
+
+class StatusResponse(FrozenModel):
+    commands: list[Command]
+    poll_interval_s: float
+
+
+# --- control API: revisions -------------------------------------------------------------------------
+
+
+class GroupRevision(FrozenModel):
+    name: Name
+    selector: dict[str, str]
+    priority: int
+    config: str = Field(description="the rendered collector YAML, byte for byte what agents run")
+    config_hash: str
+    pipelines: list[str] = Field(default_factory=list)
+
+
+class PipelineNodeView(FrozenModel):
+    id: str
+    class_: str = Field(alias="class")
+    type: str
+    config: dict[str, Any] | None = None
+
+
+class PipelineEdgeView(FrozenModel):
+    from_: str = Field(alias="from")
+    to: str
+    signals: list[Signal]
+
+
+class PipelineGraph(FrozenModel):
+    name: Name
+    file: str = Field(description="source path in the config repo")
+    groups: list[str]
+    signals: list[Signal]
+    nodes: list[PipelineNodeView]
+    edges: list[PipelineEdgeView]
+
+
+class RevisionPublish(StrictModel):
+    commit_sha: CommitSha
+    previous_commit_sha: CommitSha | None = Field(
+        description="compare-and-set: must equal the server's current revision (null: none yet)"
+    )
+    message: str | None = Field(default=None, max_length=65536)
+    author: str | None = Field(default=None, max_length=512)
+    committed_at: datetime | None = None
+    source: str | None = Field(default=None, max_length=2048, description="repo URL without credentials")
+    groups: list[GroupRevision]
+    pipelines: list[PipelineGraph]
+
+
+class PublishResult(FrozenModel):
+    commit_sha: str
+    outcome: Literal["published", "unchanged"]
+
+
+class RevisionSummary(FrozenModel):
+    commit_sha: str
+    published_at: datetime
+    message: str | None = None
+    author: str | None = None
+    committed_at: datetime | None = None
+    groups: dict[str, str] = Field(description="group name -> config hash")
+    current: bool = False
+
+
+# --- control API: agents, commands, audit ------------------------------------------------------------
+
+
+class AgentView(FrozenModel):
+    id: str
+    instance_id: str
+    hostname: str
+    platform: str
+    agent_version: str
+    collector_version: str | None
+    labels: dict[str, str]
+    metrics_url: str | None
+    group: str | None
+    desired_revision: str | None
+    desired_hash: str | None
+    reported_hash: str | None
+    effective_revision: str | None
+    sync_status: SyncStatus
+    run_state: CollectorState | None
+    status: AgentStatus
+    last_seen: datetime | None
+    registered_at: datetime
+    last_apply: ApplyResult | None = None
+    stopped_by_operator: bool = False
+
+
+class Page(FrozenModel):
+    total: int
+    limit: int
+    offset: int
+
+
+class AgentList(FrozenModel):
+    items: list[AgentView]
+    page: Page
+    counts: dict[str, int] = Field(default_factory=dict, description="agents per status over the filter")
+
+
+class CommandRequest(StrictModel):
+    action: Action
+
+
+class CommandView(FrozenModel):
+    id: int
+    agent_id: str
+    action: Action
+    state: Literal["queued", "delivered", "done", "failed"]
+    issued_by: str
+    issued_at: datetime
+    acked_at: datetime | None = None
+    error: str | None = None
+
+
+class AuditEntry(FrozenModel):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AgentEvent(FrozenModel):
+    """What happened to one agent: applies, failures, drift, commands, registration."""
+
+    id: int
+    agent_id: str
+    at: datetime
+    kind: Literal["registered", "applied", "apply_failed", "drift", "command", "command_ack", "state"]
+    revision: str | None = None
+    config_hash: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+# --- control API: reconcile runs ---------------------------------------------------------------------
+
+RunOutcome = Literal["published", "unchanged", "invalid", "error", "conflict"]
+
+
+class ReconcileRunReport(StrictModel):
+    started_at: datetime
+    finished_at: datetime
+    source: str = Field(max_length=2048, description="repo URL without credentials")
+    ref: str = Field(max_length=512)
+    commit_sha: CommitSha | None = None
+    outcome: RunOutcome
+    diagnostics: list[Diagnostic] = Field(default_factory=list)
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    error: str | None = Field(default=None, max_length=65536)
+
+
+class ReconcileRunView(FrozenModel):
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    source: str
+    ref: str
+    commit_sha: str | None
+    outcome: RunOutcome
+    diagnostics: list[Diagnostic]
+    timings_s: dict[str, float]
+    error: str | None
+
+
+# --- control API: tokens -----------------------------------------------------------------------------
+
+
+class TokenCreate(StrictModel):
+    role: Literal["viewer", "operator", "admin", "reconciler", "enroll"]
+    name: str = Field(default="", max_length=128)
+
+
+class TokenView(FrozenModel):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TokenCreated(FrozenModel):
+    token: TokenView
+    secret: str = Field(description="shown once; stored only as a hash")
+
+
+__all__ = [
+    "HEADER_CONFIG_HASH",
+    "HEADER_GROUP",
+    "HEADER_REVISION",
+    "LabelKey",
+    "LabelValue",
+]

@@ -1,0 +1,1 @@
+"""webui: see docs/architecture.md."""
