@@ -36,7 +36,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not browser and not slow"
 
 demo: install
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m demo.run
 
 bench: install system-deps
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
