@@ -10,7 +10,8 @@ from typing import Literal
 
 PREFIX = "ctrltower_"
 
-AGENT_INFO = "ctrltower_agent_info"  # gauge 1, labels: agent_version, collector_version, instance_id, group, revision
+# gauge 1, labels: agent_version, collector_version, instance_id, group, revision
+AGENT_INFO = "ctrltower_agent_info"
 COLLECTOR_UP = "ctrltower_collector_up"  # gauge 0|1
 COLLECTOR_RESTARTS = "ctrltower_collector_restarts_total"  # counter
 CONFIG_APPLIES = "ctrltower_config_applies_total"  # counter, label result=applied|failed

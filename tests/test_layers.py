@@ -41,7 +41,7 @@ def test_package_imports_only_allowed_layers(package: str) -> None:
 
 
 def test_agent_needs_no_server_dependencies() -> None:
-    for path in sorted((ROOT / "agent").rglob("*.py")) + [ROOT / "ctrltower" / "cmd_agent.py"]:
+    for path in [*sorted((ROOT / "agent").rglob("*.py")), ROOT / "ctrltower" / "cmd_agent.py"]:
         if path.exists():
             bad = imports_of(path) & AGENT_FORBIDDEN
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
