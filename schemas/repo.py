@@ -1,8 +1,8 @@
 """Models of the files in a config repository: a public contract (fields may be added, never renamed).
 
-    ctrltower.yaml      RepoSettings (optional)
-    groups/*.yaml       AgentGroup
-    pipelines/*.yaml    Pipeline
+ctrltower.yaml      RepoSettings (optional)
+groups/*.yaml       AgentGroup
+pipelines/*.yaml    Pipeline
 """
 
 from __future__ import annotations
