@@ -1,0 +1,223 @@
+"""YAML loading that keeps source positions, and turns every way a file can be broken into diagnostics.
+
+PyYAML's C parser builds the node tree (fast); this module walks it into plain Python values while
+recording where each value (and each mapping key) starts, keyed by its path inside the document, so a
+pydantic error at ('nodes', 2, 'type') or a template error in a config value maps back to file:line:col.
+Alias bombs, deep nesting, huge files, non-UTF-8 and binary junk all end as one diagnostic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from schemas.diagnostics import Diagnostic, Location
+
+try:  # the C parser when libyaml is present (it is in the wheels we install)
+    from yaml import CSafeDumper as _Dumper
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - pure-Python fallback
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+Path = tuple[str | int, ...]
+Pos = tuple[int, int]
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_VALUES = 1_000_000  # values after alias expansion: beyond this it is an alias bomb, not a config
+MAX_DEPTH = 200
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+
+
+@dataclass
+class Positions:
+    """Where each value (and each mapping key) of one document starts: 1-based line and column."""
+
+    values: dict[Path, Pos] = field(default_factory=dict)
+    keys: dict[Path, Pos] = field(default_factory=dict)
+
+    def value(self, path: Path) -> Pos:
+        """The position of the value at path, or of its nearest recorded ancestor."""
+        for i in range(len(path), -1, -1):
+            pos = self.values.get(path[:i])
+            if pos is not None:
+                return pos
+        return (1, 1)
+
+    def key(self, path: Path) -> Pos:
+        """The position of the key naming path (falls back to the value, then to ancestors)."""
+        pos = self.keys.get(path)
+        return pos if pos is not None else self.value(path)
+
+
+@dataclass
+class LoadedDoc:
+    data: Any
+    positions: Positions
+
+
+class LoadError(Exception):
+    """One problem that stops loading a file; carried out as a diagnostic."""
+
+    def __init__(self, code: str, message: str, line: int = 0, column: int = 0, hint: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.line = line
+        self.column = column
+        self.hint = hint
+
+    def diagnostic(self, file: str) -> Diagnostic:
+        return Diagnostic(
+            code=self.code,
+            message=self.message,
+            hint=self.hint,
+            location=Location(file=file, line=self.line, column=self.column),
+        )
+
+
+class _Builder:
+    """Turns a composed node tree into Python values, recording positions; guards against bombs."""
+
+    def __init__(self) -> None:
+        self.positions = Positions()
+        self.count = 0
+        self.scalars = yaml.constructor.SafeConstructor()
+        self.duplicates: list[tuple[str, Pos]] = []
+
+    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise LoadError(
+                "CT107",
+                f"document expands to more than {MAX_VALUES:,} values (alias bomb?)",
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+            )
+        if depth > MAX_DEPTH:
+            raise LoadError(
+                "CT107",
+                f"document is nested more than {MAX_DEPTH} levels deep",
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+            )
+        self.positions.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
+            return self.scalars.construct_object(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            if any(k.tag == _MERGE_TAG for k, _ in node.value):
+                self.scalars.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise LoadError(
+                        "CT101",
+                        "mapping keys must be plain scalars",
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                    )
+                key = key_node.value if key_node.tag == _STR_TAG else self.scalars.construct_object(key_node)
+                try:
+                    hash(key)
+                except TypeError:
+                    key = str(key)
+                key_pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if key in result:
+                    self.duplicates.append((str(key), key_pos))
+                child_path = (*path, key)
+                self.positions.keys[child_path] = key_pos
+                result[key] = self.build(value_node, child_path, depth + 1)
+            return result
+        raise LoadError("CT101", f"unsupported YAML node {type(node).__name__}")  # pragma: no cover
+
+
+def decode(raw: bytes | str) -> str:
+    """Bytes to text: UTF-8 only (a BOM is tolerated); anything else is CT100."""
+    if isinstance(raw, str):
+        text = raw
+    else:
+        if len(raw) > MAX_FILE_BYTES:
+            raise LoadError("CT102", f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise LoadError("CT100", f"file is not valid UTF-8 (byte offset {exc.start})", line, 0) from None
+    if len(text) > MAX_FILE_BYTES:
+        raise LoadError("CT102", f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    if "\x00" in text:
+        raise LoadError(
+            "CT100", "file contains NUL bytes (binary file?)", text[: text.index("\x00")].count("\n") + 1
+        )
+    return text.removeprefix("\ufeff")
+
+
+def load_yaml(raw: bytes | str) -> tuple[LoadedDoc | None, list[tuple[str, Pos]]]:
+    """Parse one single-document YAML file. Returns (None, []) for an empty file.
+
+    Raises LoadError for anything that prevents loading; the second item lists duplicate keys
+    (key, position), which the caller reports without stopping.
+    """
+    text = decode(raw)
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise LoadError("CT101", f"YAML syntax error: {problem}", line, col) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(
+            "CT101", f"YAML error: {str(exc).splitlines()[0] if str(exc) else 'invalid'}"
+        ) from None
+    except RecursionError:
+        raise LoadError("CT107", "document is nested too deeply to parse") from None
+    if not nodes:
+        return None, []
+    if len(nodes) > 1:
+        second = nodes[1]
+        raise LoadError(
+            "CT108",
+            "a repo file holds exactly one YAML document",
+            second.start_mark.line + 1,
+            second.start_mark.column + 1,
+            hint="split the documents into separate files",
+        )
+    builder = _Builder()
+    try:
+        data = builder.build(nodes[0], (), 0)
+    except RecursionError:
+        raise LoadError("CT107", "document is nested too deeply") from None
+    except yaml.YAMLError as exc:
+        raise LoadError("CT101", f"YAML error: {str(exc).splitlines()[0]}") from None
+    return LoadedDoc(data=data, positions=builder.positions), builder.duplicates
+
+
+class _NoAliasDumper(_Dumper):
+    """Shared values (a processor config used in two places) are written out, never as &anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    """Deterministic block-style YAML: key order as given (callers sort), no aliases, no line folding."""
+
+    return yaml.dump(
+        data,
+        Dumper=_NoAliasDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        allow_unicode=True,
+        width=1 << 30,
+        indent=2,
+    )

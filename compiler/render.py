@@ -1,0 +1,115 @@
+"""Render one agent group's collector config from the plans of its pipelines.
+
+Layout (deterministic, whatever the file order): receivers, processors, exporters, connectors,
+extensions, then service (extensions, telemetry, pipelines); component ids and pipeline names sorted;
+a component's own config keeps the key order it was written in (that is what the reviewer read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compiler.graph import PipelinePlan, component_name
+from compiler.loader import dump_yaml
+from compiler.repo import LoadedGroup, LoadedPipeline
+from compiler.template import TemplateProblem, Templater
+from schemas.diagnostics import Diagnostic, Location
+from schemas.repo import TelemetrySettings
+
+SECTIONS = {
+    "receiver": "receivers",
+    "processor": "processors",
+    "exporter": "exporters",
+    "connector": "connectors",
+}
+TELEMETRY_PORT_ENV = "CTRLTOWER_TELEMETRY_PORT"
+
+
+@dataclass(frozen=True)
+class RenderedGroup:
+    name: str
+    config: str
+    diagnostics: list[Diagnostic]
+
+
+def telemetry_block(settings: TelemetrySettings) -> dict[str, Any]:
+    """service.telemetry: the collector's own metrics, pull-served on loopback at a port the agent sets."""
+    return {
+        "metrics": {
+            "readers": [
+                {
+                    "pull": {
+                        "exporter": {
+                            "prometheus": {
+                                "host": settings.metrics_host,
+                                "port": f"${{env:{TELEMETRY_PORT_ENV}:-{settings.metrics_port}}}",
+                            }
+                        }
+                    }
+                }
+            ]
+        }
+    }
+
+
+def render_group(
+    group: LoadedGroup,
+    pipelines: list[tuple[LoadedPipeline, PipelinePlan]],
+    telemetry: TelemetrySettings,
+    templater: Templater,
+) -> RenderedGroup:
+    g = group.model
+    context: dict[str, Any] = {
+        "vars": g.vars,
+        "group": {"name": g.name, "selector": dict(g.selector), "priority": g.priority},
+    }
+    sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS.values()}
+    service_pipelines: dict[str, dict[str, list[str]]] = {}
+    diags: list[Diagnostic] = []
+    for lp, plan in sorted(pipelines, key=lambda item: item[1].name):
+        context["pipeline"] = plan.name
+        ids = {nid: component_name(plan.name, node) for nid, node in plan.nodes.items()}
+        index = {node.id: i for i, node in enumerate(lp.model.nodes)}
+        for nid, node in plan.nodes.items():
+            problems: list[TemplateProblem] = []
+            base: tuple[str | int, ...] = ("nodes", index[nid], "config")
+            config = templater.render_value(node.config, context, base, problems)
+            for prob in problems:
+                pos = lp.positions.value(prob.path)
+                diags.append(
+                    Diagnostic(
+                        code=prob.code,
+                        message=f"{prob.message} (node '{nid}', group '{g.name}')",
+                        location=Location(
+                            file=lp.file,
+                            line=pos[0],
+                            column=pos[1],
+                            pipeline=plan.name,
+                            node=nid,
+                            key_path=".".join(str(x) for x in prob.path),
+                        ),
+                        group=g.name,
+                    )
+                )
+            sections[SECTIONS[node.class_]][ids[nid]] = config if config is not None else {}
+        for pname, cp in plan.collector_pipelines:
+            service_pipelines[pname] = {
+                "receivers": sorted(ids[n] for n in cp.receivers),
+                "processors": [ids[n] for n in cp.processors],
+                "exporters": sorted(ids[n] for n in cp.exporters),
+            }
+
+    doc: dict[str, Any] = {}
+    for section in SECTIONS.values():
+        if sections[section]:
+            doc[section] = {k: sections[section][k] for k in sorted(sections[section])}
+    service: dict[str, Any] = {}
+    if g.extensions:
+        doc["extensions"] = {k: (v if v is not None else {}) for k, v in sorted(g.extensions.items())}
+        service["extensions"] = sorted(g.extensions)
+    service["telemetry"] = telemetry_block(telemetry)
+    service["pipelines"] = {k: service_pipelines[k] for k in sorted(service_pipelines)}
+    doc["service"] = service
+    header = f"# ctrltower: group {g.name}; rendered from the config repo, do not edit\n"
+    return RenderedGroup(g.name, header + dump_yaml(doc), diags)

@@ -1,0 +1,269 @@
+"""Load a config repo given as {relative path: content} into pydantic models with source positions.
+
+Which files count: `ctrltower.yaml` (or .yml) at the root, `groups/**/*.yaml|yml` and
+`pipelines/**/*.yaml|yml`. Everything else (README, CI files, schemas) is ignored. The `kind` inside a
+file decides what it is; a kind in the other kind's directory is a warning (CT110).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from compiler.catalog import Catalog, builtin_catalog
+from compiler.loader import LoadError, Positions, load_yaml
+from schemas.diagnostics import Diagnostic, Location
+from schemas.repo import AgentGroup, Pipeline, RepoSettings
+
+SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")
+KIND_DIRS = {"AgentGroup": "groups/", "Pipeline": "pipelines/"}
+
+
+@dataclass(frozen=True)
+class LoadedGroup:
+    model: AgentGroup
+    file: str
+    positions: Positions
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    model: Pipeline
+    file: str
+    positions: Positions
+
+
+@dataclass
+class LoadedRepo:
+    """The parsed repo: what compile_repo works from, and what a plan needs to map files to groups."""
+
+    settings: RepoSettings
+    catalog: Catalog
+    groups: dict[str, LoadedGroup] = field(default_factory=dict)
+    pipelines: dict[str, LoadedPipeline] = field(default_factory=dict)
+    file_pipelines: dict[str, list[str]] = field(default_factory=dict)  # path -> pipeline names
+    file_groups: dict[str, list[str]] = field(default_factory=dict)  # path -> group names
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    # names seen in files that failed schema validation (so they do not also raise "undefined")
+    broken_groups: set[str] = field(default_factory=set)
+    broken_pipelines: set[str] = field(default_factory=set)
+    settings_file: str = SETTINGS_FILES[0]
+    settings_positions: Positions = field(default_factory=Positions)
+
+    def group_pipelines(self, group: str) -> list[str]:
+        return sorted(n for n, p in self.pipelines.items() if group in p.model.groups)
+
+
+def is_repo_file(path: str) -> bool:
+    if path in SETTINGS_FILES:
+        return True
+    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
+
+
+def _diag(
+    code: str,
+    message: str,
+    file: str,
+    pos: tuple[int, int],
+    *,
+    severity: str = "error",
+    hint: str | None = None,
+    pipeline: str | None = None,
+    node: str | None = None,
+    key_path: str | None = None,
+) -> Diagnostic:
+    return Diagnostic(
+        code=code,
+        severity="warning" if severity == "warning" else "error",
+        message=message,
+        hint=hint,
+        location=Location(
+            file=file, line=pos[0], column=pos[1], pipeline=pipeline, node=node, key_path=key_path
+        ),
+    )
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_diagnostics(
+    exc: ValidationError, model: type[BaseModel], file: str, positions: Positions, name: str | None
+) -> list[Diagnostic]:
+    diags: list[Diagnostic] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        where = _dotted(loc) or "document"
+        hint = None
+        if kind == "extra_forbidden":
+            pos = positions.key(loc)
+            message = f"unknown field '{loc[-1]}'" + (f" in {_dotted(loc[:-1])}" if len(loc) > 1 else "")
+            fields = _fields_at(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+            if close:
+                hint = f"did you mean '{close[0]}'?"
+        elif kind == "missing":
+            pos = positions.value(loc[:-1])
+            message = f"missing required field '{loc[-1]}'" + (
+                f" in {_dotted(loc[:-1])}" if len(loc) > 1 else ""
+            )
+        else:
+            pos = positions.value(loc)
+            message = f"{where}: {err['msg']}"
+        diags.append(_diag("CT104", message, file, pos, hint=hint, pipeline=name, key_path=where))
+    return diags
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """Field names (aliases) of the model found at loc, for did-you-mean on unknown fields."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        fld = next(
+            (f for n, f in current.model_fields.items() if (f.alias or n) == part),
+            None,
+        )
+        if fld is None:
+            return []
+        ann = fld.annotation
+        args = getattr(ann, "__args__", None)
+        current = args[0] if args else ann
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = None) -> LoadedRepo:
+    """Parse every repo file into models, collecting load, schema and duplicate-name diagnostics.
+
+    Cheap (no graph checks, no templating): the reconciler's plan can use `file_pipelines` and
+    `file_groups` to map changed paths to groups (see compiler.api.affected_groups).
+    """
+    base = catalog or builtin_catalog()
+    diags: list[Diagnostic] = []
+    settings = RepoSettings()
+    docs: list[tuple[str, Any, Positions]] = []
+    for path in sorted(p for p in files if is_repo_file(p)):
+        try:
+            loaded, duplicates = load_yaml(files[path])
+        except LoadError as err:
+            diags.append(err.diagnostic(path))
+            continue
+        for key, pos in duplicates:
+            diags.append(_diag("CT106", f"duplicate key '{key}' (the last one would win)", path, pos))
+        if loaded is None:
+            diags.append(_diag("CT103", "file is empty", path, (1, 1)))
+            continue
+        if not isinstance(loaded.data, dict):
+            diags.append(
+                _diag("CT103", "a repo file must be a YAML mapping", path, loaded.positions.value(()))
+            )
+            continue
+        docs.append((path, loaded.data, loaded.positions))
+
+    repo = LoadedRepo(settings=settings, catalog=base)
+    for path, data, positions in docs:
+        if path in SETTINGS_FILES:
+            repo.settings_file, repo.settings_positions = path, positions
+            try:
+                repo.settings = RepoSettings.model_validate(data)
+            except ValidationError as exc:
+                diags.extend(_schema_diagnostics(exc, RepoSettings, path, positions, None))
+            continue
+        kind = data.get("kind")
+        name = data.get("name") if isinstance(data.get("name"), str) else None
+        if kind not in KIND_DIRS:
+            known = ", ".join(KIND_DIRS)
+            diags.append(
+                _diag(
+                    "CT105",
+                    f"unknown kind {kind!r}: expected one of {known}" if kind else "missing 'kind'",
+                    path,
+                    positions.value(("kind",)) if kind else (1, 1),
+                    hint="a file under groups/ has kind: AgentGroup, under pipelines/ kind: Pipeline",
+                )
+            )
+            continue
+        if not path.startswith(KIND_DIRS[kind]):
+            diags.append(
+                _diag(
+                    "CT110",
+                    f"kind {kind} belongs under {KIND_DIRS[kind]}",
+                    path,
+                    positions.value(("kind",)),
+                    severity="warning",
+                )
+            )
+        if kind == "AgentGroup":
+            try:
+                group = AgentGroup.model_validate(data)
+            except ValidationError as exc:
+                diags.extend(_schema_diagnostics(exc, AgentGroup, path, positions, None))
+                if name:
+                    repo.broken_groups.add(name)
+                continue
+            if group.name in repo.groups:
+                first = repo.groups[group.name].file
+                diags.append(
+                    _diag(
+                        "CT111",
+                        f"group '{group.name}' is already defined in {first}",
+                        path,
+                        positions.value(("name",)),
+                    )
+                )
+                continue
+            repo.groups[group.name] = LoadedGroup(group, path, positions)
+            repo.file_groups.setdefault(path, []).append(group.name)
+        else:
+            try:
+                pipeline = Pipeline.model_validate(data)
+            except ValidationError as exc:
+                diags.extend(_schema_diagnostics(exc, Pipeline, path, positions, name))
+                if name:
+                    repo.broken_pipelines.add(name)
+                    repo.file_pipelines.setdefault(path, []).append(name)
+                continue
+            if pipeline.name in repo.pipelines:
+                first = repo.pipelines[pipeline.name].file
+                diags.append(
+                    _diag(
+                        "CT112",
+                        f"pipeline '{pipeline.name}' is already defined in {first}",
+                        path,
+                        positions.value(("name",)),
+                        pipeline=pipeline.name,
+                    )
+                )
+                continue
+            repo.pipelines[pipeline.name] = LoadedPipeline(pipeline, path, positions)
+            repo.file_pipelines.setdefault(path, []).append(pipeline.name)
+
+    seen_types: set[tuple[str, str]] = set()
+    for i, ct in enumerate(repo.settings.components):
+        type_key = (str(ct.class_), ct.type)
+        if type_key in seen_types:
+            diags.append(
+                _diag(
+                    "CT113",
+                    f"component type '{ct.type}' ({ct.class_}) is declared twice",
+                    repo.settings_file,
+                    repo.settings_positions.value(("components", i)),
+                    key_path=f"components[{i}]",
+                )
+            )
+        seen_types.add(type_key)
+    repo.catalog = base.with_custom(repo.settings.components)
+    repo.diagnostics = diags
+    return repo
