@@ -1,0 +1,427 @@
+"""The agent's loop: register, poll, apply, supervise, watch for drift, report status, run commands.
+
+One thread does everything in short ticks, so supervision never waits on the server: the server's
+calls are scheduled (poll interval, backoff, Retry-After) rather than slept on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from random import Random
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from agent.apply import Applier
+from agent.backoff import Backoff
+from agent.client import AgentClient, FetchedConfig, MetricsScraper, ServerRefused, ServerUnavailable
+from agent.collector_metrics import CollectorPage, process_usage
+from agent.metrics import AgentMetrics, MetricsServer
+from agent.settings import AgentSettings
+from agent.state import StateDir, StoredConfig
+from agent.supervisor import CollectorProcess
+from agent.supervisor import version as collector_version
+from schemas.api import (
+    AgentRegistration,
+    ApplyResult,
+    CollectorState,
+    Command,
+    CommandAck,
+    DriftEvent,
+    StatusReport,
+)
+from schemas.common import config_hash
+
+log = logging.getLogger("ctrltower.agent")
+
+AGENT_VERSION = "0.1.0"
+TICK_S = 0.1
+SAMPLE_EVERY_S = 1.0
+STABLE_AFTER_S = 30.0  # a collector up this long resets the restart backoff
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def pick_free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        registry: CollectorRegistry,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        rng: Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = StateDir(settings.state_dir)
+        self.instance_id = self.state.instance_id()
+        self.metrics = AgentMetrics(registry)
+        self.rng = rng or Random()
+        self.telemetry_port = settings.telemetry_port or pick_free_port()
+        env = dict(os.environ, CTRLTOWER_TELEMETRY_PORT=str(self.telemetry_port))
+        self.collector = CollectorProcess(
+            settings.collector, settings.config_path, env, self.state.collector_log
+        )
+        self.scraper = MetricsScraper(f"http://127.0.0.1:{self.telemetry_port}/metrics", timeout=2.0)
+        self.applier = Applier(
+            self.collector,
+            self.scraper,
+            health_timeout_s=settings.health_timeout_s,
+            health_settle_s=settings.health_settle_s,
+            on_page=self._observe_page,
+        )
+        self.client = AgentClient(settings.server, settings.http_timeout_s, transport=transport)
+        self.collector_version = collector_version(settings.collector)
+        self.server_backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng=self.rng)
+        self.restart_backoff = Backoff(
+            settings.restart_backoff_initial_s, settings.restart_backoff_max_s, rng=self.rng
+        )
+        self.metrics_server: MetricsServer | None = None
+        # what the agent knows
+        self.agent_id: str | None = None
+        self.token: str | None = None
+        self.server_poll_interval: float | None = None
+        self.desired: StoredConfig | None = self.state.last_good()
+        received = self.state.last_received()
+        self.etag: str | None = received.hash if received else (self.desired.hash if self.desired else None)
+        self.failed_hash = self.state.failed_hash()
+        self.operator_stopped = self.state.operator_stopped()
+        self.no_group = False
+        self.last_apply: ApplyResult | None = None
+        self.pending_drift: list[DriftEvent] = []
+        self.pending_acks: list[CommandAck] = []
+        self.seen_commands: set[int] = set()
+        self.started = time.monotonic()
+        self.next_server_at = 0.0
+        self.next_drift_at = 0.0
+        self.next_sample_at = 0.0
+        self.next_restart_at = 0.0
+        self.shutdown_requested = False
+
+    # --- timing ------------------------------------------------------------------------------------
+
+    @property
+    def poll_interval(self) -> float:
+        if self.settings.poll_interval_s is not None:
+            return self.settings.poll_interval_s
+        return self.server_poll_interval or self.settings.default_poll_interval_s
+
+    def should_run(self) -> bool:
+        return self.desired is not None and not self.operator_stopped
+
+    def collector_state(self) -> CollectorState:
+        if self.collector.alive():
+            started = self.collector.started_at or 0.0
+            return "running" if time.monotonic() - started >= self.settings.health_settle_s else "starting"
+        return "crashed" if self.should_run() else "stopped"
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set or a `shutdown` command arrives; always stops the collector."""
+        if self.settings.metrics_port is not None:
+            self.metrics_server = MetricsServer(
+                self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port
+            )
+            log.info("agent metrics on %s", self.metrics_server.url)
+        try:
+            self._boot()
+            while not stop.is_set() and not self.shutdown_requested:
+                self.tick()
+                stop.wait(TICK_S)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.collector.stop(self.settings.stop_timeout_s)
+        self.metrics.up.set(0)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        self.client.close()
+        self.scraper.close()
+
+    def _boot(self) -> None:
+        """Run the last good config before talking to the server: telemetry first."""
+        self._update_info()
+        if self.desired is None:
+            log.info("no config yet: waiting for the server")
+            return
+        local = self.applier.read_local()
+        if local != self.desired.data:
+            log.warning(
+                "config at %s differs from the last good one: restoring it", self.collector.config_path
+            )
+            self.applier.write(self.desired.data)
+        if self.should_run():
+            self._start_collector()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        self._supervise(now)
+        if now >= self.next_sample_at:
+            self.sample()
+            self.next_sample_at = now + SAMPLE_EVERY_S
+        if now >= self.next_drift_at:
+            self.check_drift()
+            self.next_drift_at = time.monotonic() + self.poll_interval
+        if time.monotonic() >= self.next_server_at:
+            self.server_cycle()
+
+    # --- supervision ----------------------------------------------------------------------------------
+
+    def _start_collector(self) -> str | None:
+        try:
+            self.collector.start()
+        except Exception as exc:  # Permanent (binary missing) or OSError: retried with backoff
+            log.error("cannot start the collector: %s", exc)
+            self.next_restart_at = time.monotonic() + self.restart_backoff.next_delay()
+            return str(exc)
+        log.info("collector started (pid %s)", self.collector.pid)
+        return None
+
+    def _supervise(self, now: float) -> None:
+        if self.collector.alive():
+            started = self.collector.started_at or now
+            if now - started >= STABLE_AFTER_S:
+                self.restart_backoff.reset()
+            return
+        code = self.collector.exit_code()
+        if code is not None:  # it was running and nobody stopped it
+            tail = self.collector.log_since(max(0, self.collector.log_mark() - 1500))
+            log.warning("collector exited with code %s; last output: %s", code, tail[-500:])
+            self.collector.forget()
+            self.metrics.restarts.inc()
+            self.next_restart_at = now + self.restart_backoff.next_delay()
+        if self.should_run() and now >= self.next_restart_at:
+            assert self.desired is not None
+            if self.applier.read_local() != self.desired.data:
+                self.applier.write(self.desired.data)
+            self._start_collector()
+
+    def sample(self) -> None:
+        pid = self.collector.pid
+        self.metrics.up.set(1 if pid is not None else 0)
+        self.metrics.observe_process(pid, process_usage(pid) if pid is not None else None)
+        if pid is not None:
+            self.applier.sample()
+
+    def _observe_page(self, page: CollectorPage) -> None:
+        self.metrics.observe_items(page.instance_id, dict(page.items))
+
+    def _update_info(self) -> None:
+        desired = self.desired
+        self.metrics.set_info(
+            AGENT_VERSION,
+            self.collector_version or "",
+            self.instance_id,
+            (desired.group if desired else None) or "",
+            (desired.revision if desired else None) or "",
+        )
+
+    # --- drift ----------------------------------------------------------------------------------------
+
+    def check_drift(self) -> None:
+        desired = self.desired
+        if desired is None:
+            return
+        local = self.applier.read_local()
+        if local == desired.data:
+            return
+        local_hash = config_hash(local) if local is not None else None
+        log.warning(
+            "drift: %s is %s, desired %s: restoring",
+            self.collector.config_path,
+            local_hash[:12] if local_hash else "deleted",
+            desired.hash[:12],
+        )
+        self.pending_drift = [
+            *self.pending_drift[-99:],
+            DriftEvent(at=_now(), local_hash=local_hash, desired_hash=desired.hash),
+        ]
+        self.applier.write(desired.data)
+        if self.should_run():
+            problem = self.applier.run()
+            if problem is not None:
+                log.error("collector unhealthy after restoring the desired config: %s", problem)
+
+    # --- server ---------------------------------------------------------------------------------------
+
+    def _retry_later(self, exc: ServerUnavailable) -> None:
+        delay = exc.retry_after if exc.retry_after is not None else self.server_backoff.next_delay()
+        log.warning("server unavailable (%s); retrying in %.1fs", exc, delay)
+        self.next_server_at = time.monotonic() + delay
+
+    def _forget_registration(self, why: str) -> None:
+        log.info("re-registering: %s", why)
+        self.agent_id = self.token = None
+        self.next_server_at = time.monotonic()
+
+    def server_cycle(self) -> None:
+        try:
+            if self.agent_id is None or self.token is None:
+                self.register()
+            assert self.agent_id is not None and self.token is not None
+            self.poll_config(self.agent_id, self.token)
+            self.report(self.agent_id, self.token)
+        except ServerUnavailable as exc:
+            self._retry_later(exc)
+            return
+        except ServerRefused as exc:
+            auth_lost = exc.code in ("unauthorized", "not_found") or exc.status == 401
+            if auth_lost and self.agent_id is not None:
+                self._forget_registration(str(exc))
+                return
+            # refused registration (bad enroll token, bad labels): keep trying, slowly
+            delay = self.server_backoff.next_delay()
+            log.error("server refused: %s; retrying in %.1fs", exc, delay)
+            self.next_server_at = time.monotonic() + delay
+            return
+        self.server_backoff.reset()
+        self.metrics.last_poll.set(time.time())
+        self.next_server_at = time.monotonic() + self.poll_interval
+
+    def register(self) -> None:
+        settings = self.settings
+        metrics_url = self.metrics_server.url if self.metrics_server is not None else None
+        response = self.client.register(
+            settings.enroll_token,
+            AgentRegistration(
+                instance_id=self.instance_id,
+                hostname=settings.hostname or socket.gethostname(),
+                platform=f"{platform.system().lower()}/{platform.machine()}",
+                agent_version=AGENT_VERSION,
+                collector_version=self.collector_version,
+                labels=settings.labels,
+                metrics_url=metrics_url,
+            ),
+        )
+        self.agent_id, self.token = response.agent_id, response.agent_token
+        self.server_poll_interval = response.poll_interval_s
+        log.info("registered as agent %s", self.agent_id)
+
+    def poll_config(self, agent_id: str, token: str) -> None:
+        try:
+            fetched = self.client.fetch_config(agent_id, token, self.etag)
+        except ServerRefused as exc:
+            if exc.code == "no_group":
+                if not self.no_group:
+                    log.info("no group matches this agent's labels; polling on")
+                self.no_group = True
+                return
+            if exc.code == "no_revision":
+                return
+            raise
+        self.no_group = False
+        if fetched is not None:
+            self.receive(fetched)
+
+    def receive(self, fetched: FetchedConfig) -> None:
+        new = StoredConfig(fetched.data, fetched.hash, fetched.revision, fetched.group)
+        self.state.save_last_received(new)
+        self.etag = new.hash
+        desired = self.desired
+        if desired is not None and new.hash == desired.hash:
+            # Same bytes (perhaps a new revision): never reload for an unchanged hash.
+            if (new.revision, new.group) != (desired.revision, desired.group):
+                self.desired = new
+                self.state.save_last_good(new)
+                self._update_info()
+            return
+        if new.hash == self.failed_hash:
+            return
+        log.info("applying config %s (revision %s)", new.hash[:12], new.revision)
+        outcome = self.applier.apply(new, desired, self.should_run())
+        result: ApplyResult
+        if outcome.ok:
+            self.desired = new
+            self.state.save_last_good(new)
+            self.failed_hash = None
+            self.state.save_failed_hash(None)
+            self.restart_backoff.reset()
+            result = ApplyResult(result="applied", config_hash=new.hash, revision=new.revision, at=_now())
+        else:
+            self.failed_hash = new.hash
+            self.state.save_failed_hash(new.hash)
+            error = (outcome.error or "apply failed")[-8000:]
+            result = ApplyResult(
+                result="failed", config_hash=new.hash, revision=new.revision, error=error, at=_now()
+            )
+        self.last_apply = result
+        self.metrics.applies.labels(result=result.result).inc()
+        self._update_info()
+
+    def status_report(self) -> StatusReport:
+        desired = self.desired
+        return StatusReport(
+            collector_state=self.collector_state(),
+            collector_pid=self.collector.pid,
+            effective_config_hash=desired.hash if desired else None,
+            effective_revision=desired.revision if desired else None,
+            last_apply=self.last_apply,
+            drift_events=list(self.pending_drift),
+            acks=list(self.pending_acks),
+            uptime_s=time.monotonic() - self.started,
+            stopped_by_operator=self.operator_stopped,
+        )
+
+    def report(self, agent_id: str, token: str) -> None:
+        report = self.status_report()
+        response = self.client.post_status(agent_id, token, report)
+        # delivered: drop what was reported
+        self.pending_drift = self.pending_drift[len(report.drift_events) :]
+        self.pending_acks = self.pending_acks[len(report.acks) :]
+        if response.poll_interval_s > 0:
+            self.server_poll_interval = response.poll_interval_s
+        for command in response.commands:
+            if command.id in self.seen_commands:
+                continue
+            self.seen_commands.add(command.id)
+            self.pending_acks.append(self.execute(command))
+        if self.shutdown_requested:  # deliver the shutdown's ack before leaving
+            final = self.status_report()
+            self.client.post_status(agent_id, token, final)
+            self.pending_acks = []
+
+    # --- commands -------------------------------------------------------------------------------------
+
+    def execute(self, command: Command) -> CommandAck:
+        log.info("command %s: %s", command.id, command.action)
+        action = command.action
+        if action == "stop":
+            self.operator_stopped = True
+            self.state.set_operator_stopped(True)
+            self.collector.stop(self.settings.stop_timeout_s)
+            return CommandAck(id=command.id, result="done")
+        if action == "shutdown":
+            self.collector.stop(self.settings.stop_timeout_s)
+            self.shutdown_requested = True
+            return CommandAck(id=command.id, result="done")
+        # start, restart
+        self.operator_stopped = False
+        self.state.set_operator_stopped(False)
+        if self.desired is None:
+            return CommandAck(id=command.id, result="failed", error="no config received yet: nothing to run")
+        if action == "restart":
+            self.collector.stop(self.settings.stop_timeout_s)
+        elif self.collector.alive():
+            return CommandAck(id=command.id, result="done")
+        if self.applier.read_local() != self.desired.data:
+            self.applier.write(self.desired.data)
+        problem = self.applier.run()
+        if problem is not None:
+            return CommandAck(id=command.id, result="failed", error=problem[-4000:])
+        return CommandAck(id=command.id, result="done")

@@ -1,0 +1,161 @@
+"""`ctrltower agent`: run the agent that supervises one collector. Needs only the base dependencies."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from ctrltower import exit_codes
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: str) -> float:
+    """'15s', '500ms', '1m', '2' (seconds) -> seconds."""
+    match = _DURATION.match(value)
+    if match is None or float(match[1]) <= 0:
+        raise ValueError(f"not a positive duration: {value!r} (e.g. 15s, 500ms, 1m)")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def parse_labels(value: str) -> dict[str, str]:
+    """'k=v,k2=v2' -> {'k': 'v', 'k2': 'v2'}."""
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        key, sep, val = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"label {part!r} is not KEY=VALUE")
+        labels[key.strip()] = val.strip()
+    return labels
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not HOST:PORT: {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Parameter, str | None], object]:
+    """An option callback that turns fn's ValueError into click's usage error (exit 2)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+        if value is None:
+            return None
+        try:
+            return fn(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from exc
+
+    return callback
+
+
+@click.command("agent")
+@click.option("--server", required=True, envvar="CTRLTOWER_SERVER", help="Control plane base URL.")
+@click.option(
+    "--enroll-token", required=True, envvar="CTRLTOWER_ENROLL_TOKEN", help="Enroll token (or env var)."
+)
+@click.option(
+    "--collector",
+    "collector",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The otelcol binary to run.",
+)
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Config path.")
+@click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--labels", default="", metavar="labels", callback=_convert(parse_labels), help="k=v,k2=v2")
+@click.option(
+    "--metrics-listen",
+    default=None,
+    metavar="HOST:PORT",
+    callback=_convert(parse_listen),
+    help="Serve /metrics here.",
+)
+@click.option(
+    "--poll-interval",
+    default=None,
+    metavar="duration",
+    callback=_convert(parse_duration),
+    help="e.g. 15s; default: the server's.",
+)
+@click.option("--telemetry-port", default=None, type=click.IntRange(1, 65535), help="Collector metrics port.")
+@click.option(
+    "--health-timeout",
+    default="15s",
+    metavar="duration",
+    callback=_convert(parse_duration),
+    show_default=True,
+)
+@click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def agent(
+    server: str,
+    enroll_token: str,
+    collector: Path,
+    config_path: Path,
+    state_dir: Path,
+    labels: dict[str, str],
+    metrics_listen: tuple[str, int] | None,
+    poll_interval: float | None,
+    telemetry_port: int | None,
+    health_timeout: float,
+    hostname: str | None,
+    verbose: bool,
+) -> None:
+    """Run the agent: pull configs, run and supervise the collector, report status.
+
+    Exits 0 on SIGTERM/SIGINT or a `shutdown` command (the collector is stopped first), 2 on bad
+    options. It never exits because the server is away.
+    """
+    from prometheus_client import CollectorRegistry
+    from pydantic import ValidationError
+
+    from agent.runner import Agent
+    from agent.settings import AgentSettings
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = AgentSettings(
+            server=server,
+            enroll_token=enroll_token,
+            collector=collector.resolve(),
+            config_path=config_path.absolute(),
+            state_dir=state_dir.absolute(),
+            labels=labels,
+            metrics_host=metrics_listen[0] if metrics_listen else "127.0.0.1",
+            metrics_port=metrics_listen[1] if metrics_listen else None,
+            poll_interval_s=poll_interval,
+            telemetry_port=telemetry_port,
+            health_timeout_s=health_timeout,
+            hostname=hostname,
+        )
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        runner = Agent(settings, CollectorRegistry())
+    except OSError as exc:
+        click.echo(f"ctrltower agent: {exc}", err=True)
+        sys.exit(exit_codes.USAGE)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    runner.run(stop)
+    sys.exit(exit_codes.OK)
