@@ -294,6 +294,84 @@ class TokenCreated(FrozenModel):
     secret: str = Field(description="shown once; stored only as a hash")
 
 
+# --- control API: list and detail views (added by the server part) ----------------------------------
+
+
+class RevisionDetail(FrozenModel):
+    revision: RevisionSummary
+    source: str | None = None
+    published_by: str | None = None
+    previous_commit_sha: str | None = None
+    group_configs: list[GroupRevision]
+    pipelines: list[str]
+
+
+class RevisionList(FrozenModel):
+    items: list[RevisionSummary]
+    page: Page
+
+
+class GroupView(FrozenModel):
+    """A group as the current revision defines it."""
+
+    name: str
+    selector: dict[str, str]
+    priority: int
+    config_hash: str
+    revision: str
+    pipelines: list[str]
+    agents: int = Field(default=0, description="agents resolved to this group")
+
+
+class GroupHistoryEntry(FrozenModel):
+    """One publication that changed the group's rendered config (or added/removed the group)."""
+
+    commit_sha: str
+    published_at: datetime
+    config_hash: str | None = Field(description="null: the group did not exist in that revision")
+    message: str | None = None
+
+
+class GroupDetail(FrozenModel):
+    group: GroupView
+    config: str
+    history: list[GroupHistoryEntry]
+    diff: str | None = Field(default=None, description="unified diff for ?diff=SHA1..SHA2")
+
+
+class GroupList(FrozenModel):
+    items: list[GroupView]
+    revision: str | None
+
+
+class PipelineList(FrozenModel):
+    items: list[PipelineGraph]
+    revision: str | None
+
+
+class ReconcileRunList(FrozenModel):
+    items: list[ReconcileRunView]
+    page: Page
+
+
+class AuditList(FrozenModel):
+    items: list[AuditEntry]
+    page: Page
+
+
+class AgentEventList(FrozenModel):
+    items: list[AgentEvent]
+    page: Page
+
+
+class CommandList(FrozenModel):
+    items: list[CommandView]
+
+
+class TokenList(FrozenModel):
+    items: list[TokenView]
+
+
 __all__ = [
     "HEADER_CONFIG_HASH",
     "HEADER_GROUP",

@@ -1,0 +1,121 @@
+"""The HTTP APIs: `agent` (/api/agent/v1) and `control` (/api/v1), plus request helpers.
+
+`doc(...)` attaches what the OpenAPI generator (webui/openapi.py) needs to a view: summary, request body
+model, response model, query parameters and the error statuses it can answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from webui.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    type: str  # "string" | "integer" | "number"
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    enum: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ApiDoc:
+    summary: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    query: tuple[QueryParam, ...] = ()
+    errors: tuple[int, ...] = ()
+    status: int = 200
+    response_media: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def doc(
+    summary: str,
+    *,
+    body: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    query: tuple[QueryParam, ...] = (),
+    errors: tuple[int, ...] = (),
+    status: int = 200,
+    response_media: str = "application/json",
+) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        view.api_doc = ApiDoc(summary, body, response, query, errors, status, response_media)  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def parse_body(model: type[M]) -> M:
+    """The request's JSON body as `model`: 400 bad_json for malformed JSON, 422 for schema errors."""
+    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: 413 past the limit
+    if not raw:
+        raise ApiError("a JSON request body is required", code="bad_json")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"malformed JSON: {exc}", code="bad_json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise ApiError(
+            f"invalid {model.__name__}: {exc.error_count()} error(s)",
+            code="validation_error",
+            status=422,
+            details=details,
+        ) from None
+
+
+def query_int(name: str, default: int, *, minimum: int = 0, maximum: int = 10_000) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"query parameter {name!r} must be an integer", details={name: raw}) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(
+            f"query parameter {name!r} must be between {minimum} and {maximum}", details={name: raw}
+        )
+    return value
+
+
+def query_float(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(f"query parameter {name!r} must be a number", details={name: raw}) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(f"query parameter {name!r} must be finite", details={name: raw})
+    return value
+
+
+def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise ApiError(f"query parameter {name!r} must be one of {', '.join(choices)}", details={name: raw})
+    return raw
+
+
+LIMIT = QueryParam("limit", "integer", "page size", 1, 1000)
+OFFSET = QueryParam("offset", "integer", "rows to skip", 0, 10_000_000)

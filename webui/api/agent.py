@@ -1,0 +1,177 @@
+"""The agent API (/api/agent/v1): registration, config pull with ETag/304, status reports.
+
+The config endpoint is the hot path (every agent polls it every few seconds): per worker, `ConfigCache`
+keeps each agent's token hash and group and each group's (hash, body) of the current revision; one
+SQLite read of two counters per request tells whether a publish or a re-registration happened since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, current_app, request
+
+from schemas.api import (
+    HEADER_CONFIG_HASH,
+    HEADER_GROUP,
+    HEADER_REVISION,
+    AgentRegistration,
+    RegistrationResponse,
+    StatusReport,
+    StatusResponse,
+)
+from webui.api import doc, parse_body
+from webui.auth import bearer_token, require_role
+from webui.errors import NotFound, Unauthorized, json_response
+from webui.store import ServedConfig, Store, get_store
+from webui.store.agents import AgentAuth
+
+bp = Blueprint("agent_api", __name__)
+CACHE_KEY = "ctrltower.config_cache"
+
+
+class ConfigCache:
+    """Per-worker cache of agent auth and served configs, keyed by the store's change counters."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._counters: tuple[int, int] | None = None
+        self._agents: dict[str, AgentAuth] = {}
+        self._configs: dict[str, ServedConfig | None] = {}
+
+    def _check(self) -> None:
+        counters = self.store.counters()
+        if counters != self._counters:
+            with self._lock:
+                if counters != self._counters:
+                    self._agents = {}
+                    self._configs = {}
+                    self._counters = counters
+
+    def agent(self, agent_id: str) -> AgentAuth | None:
+        self._check()
+        auth = self._agents.get(agent_id)
+        if auth is None:
+            auth = self.store.agent_auth(agent_id)
+            if auth is not None and len(self._agents) < 200_000:
+                self._agents[agent_id] = auth
+        return auth
+
+    def config(self, group: str) -> ServedConfig | None:
+        if group in self._configs:
+            return self._configs[group]
+        served = self.store.served_config(group)
+        self._configs[group] = served
+        return served
+
+
+@dataclass(frozen=True)
+class ConfigAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _cache() -> ConfigCache:
+    cache = current_app.extensions.get(CACHE_KEY)
+    if cache is None:
+        cache = current_app.extensions[CACHE_KEY] = ConfigCache(get_store())
+    assert isinstance(cache, ConfigCache)
+    return cache
+
+
+def check_agent(cache: ConfigCache, agent_id: str, token: str | None) -> AgentAuth:
+    """The agent, if `token` is its current token: else 401 unauthorized or 404 not_found."""
+    if not token:
+        raise Unauthorized("this agent's bearer token is required")
+    auth = cache.agent(agent_id)
+    if auth is None:
+        raise NotFound(f"no agent {agent_id!r}: register again", details={"agent_id": agent_id})
+    digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    if not hmac.compare_digest(digest, auth.token_hash):
+        raise Unauthorized("token is not this agent's current token: register again")
+    return auth
+
+
+def etag_matches(if_none_match: str | None, config_hash: str) -> bool:
+    if not if_none_match:
+        return False
+    for part in if_none_match.split(","):
+        tag = part.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == "*" or tag.strip('"') == config_hash:
+            return True
+    return False
+
+
+def config_answer(
+    cache: ConfigCache, agent_id: str, token: str | None, if_none_match: str | None
+) -> ConfigAnswer:
+    """The whole config endpoint as a function (raises ApiError for 401/404)."""
+    auth = check_agent(cache, agent_id, token)
+    served = None if auth.group is None else cache.config(auth.group)
+    if served is None:
+        if cache.store.current_revision() is None:
+            raise NotFound("nothing has been published yet", code="no_revision")
+        raise NotFound(
+            "this agent's labels match no group of the current revision",
+            code="no_group",
+            details={"agent_id": agent_id},
+        )
+    headers = {
+        "ETag": f'"{served.config_hash}"',
+        HEADER_REVISION: served.revision,
+        HEADER_GROUP: served.group,
+        HEADER_CONFIG_HASH: served.config_hash,
+        "Cache-Control": "no-cache",
+    }
+    if etag_matches(if_none_match, served.config_hash):
+        return ConfigAnswer(304, headers, b"")
+    return ConfigAnswer(200, headers, served.body)
+
+
+@bp.post("/agents")
+@require_role("enroll")
+@doc(
+    "Register an agent (enroll token); the same instance_id again updates it and issues a new token",
+    body=AgentRegistration,
+    response=RegistrationResponse,
+    errors=(400, 401, 403, 413, 422),
+)
+def register() -> Response:
+    reg = parse_body(AgentRegistration)
+    return json_response(get_store().register_agent(reg))
+
+
+@bp.get("/agents/<agent_id>/config")
+@doc(
+    "The agent's rendered collector config (text/yaml) with ETag; 304 on If-None-Match",
+    response_media="text/yaml",
+    errors=(304, 401, 404),
+)
+def get_config(agent_id: str) -> Response:
+    answer = config_answer(_cache(), agent_id, bearer_token(), request.headers.get("If-None-Match"))
+    resp = Response(answer.body, status=answer.status, headers=answer.headers)
+    if answer.status == 200:
+        resp.mimetype = "text/yaml"
+    return resp
+
+
+@bp.post("/agents/<agent_id>/status")
+@doc(
+    "Report collector state, applies, drift and command acks; answers pending commands",
+    body=StatusReport,
+    response=StatusResponse,
+    errors=(400, 401, 404, 413, 422),
+)
+def post_status(agent_id: str) -> Response:
+    store = get_store()
+    check_agent(_cache(), agent_id, bearer_token())
+    report = parse_body(StatusReport)
+    commands = store.report_status(agent_id, report)
+    return json_response(StatusResponse(commands=commands, poll_interval_s=store.poll_interval_s))

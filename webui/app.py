@@ -1,0 +1,141 @@
+"""The Flask application factory: `create_app(settings)` builds one app (one per worker process).
+
+It registers the agent API (/api/agent/v1), the control API (/api/v1), the OpenAPI document
+(/api/openapi.json) and, when their modules exist, the metrics API (`webui.metrics.api:bp` at
+/api/v1/metrics) and the web UI (`webui.ui.views:bp` at /). No module-level state: the store, the config
+cache and the settings live on the app (`app.extensions["ctrltower"]`, `app.config["CTRLTOWER_SETTINGS"]`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response
+
+from webui.api import agent as agent_api
+from webui.api import control as control_api
+from webui.api import revisions as revisions_api
+from webui.errors import json_response, register_error_handlers
+from webui.openapi import openapi_document
+from webui.settings import ServerSettings
+from webui.store import EXTENSION_KEY, Store
+from webui.store.base import Clock, ScrapeHealth
+
+log = logging.getLogger(__name__)
+SETTINGS_KEY = "CTRLTOWER_SETTINGS"
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    scrape_failing: ScrapeHealth | None = None,
+) -> Flask:
+    """Build the app. `store`, `clock` and `scrape_failing` are injectable for tests."""
+    app = Flask("webui", static_folder=None)
+    app.config[SETTINGS_KEY] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.secret_key = settings.secret_key or _secret_key(settings.data_dir)
+    if scrape_failing is None and settings.metrics:
+        scrape_failing = _metrics_scrape_health(settings)
+    if store is None:
+        store = Store.from_settings(settings, clock=clock or time.time, scrape_failing=scrape_failing)
+    app.extensions[EXTENSION_KEY] = store
+    app.extensions[agent_api.CACHE_KEY] = agent_api.ConfigCache(store)
+    register_error_handlers(app)
+
+    app.register_blueprint(agent_api.bp, url_prefix="/api/agent/v1")
+    app.register_blueprint(control_api.bp, url_prefix="/api/v1")
+    app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
+    app.register_blueprint(_meta_blueprint(), url_prefix="/api")
+    metrics_bp = _optional_blueprint("webui.metrics.api") if settings.metrics else None
+    if metrics_bp is not None:
+        app.register_blueprint(metrics_bp, url_prefix="/api/v1/metrics")
+    ui_bp = _optional_blueprint("webui.ui.views") if settings.ui else None
+    if ui_bp is not None:
+        app.register_blueprint(ui_bp)
+    return app
+
+
+def _meta_blueprint() -> Blueprint:
+    bp = Blueprint("meta_api", __name__)
+
+    @bp.get("/health")
+    def health() -> Response:
+        """Liveness and readiness: the database answers. No auth."""
+        from webui.store import get_store
+
+        get_store().counters()
+        return json_response({"status": "ok"})
+
+    @bp.get("/openapi.json")
+    def openapi() -> Response:
+        """The OpenAPI 3.1 document of every /api route. No auth."""
+        from flask import current_app
+
+        return json_response(openapi_document(current_app))
+
+    health.api_doc_public = True  # type: ignore[attr-defined]
+    openapi.api_doc_public = True  # type: ignore[attr-defined]
+    return bp
+
+
+def _optional_blueprint(module_name: str) -> Blueprint | None:
+    """`module_name:bp` if that module exists (another part's), else None. Import errors inside it raise."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            return None
+        raise
+    bp = getattr(module, "bp", None)
+    return bp if isinstance(bp, Blueprint) else None
+
+
+def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth | None:
+    """Adapter to the metrics part's scrape health, if it provides one.
+
+    Contract: `webui.metrics.client.failing_agents(settings) -> Collection[str]` (ids of agents whose
+    scrapes fail); it should answer fast and raise (or return empty) when the metrics process is down.
+    """
+    try:
+        module = importlib.import_module("webui.metrics.client")
+    except ModuleNotFoundError:
+        return None
+    func: Any = getattr(module, "failing_agents", None)
+    if func is None:
+        return None
+
+    def failing() -> Collection[str]:
+        result = func(settings)
+        return set(result)
+
+    return failing
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The Flask session key, shared by all workers through DATA_DIR/secret.key (created 0600)."""
+    path = data_dir / "secret.key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be writing it right now
+            text = path.read_text().strip()
+            if text:
+                return text
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty") from None
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

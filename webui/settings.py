@@ -1,0 +1,49 @@
+"""Server settings: one frozen model, built once by the entry point (CLI or tests) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServerSettings(BaseModel):
+    """Everything `ctrltower server` needs. No environment lookups below this object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=2, ge=1, le=64, description="granian worker processes")
+    threads: int = Field(default=4, ge=1, le=64, description="blocking threads per worker")
+    poll_interval_s: float = Field(default=15.0, gt=0, description="what agents are told to poll at")
+    offline_after_intervals: float = Field(
+        default=3.0, gt=0, description="silence that makes an agent offline"
+    )
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="request body limit")
+    metrics: bool = Field(
+        default=True, description="mount webui.metrics.api and start the metrics process, if they exist"
+    )
+    ui: bool = Field(default=True, description="mount the web UI (webui.ui.views), if it exists")
+    secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "state.db"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def enroll_token_path(self) -> Path:
+        return self.data_dir / "enroll.token"
+
+    @property
+    def metrics_socket(self) -> Path:
+        return self.data_dir / "metrics.sock"
+
+    @property
+    def offline_after_s(self) -> float:
+        return self.poll_interval_s * self.offline_after_intervals

@@ -1,0 +1,386 @@
+"""Agents: registration, status reports, the fleet list with sync and run status, events."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.api import (
+    AgentEvent,
+    AgentEventList,
+    AgentList,
+    AgentRegistration,
+    AgentView,
+    ApplyResult,
+    Command,
+    Page,
+    RegistrationResponse,
+    StatusReport,
+)
+from webui.errors import NotFound
+from webui.store.base import StoreBase, dt, dt_req, dumps, loads, ts
+from webui.store.groups import resolve_group
+from webui.store.tokens import hash_secret
+
+AGENT_TOKEN_PREFIX = "cta_"
+EVENT_KINDS = ("registered", "applied", "apply_failed", "drift", "command", "command_ack", "state")
+
+
+@dataclass(frozen=True)
+class AgentAuth:
+    """What the config endpoint needs to know about an agent (cached per worker)."""
+
+    agent_id: str
+    token_hash: str
+    group: str | None
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    group: str | None = None
+    status: str | None = None
+    sync_status: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    search: str | None = None  # substring of hostname or id
+
+
+# One query computes each agent's desired hash, sync status and run status, so filters, counts and
+# pagination all happen in SQL (10,000+ agents on the fleet page).
+_AGENT_VIEW_SQL = """
+WITH cur AS (SELECT commit_sha FROM publications ORDER BY seq DESC LIMIT 1),
+g AS (SELECT name, config_hash FROM revision_groups WHERE commit_sha = (SELECT commit_sha FROM cur))
+SELECT a.*, g.config_hash AS desired_hash,
+  CASE WHEN g.name IS NULL THEN NULL ELSE (SELECT commit_sha FROM cur) END AS desired_revision,
+  CASE
+    WHEN g.name IS NULL THEN 'NoGroup'
+    WHEN a.last_apply_result = 'failed' AND a.last_apply_hash = g.config_hash THEN 'ApplyFailed'
+    WHEN a.last_drift_at IS NOT NULL AND (a.last_apply_at IS NULL OR a.last_drift_at > a.last_apply_at)
+      THEN 'Drifted'
+    WHEN a.reported_hash = g.config_hash THEN 'Synced'
+    ELSE 'OutOfSync'
+  END AS sync_status,
+  CASE
+    WHEN a.last_seen IS NULL OR a.last_seen < :cutoff THEN 'offline'
+    WHEN a.id IN (SELECT value FROM json_each(:failing)) THEN 'degraded'
+    ELSE 'online'
+  END AS status
+FROM agents a LEFT JOIN g ON g.name = a.group_name
+"""
+
+
+class AgentsMixin(StoreBase):
+    # --- agent API ------------------------------------------------------------------------------------
+
+    def register_agent(self, reg: AgentRegistration) -> RegistrationResponse:
+        """Create or update the agent with this instance_id; always issue a fresh token."""
+        now = self.clock()
+        secret = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token_hash = hash_secret(secret)
+        with self.db.write() as conn:
+            selectors = self.current_selectors(conn)
+            group = resolve_group(reg.labels, selectors)
+            row = conn.execute("SELECT id FROM agents WHERE instance_id = ?", (reg.instance_id,)).fetchone()
+            fields = (
+                reg.hostname,
+                reg.platform,
+                reg.agent_version,
+                reg.collector_version,
+                dumps(reg.labels),
+                reg.metrics_url,
+                group,
+                token_hash,
+                now,
+            )
+            if row is None:
+                agent_id = "ag_" + secrets.token_hex(8)
+                conn.execute(
+                    "INSERT INTO agents (hostname, platform, agent_version, collector_version, labels,"
+                    " metrics_url, group_name, token_hash, last_seen, id, instance_id, registered_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*fields, agent_id, reg.instance_id, now),
+                )
+            else:
+                agent_id = str(row["id"])
+                conn.execute(
+                    "UPDATE agents SET hostname=?, platform=?, agent_version=?, collector_version=?,"
+                    " labels=?, metrics_url=?, group_name=?, token_hash=?, last_seen=? WHERE id=?",
+                    (*fields, agent_id),
+                )
+                self._bump(conn, agents=True)  # the old token is revoked: drop cached auth
+            self._event(
+                conn, agent_id, now, "registered", None, None, {"hostname": reg.hostname, "group": group}
+            )
+        return RegistrationResponse(
+            agent_id=agent_id, agent_token=secret, poll_interval_s=self.poll_interval_s
+        )
+
+    def agent_auth(self, agent_id: str) -> AgentAuth | None:
+        row = (
+            self.db.conn()
+            .execute("SELECT token_hash, group_name FROM agents WHERE id = ?", (agent_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return AgentAuth(agent_id, str(row[0]), row[1])
+
+    def report_status(self, agent_id: str, report: StatusReport) -> list[Command]:
+        """Record a status report; return the commands the agent has not acknowledged yet."""
+        now = self.clock()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no agent {agent_id!r}: register again", details={"agent_id": agent_id})
+            if row["run_state"] != report.collector_state:
+                self._event(
+                    conn,
+                    agent_id,
+                    now,
+                    "state",
+                    report.effective_revision,
+                    report.effective_config_hash,
+                    {"from": row["run_state"], "to": report.collector_state},
+                )
+            apply_cols: tuple[Any, ...] = (
+                row["last_apply"],
+                row["last_apply_result"],
+                row["last_apply_hash"],
+                row["last_apply_at"],
+            )
+            if report.last_apply is not None:
+                la = report.last_apply
+                apply_json = la.model_dump_json()
+                if apply_json != row["last_apply"]:
+                    kind = "applied" if la.result == "applied" else "apply_failed"
+                    detail = {"error": la.error} if la.error else None
+                    self._event(conn, agent_id, ts(la.at) or now, kind, la.revision, la.config_hash, detail)
+                apply_cols = (apply_json, la.result, la.config_hash, ts(la.at))
+            drift_at = row["last_drift_at"]
+            for d in report.drift_events:
+                at = ts(d.at) or now
+                self._event(conn, agent_id, at, "drift", None, d.desired_hash, {"local_hash": d.local_hash})
+                drift_at = at if drift_at is None else max(drift_at, at)
+            for ack in report.acks:
+                cur = conn.execute(
+                    "UPDATE commands SET state = ?, acked_at = ?, error = ?"
+                    " WHERE id = ? AND agent_id = ? AND state IN ('queued', 'delivered')",
+                    (ack.result, now, ack.error, ack.id, agent_id),
+                )
+                if cur.rowcount:
+                    self._event(
+                        conn,
+                        agent_id,
+                        now,
+                        "command_ack",
+                        None,
+                        None,
+                        {"command_id": ack.id, "result": ack.result, "error": ack.error},
+                    )
+            conn.execute(
+                "UPDATE agents SET last_seen=?, run_state=?, collector_pid=?, reported_hash=?,"
+                " effective_revision=?, uptime_s=?, stopped_by_operator=?, last_apply=?,"
+                " last_apply_result=?, last_apply_hash=?, last_apply_at=?, last_drift_at=? WHERE id=?",
+                (
+                    now,
+                    report.collector_state,
+                    report.collector_pid,
+                    report.effective_config_hash,
+                    report.effective_revision,
+                    report.uptime_s,
+                    int(report.stopped_by_operator),
+                    *apply_cols,
+                    drift_at,
+                    agent_id,
+                ),
+            )
+            pending = conn.execute(
+                "SELECT id, action, issued_at FROM commands WHERE agent_id = ? AND state IN"
+                " ('queued', 'delivered') ORDER BY id",
+                (agent_id,),
+            ).fetchall()
+            conn.execute(
+                "UPDATE commands SET state = 'delivered', delivered_at = ?"
+                " WHERE agent_id = ? AND state = 'queued'",
+                (now, agent_id),
+            )
+        return [Command(id=r["id"], action=r["action"], issued_at=dt_req(r["issued_at"])) for r in pending]
+
+    @staticmethod
+    def _event(
+        conn: sqlite3.Connection,
+        agent_id: str,
+        at: float,
+        kind: str,
+        revision: str | None,
+        config_hash: str | None,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO agent_events (agent_id, at, kind, revision, config_hash, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (agent_id, at, kind, revision, config_hash, None if detail is None else dumps(detail)),
+        )
+
+    # --- control API ----------------------------------------------------------------------------------
+
+    def _view_params(self) -> dict[str, Any]:
+        return {"cutoff": self.clock() - self.offline_after_s, "failing": json.dumps(self._failing_agents())}
+
+    @staticmethod
+    def _filter_sql(f: AgentFilter, *, with_status: bool) -> tuple[str, dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if f.group is not None:
+            clauses.append("group_name = :group")
+            params["group"] = f.group
+        if with_status and f.status is not None:
+            clauses.append("status = :status")
+            params["status"] = f.status
+        if f.sync_status is not None:
+            clauses.append("sync_status = :sync")
+            params["sync"] = f.sync_status
+        for i, (key, value) in enumerate(f.labels):
+            clauses.append(f"json_extract(labels, :lk{i}) = :lv{i}")
+            params[f"lk{i}"] = '$."' + key.replace('"', "") + '"'
+            params[f"lv{i}"] = value
+        if f.search:
+            clauses.append("(instr(hostname, :q) > 0 OR instr(id, :q) > 0 OR instr(instance_id, :q) > 0)")
+            params["q"] = f.search
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def list_agents(
+        self,
+        f: AgentFilter | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        sort: str = "hostname",
+    ) -> AgentList:
+        """Agents matching the filter, a page of them, and counts per status and per sync status.
+
+        `counts` is computed over every filter except `status` itself, so a UI can show all tabs.
+        """
+        f = f or AgentFilter()
+        order = {
+            "hostname": "hostname, id",
+            "last_seen": "last_seen DESC, id",
+            "registered": "registered_at DESC, id",
+            "group": "group_name, hostname, id",
+        }.get(sort, "hostname, id")
+        params = self._view_params()
+        where, fparams = self._filter_sql(f, with_status=True)
+        cwhere, cparams = self._filter_sql(f, with_status=False)
+        with self.db.read() as conn:
+            base = f"SELECT * FROM ({_AGENT_VIEW_SQL})"
+            total = int(
+                conn.execute(f"SELECT COUNT(*) FROM ({base}{where})", {**params, **fparams}).fetchone()[0]
+            )
+            rows = conn.execute(
+                f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
+                {**params, **fparams, "limit": limit, "offset": offset},
+            ).fetchall()
+            counts: dict[str, int] = {"online": 0, "degraded": 0, "offline": 0}
+            for r in conn.execute(
+                f"SELECT status, sync_status, COUNT(*) FROM ({base}{cwhere}) GROUP BY status, sync_status",
+                {**params, **cparams},
+            ):
+                counts[r[0]] = counts.get(r[0], 0) + int(r[2])
+                counts[r[1]] = counts.get(r[1], 0) + int(r[2])
+        return AgentList(
+            items=[self._agent_view(r) for r in rows],
+            page=Page(total=total, limit=limit, offset=offset),
+            counts=counts,
+        )
+
+    def get_agent(self, agent_id: str) -> AgentView:
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"SELECT * FROM ({_AGENT_VIEW_SQL}) WHERE id = :id", {**self._view_params(), "id": agent_id}
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+        return self._agent_view(row)
+
+    def get_agents(self, ids: list[str]) -> list[AgentView]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM ({_AGENT_VIEW_SQL}) WHERE id IN (SELECT value FROM json_each(:ids))",
+                {**self._view_params(), "ids": json.dumps(ids)},
+            ).fetchall()
+        return [self._agent_view(r) for r in rows]
+
+    @staticmethod
+    def _agent_view(r: sqlite3.Row) -> AgentView:
+        last_apply = None if r["last_apply"] is None else ApplyResult.model_validate_json(r["last_apply"])
+        return AgentView(
+            id=r["id"],
+            instance_id=r["instance_id"],
+            hostname=r["hostname"],
+            platform=r["platform"],
+            agent_version=r["agent_version"],
+            collector_version=r["collector_version"],
+            labels=loads(r["labels"]),
+            metrics_url=r["metrics_url"],
+            group=r["group_name"],
+            desired_revision=r["desired_revision"],
+            desired_hash=r["desired_hash"],
+            reported_hash=r["reported_hash"],
+            effective_revision=r["effective_revision"],
+            sync_status=r["sync_status"],
+            run_state=r["run_state"],
+            status=r["status"],
+            last_seen=dt(r["last_seen"]),
+            registered_at=dt_req(r["registered_at"]),
+            last_apply=last_apply,
+            stopped_by_operator=bool(r["stopped_by_operator"]),
+        )
+
+    def agent_events(
+        self,
+        agent_id: str,
+        *,
+        kinds: list[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> AgentEventList:
+        """Events of one agent, newest first; `since`/`until` are unix seconds (inclusive)."""
+        clauses = ["agent_id = ?"]
+        args: list[Any] = [agent_id]
+        if kinds:
+            clauses.append("kind IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(kinds))
+        if since is not None:
+            clauses.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("at <= ?")
+            args.append(until)
+        where = " WHERE " + " AND ".join(clauses)
+        with self.db.read() as conn:
+            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
+                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            total = int(conn.execute("SELECT COUNT(*) FROM agent_events" + where, args).fetchone()[0])
+            rows = conn.execute(
+                "SELECT * FROM agent_events" + where + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return AgentEventList(
+            items=[
+                AgentEvent(
+                    id=r["id"],
+                    agent_id=r["agent_id"],
+                    at=dt_req(r["at"]),
+                    kind=r["kind"],
+                    revision=r["revision"],
+                    config_hash=r["config_hash"],
+                    detail=loads(r["detail"]),
+                )
+                for r in rows
+            ],
+            page=Page(total=total, limit=limit, offset=offset),
+        )

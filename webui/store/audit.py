@@ -1,0 +1,109 @@
+"""The audit log (who did what, when) and the reconciler's run reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from schemas.api import AuditEntry, AuditList, Page, ReconcileRunList, ReconcileRunReport, ReconcileRunView
+from schemas.diagnostics import Diagnostic
+from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+
+_DIAGS = TypeAdapter(list[Diagnostic])
+
+
+class AuditMixin(StoreBase):
+    def audit(
+        self, actor: str, role: str, action: str, target: str | None, detail: dict[str, Any] | None
+    ) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.clock(), actor, role, action, target, None if detail is None else dumps(detail)),
+            )
+
+    def list_audit(
+        self, *, limit: int = 100, offset: int = 0, action: str | None = None, target: str | None = None
+    ) -> AuditList:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if action:
+            clauses.append("action = ?")
+            args.append(action)
+        if target:
+            clauses.append("target = ?")
+            args.append(target)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self.db.read() as conn:
+            total = int(conn.execute("SELECT COUNT(*) FROM audit" + where, args).fetchone()[0])
+            rows = conn.execute(
+                "SELECT * FROM audit" + where + " ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset]
+            ).fetchall()
+        items = [
+            AuditEntry(
+                id=r["id"],
+                at=dt_req(r["at"]),
+                actor=r["actor"],
+                role=r["role"],
+                action=r["action"],
+                target=r["target"],
+                detail=loads(r["detail"]),
+            )
+            for r in rows
+        ]
+        return AuditList(items=items, page=Page(total=total, limit=limit, offset=offset))
+
+    def add_reconcile_run(self, run: ReconcileRunReport) -> ReconcileRunView:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT INTO reconcile_runs (started_at, finished_at, source, ref, commit_sha, outcome,"
+                " diagnostics, timings, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ts(run.started_at),
+                    ts(run.finished_at),
+                    run.source,
+                    run.ref,
+                    run.commit_sha,
+                    run.outcome,
+                    _DIAGS.dump_json(run.diagnostics).decode(),
+                    dumps(run.timings_s),
+                    run.error,
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+        return ReconcileRunView(
+            id=run_id,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            source=run.source,
+            ref=run.ref,
+            commit_sha=run.commit_sha,
+            outcome=run.outcome,
+            diagnostics=run.diagnostics,
+            timings_s=run.timings_s,
+            error=run.error,
+        )
+
+    def list_reconcile_runs(self, *, limit: int = 50, offset: int = 0) -> ReconcileRunList:
+        with self.db.read() as conn:
+            total = int(conn.execute("SELECT COUNT(*) FROM reconcile_runs").fetchone()[0])
+            rows = conn.execute(
+                "SELECT * FROM reconcile_runs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
+        items = [
+            ReconcileRunView(
+                id=r["id"],
+                started_at=dt_req(r["started_at"]),
+                finished_at=dt_req(r["finished_at"]),
+                source=r["source"],
+                ref=r["ref"],
+                commit_sha=r["commit_sha"],
+                outcome=r["outcome"],
+                diagnostics=_DIAGS.validate_json(r["diagnostics"]),
+                timings_s=loads(r["timings"]),
+                error=r["error"],
+            )
+            for r in rows
+        ]
+        return ReconcileRunList(items=items, page=Page(total=total, limit=limit, offset=offset))

@@ -1,0 +1,93 @@
+"""Shared pieces of the store: the base class holding the database and clock, time and JSON helpers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from webui.store.db import Database
+from webui.store.groups import GroupSelector
+
+Clock = Callable[[], float]
+# Returns the ids of agents whose metrics scrapes are failing (the metrics process knows).
+ScrapeHealth = Callable[[], Collection[str]]
+
+
+class StoreBase:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        poll_interval_s: float,
+        offline_after_s: float,
+        scrape_failing: ScrapeHealth | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.poll_interval_s = poll_interval_s
+        self.offline_after_s = offline_after_s
+        self.scrape_failing = scrape_failing
+
+    def _failing_agents(self) -> list[str]:
+        if self.scrape_failing is None:
+            return []
+        try:
+            return sorted(self.scrape_failing())
+        except Exception:  # metrics process down: show online/offline only, never fail the page
+            return []
+
+    def _bump(self, conn: sqlite3.Connection, *, config: bool = False, agents: bool = False) -> None:
+        conn.execute(
+            "UPDATE meta SET config_gen = config_gen + ?, agents_gen = agents_gen + ? WHERE id = 1",
+            (int(config), int(agents)),
+        )
+
+    @staticmethod
+    def _current_sha(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute("SELECT commit_sha FROM publications ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def current_revision(self) -> str | None:
+        return self._current_sha(self.db.conn())
+
+    def current_selectors(self, conn: sqlite3.Connection) -> list[GroupSelector]:
+        sha = self._current_sha(conn)
+        if sha is None:
+            return []
+        rows = conn.execute(
+            "SELECT name, selector, priority FROM revision_groups WHERE commit_sha = ?", (sha,)
+        ).fetchall()
+        return [GroupSelector(r["name"], json.loads(r["selector"]), int(r["priority"])) for r in rows]
+
+    def counters(self) -> tuple[int, int]:
+        """(config_gen, agents_gen): the cheap check that keeps per-worker caches honest."""
+        row = self.db.conn().execute("SELECT config_gen, agents_gen FROM meta WHERE id = 1").fetchone()
+        return int(row[0]), int(row[1])
+
+
+def ts(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def dt_req(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)

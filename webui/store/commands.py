@@ -1,0 +1,59 @@
+"""Operator commands to agents (start, stop, restart, shutdown): queued, delivered, acknowledged."""
+
+from __future__ import annotations
+
+from schemas.api import Action, CommandView
+from webui.errors import NotFound
+from webui.store.base import StoreBase, dt, dt_req, dumps
+
+
+class CommandsMixin(StoreBase):
+    def queue_command(self, agent_id: str, action: Action, *, actor: str, role: str) -> CommandView:
+        """Queue `action` for the agent (delivered with its next status answer) and audit it."""
+        now = self.clock()
+        with self.db.write() as conn:
+            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
+                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            cur = conn.execute(
+                "INSERT INTO commands (agent_id, action, state, issued_by, issued_at)"
+                " VALUES (?, ?, 'queued', ?, ?)",
+                (agent_id, action, actor, now),
+            )
+            command_id = int(cur.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO agent_events (agent_id, at, kind, detail) VALUES (?, ?, 'command', ?)",
+                (agent_id, now, dumps({"command_id": command_id, "action": action, "by": actor})),
+            )
+            conn.execute(
+                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (now, actor, role, f"command.{action}", agent_id, dumps({"command_id": command_id})),
+            )
+        return CommandView(
+            id=command_id,
+            agent_id=agent_id,
+            action=action,
+            state="queued",
+            issued_by=actor,
+            issued_at=dt_req(now),
+        )
+
+    def list_commands(self, agent_id: str, *, limit: int = 50) -> list[CommandView]:
+        with self.db.read() as conn:
+            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
+                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            rows = conn.execute(
+                "SELECT * FROM commands WHERE agent_id = ? ORDER BY id DESC LIMIT ?", (agent_id, limit)
+            ).fetchall()
+        return [
+            CommandView(
+                id=r["id"],
+                agent_id=r["agent_id"],
+                action=r["action"],
+                state=r["state"],
+                issued_by=r["issued_by"],
+                issued_at=dt_req(r["issued_at"]),
+                acked_at=dt(r["acked_at"]),
+                error=r["error"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,246 @@
+"""SQLite connections and versioned migrations for the server's state (DATA_DIR/state.db).
+
+WAL mode (readers never block the one writer), foreign keys on every connection, a busy timeout so
+concurrent worker processes queue instead of failing. Migrations are numbered; `user_version` says which
+ran. The metrics process reads `agents` and `agent_events` read-only: keep their columns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from schemas.errors import RetryLater
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        config_gen INTEGER NOT NULL DEFAULT 0,   -- bumped by every publish (config cache key)
+        agents_gen INTEGER NOT NULL DEFAULT 0    -- bumped when an agent token or group changes
+    );
+    INSERT INTO meta (id, config_gen, agents_gen) VALUES (1, 0, 0);
+
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL CHECK (role IN ('viewer','operator','admin','reconciler','enroll')),
+        hash TEXT NOT NULL UNIQUE,               -- sha256 hex of the secret; the secret is never stored
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+
+    CREATE TABLE revisions (
+        commit_sha TEXT PRIMARY KEY,
+        message TEXT,
+        author TEXT,
+        committed_at REAL,
+        source TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE publications (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- the latest row is the current revision
+        commit_sha TEXT NOT NULL REFERENCES revisions(commit_sha),
+        previous_sha TEXT,
+        published_at REAL NOT NULL,
+        published_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX publications_sha ON publications(commit_sha);
+    CREATE TABLE revision_groups (
+        commit_sha TEXT NOT NULL REFERENCES revisions(commit_sha) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        selector TEXT NOT NULL,                  -- JSON object
+        priority INTEGER NOT NULL,
+        config TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        pipelines TEXT NOT NULL,                 -- JSON list of names
+        PRIMARY KEY (commit_sha, name)
+    );
+    CREATE TABLE revision_pipelines (
+        commit_sha TEXT NOT NULL REFERENCES revisions(commit_sha) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        graph TEXT NOT NULL,                     -- JSON of schemas.api.PipelineGraph
+        PRIMARY KEY (commit_sha, name)
+    );
+
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        instance_id TEXT NOT NULL UNIQUE,
+        hostname TEXT NOT NULL,
+        platform TEXT NOT NULL DEFAULT '',
+        agent_version TEXT NOT NULL DEFAULT '',
+        collector_version TEXT,
+        labels TEXT NOT NULL DEFAULT '{}',       -- JSON object
+        metrics_url TEXT,
+        group_name TEXT,                         -- resolved at registration and at every publish
+        token_hash TEXT NOT NULL,
+        registered_at REAL NOT NULL,
+        last_seen REAL,                          -- unix seconds of the last registration or status
+        run_state TEXT,
+        collector_pid INTEGER,
+        reported_hash TEXT,
+        effective_revision TEXT,
+        uptime_s REAL,
+        stopped_by_operator INTEGER NOT NULL DEFAULT 0,
+        last_apply TEXT,                         -- JSON of schemas.api.ApplyResult
+        last_apply_result TEXT,
+        last_apply_hash TEXT,
+        last_apply_at REAL,
+        last_drift_at REAL
+    );
+    CREATE INDEX agents_group ON agents(group_name);
+    CREATE INDEX agents_last_seen ON agents(last_seen);
+
+    CREATE TABLE agent_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        revision TEXT,
+        config_hash TEXT,
+        detail TEXT                              -- JSON object or NULL
+    );
+    CREATE INDEX agent_events_agent_at ON agent_events(agent_id, at);
+    CREATE INDEX agent_events_kind_at ON agent_events(kind, at);
+
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        issued_by TEXT NOT NULL,
+        issued_at REAL NOT NULL,
+        delivered_at REAL,
+        acked_at REAL,
+        error TEXT
+    );
+    CREATE INDEX commands_pending ON commands(agent_id, state);
+
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+    );
+
+    CREATE TABLE reconcile_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        commit_sha TEXT,
+        outcome TEXT NOT NULL,
+        diagnostics TEXT NOT NULL,
+        timings TEXT NOT NULL,
+        error TEXT
+    );
+    """,
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the settings every user of state.db needs."""
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+    return conn
+
+
+def migrate(path: Path) -> int:
+    """Bring the database to the latest version; safe when several processes race to do it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{path} has schema version {version}, newer than this server ({len(MIGRATIONS)})"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in _statements(MIGRATIONS[number]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(MIGRATIONS)
+    finally:
+        conn.close()
+
+
+def _statements(script: str) -> Iterator[str]:
+    # executescript() would COMMIT our transaction; split on complete statements instead.
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            stmt = buf.strip()
+            if stmt:
+                yield stmt
+            buf = ""
+
+
+class Database:
+    """One connection per thread (granian runs blocking threads in each worker process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (BEGIN IMMEDIATE): all or nothing."""
+        conn = self.conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise RetryLater(f"database busy: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for multi-statement reads."""
+        conn = self.conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,358 @@
+"""Revisions: atomic publish with compare-and-set, history, groups, diffs and pipelines."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from schemas.api import (
+    GroupDetail,
+    GroupHistoryEntry,
+    GroupRevision,
+    GroupView,
+    Page,
+    PipelineGraph,
+    PublishResult,
+    RevisionDetail,
+    RevisionList,
+    RevisionPublish,
+    RevisionSummary,
+)
+from schemas.common import config_hash
+from webui.errors import ApiError, Conflict, NotFound
+from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+from webui.store.groups import GroupSelector, resolve_group
+
+
+@dataclass(frozen=True)
+class ServedConfig:
+    """What the config endpoint serves for one group of the current revision."""
+
+    revision: str
+    group: str
+    config_hash: str
+    body: bytes
+
+
+class RevisionsMixin(StoreBase):
+    # --- publish ------------------------------------------------------------------------------------
+
+    def publish(self, rev: RevisionPublish, *, actor: str = "", role: str = "reconciler") -> PublishResult:
+        """Make `rev` the current revision in one transaction, or raise Conflict (revision_conflict).
+
+        Agents see the old revision or the new one: the config endpoint reads inside one snapshot,
+        and SQLite's WAL rolls back a transaction cut short by a crash.
+        """
+        names = [g.name for g in rev.groups]
+        if len(set(names)) != len(names):
+            raise ApiError("group names must be unique", code="validation_error", status=422)
+        pnames = [p.name for p in rev.pipelines]
+        if len(set(pnames)) != len(pnames):
+            raise ApiError("pipeline names must be unique", code="validation_error", status=422)
+        bad = [g.name for g in rev.groups if config_hash(g.config) != g.config_hash]
+        if bad:
+            raise ApiError(
+                "config_hash does not match the sha256 of config",
+                code="validation_error",
+                status=422,
+                details={"groups": bad},
+            )
+        now = self.clock()
+        with self.db.write() as conn:
+            current = self._current_sha(conn)
+            if rev.commit_sha == current:
+                return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
+            if rev.previous_commit_sha != current:
+                raise Conflict(
+                    "the server's current revision is not the expected previous revision",
+                    code="revision_conflict",
+                    details={"current": current, "expected": rev.previous_commit_sha},
+                )
+            exists = conn.execute(
+                "SELECT 1 FROM revisions WHERE commit_sha = ?", (rev.commit_sha,)
+            ).fetchone()
+            if exists:
+                # Re-publishing an older commit (a rollback): its content is immutable; replace it only
+                # if the reconciler sends something else for the same SHA (a compiler upgrade).
+                conn.execute("DELETE FROM revision_groups WHERE commit_sha = ?", (rev.commit_sha,))
+                conn.execute("DELETE FROM revision_pipelines WHERE commit_sha = ?", (rev.commit_sha,))
+                conn.execute(
+                    "UPDATE revisions SET message=?, author=?, committed_at=?, source=? WHERE commit_sha=?",
+                    (rev.message, rev.author, ts(rev.committed_at), rev.source, rev.commit_sha),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO revisions (commit_sha, message, author, committed_at, source, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (rev.commit_sha, rev.message, rev.author, ts(rev.committed_at), rev.source, now),
+                )
+            conn.executemany(
+                "INSERT INTO revision_groups (commit_sha, name, selector, priority, config, config_hash,"
+                " pipelines) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        rev.commit_sha,
+                        g.name,
+                        dumps(g.selector),
+                        g.priority,
+                        g.config,
+                        g.config_hash,
+                        dumps(g.pipelines),
+                    )
+                    for g in rev.groups
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO revision_pipelines (commit_sha, name, graph) VALUES (?, ?, ?)",
+                [(rev.commit_sha, p.name, p.model_dump_json(by_alias=True)) for p in rev.pipelines],
+            )
+            conn.execute(
+                "INSERT INTO publications (commit_sha, previous_sha, published_at, published_by)"
+                " VALUES (?, ?, ?, ?)",
+                (rev.commit_sha, current, now, actor),
+            )
+            self._reresolve_groups(conn, rev.groups)
+            self._bump(conn, config=True, agents=True)
+            conn.execute(
+                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (now, actor, role, "publish", rev.commit_sha, dumps({"previous": current})),
+            )
+        return PublishResult(commit_sha=rev.commit_sha, outcome="published")
+
+    def _reresolve_groups(self, conn: sqlite3.Connection, groups: list[GroupRevision]) -> None:
+        selectors = [GroupSelector(g.name, g.selector, g.priority) for g in groups]
+        updates = []
+        for row in conn.execute("SELECT id, labels, group_name FROM agents"):
+            group = resolve_group(json.loads(row["labels"]), selectors)
+            if group != row["group_name"]:
+                updates.append((group, row["id"]))
+        conn.executemany("UPDATE agents SET group_name = ? WHERE id = ?", updates)
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    def served_config(self, group: str) -> ServedConfig | None:
+        """The current revision's config of `group` (one snapshot), or None."""
+        with self.db.read() as conn:
+            sha = self._current_sha(conn)
+            if sha is None:
+                return None
+            row = conn.execute(
+                "SELECT config, config_hash FROM revision_groups WHERE commit_sha = ? AND name = ?",
+                (sha, group),
+            ).fetchone()
+        if row is None:
+            return None
+        return ServedConfig(sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"))
+
+    def resolve_sha(self, conn: sqlite3.Connection, sha: str) -> str:
+        """A full SHA from a full SHA or a unique prefix (7+ hex digits)."""
+        if len(sha) < 7 or any(c not in "0123456789abcdef" for c in sha):
+            raise NotFound(f"no revision {sha!r}", details={"commit_sha": sha})
+        rows = conn.execute(
+            "SELECT commit_sha FROM revisions WHERE commit_sha >= ? AND commit_sha < ? LIMIT 2",
+            (sha, sha + "g"),
+        ).fetchall()
+        if len(rows) != 1:
+            raise NotFound(
+                f"no revision {sha!r}" if not rows else f"ambiguous revision prefix {sha!r}",
+                details={"commit_sha": sha},
+            )
+        return str(rows[0][0])
+
+    def _summaries(
+        self, conn: sqlite3.Connection, where: str, args: tuple[object, ...]
+    ) -> list[RevisionSummary]:
+        current = self._current_sha(conn)
+        rows = conn.execute(
+            "SELECT p.seq, p.commit_sha, p.published_at, r.message, r.author, r.committed_at"
+            " FROM publications p JOIN revisions r USING (commit_sha)" + where,
+            args,
+        ).fetchall()
+        out = []
+        for r in rows:
+            groups = {
+                g["name"]: g["config_hash"]
+                for g in conn.execute(
+                    "SELECT name, config_hash FROM revision_groups WHERE commit_sha = ? ORDER BY name",
+                    (r["commit_sha"],),
+                )
+            }
+            out.append(
+                RevisionSummary(
+                    commit_sha=r["commit_sha"],
+                    published_at=dt_req(r["published_at"]),
+                    message=r["message"],
+                    author=r["author"],
+                    committed_at=None if r["committed_at"] is None else dt_req(r["committed_at"]),
+                    groups=groups,
+                    current=r["commit_sha"] == current and r["seq"] == self._current_seq(conn),
+                )
+            )
+        return out
+
+    @staticmethod
+    def _current_seq(conn: sqlite3.Connection) -> int | None:
+        row = conn.execute("SELECT MAX(seq) FROM publications").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def list_revisions(self, *, limit: int = 50, offset: int = 0) -> RevisionList:
+        """Publications, newest first (a commit published twice appears twice)."""
+        with self.db.read() as conn:
+            total = int(conn.execute("SELECT COUNT(*) FROM publications").fetchone()[0])
+            items = self._summaries(conn, " ORDER BY p.seq DESC LIMIT ? OFFSET ?", (limit, offset))
+        return RevisionList(items=items, page=Page(total=total, limit=limit, offset=offset))
+
+    def get_revision(self, sha: str) -> RevisionDetail:
+        with self.db.read() as conn:
+            full = self.resolve_sha(conn, sha)
+            items = self._summaries(conn, " WHERE p.commit_sha = ? ORDER BY p.seq DESC LIMIT 1", (full,))
+            rev = conn.execute("SELECT source FROM revisions WHERE commit_sha = ?", (full,)).fetchone()
+            pub = conn.execute(
+                "SELECT previous_sha, published_by FROM publications WHERE commit_sha = ? ORDER BY seq DESC",
+                (full,),
+            ).fetchone()
+            groups = [
+                self._group_revision(g)
+                for g in conn.execute(
+                    "SELECT * FROM revision_groups WHERE commit_sha = ? ORDER BY name", (full,)
+                )
+            ]
+            pipelines = [
+                str(p[0])
+                for p in conn.execute(
+                    "SELECT name FROM revision_pipelines WHERE commit_sha = ? ORDER BY name", (full,)
+                )
+            ]
+        return RevisionDetail(
+            revision=items[0],
+            source=rev["source"],
+            published_by=pub["published_by"],
+            previous_commit_sha=pub["previous_sha"],
+            group_configs=groups,
+            pipelines=pipelines,
+        )
+
+    @staticmethod
+    def _group_revision(g: sqlite3.Row) -> GroupRevision:
+        return GroupRevision(
+            name=g["name"],
+            selector=loads(g["selector"]),
+            priority=g["priority"],
+            config=g["config"],
+            config_hash=g["config_hash"],
+            pipelines=loads(g["pipelines"]),
+        )
+
+    def list_groups(self) -> tuple[list[GroupView], str | None]:
+        with self.db.read() as conn:
+            sha = self._current_sha(conn)
+            if sha is None:
+                return [], None
+            return self._group_views(conn, sha, None), sha
+
+    def _group_views(self, conn: sqlite3.Connection, sha: str, name: str | None) -> list[GroupView]:
+        counts = {
+            r[0]: int(r[1])
+            for r in conn.execute("SELECT group_name, COUNT(*) FROM agents GROUP BY group_name")
+            if r[0] is not None
+        }
+        sql = "SELECT * FROM revision_groups WHERE commit_sha = ?"
+        args: tuple[object, ...] = (sha,)
+        if name is not None:
+            sql += " AND name = ?"
+            args = (sha, name)
+        return [
+            GroupView(
+                name=g["name"],
+                selector=loads(g["selector"]),
+                priority=g["priority"],
+                config_hash=g["config_hash"],
+                revision=sha,
+                pipelines=loads(g["pipelines"]),
+                agents=counts.get(g["name"], 0),
+            )
+            for g in conn.execute(sql + " ORDER BY priority DESC, name", args)
+        ]
+
+    def get_group(self, name: str, *, diff: tuple[str, str] | None = None) -> GroupDetail:
+        with self.db.read() as conn:
+            sha = self._current_sha(conn)
+            views = [] if sha is None else self._group_views(conn, sha, name)
+            if sha is None or not views:
+                raise NotFound(f"no group {name!r} in the current revision", details={"group": name})
+            config = conn.execute(
+                "SELECT config FROM revision_groups WHERE commit_sha = ? AND name = ?", (sha, name)
+            ).fetchone()[0]
+            history = self._group_history(conn, name)
+            text = None if diff is None else self._group_diff(conn, name, *diff)
+        return GroupDetail(group=views[0], config=config, history=history, diff=text)
+
+    def _group_history(self, conn: sqlite3.Connection, name: str) -> list[GroupHistoryEntry]:
+        rows = conn.execute(
+            "SELECT p.commit_sha, p.published_at, r.message, g.config_hash FROM publications p"
+            " JOIN revisions r USING (commit_sha)"
+            " LEFT JOIN revision_groups g ON g.commit_sha = p.commit_sha AND g.name = ?"
+            " ORDER BY p.seq",
+            (name,),
+        ).fetchall()
+        out: list[GroupHistoryEntry] = []
+        previous: str | None = None
+        for i, r in enumerate(rows):
+            if i == 0 and r["config_hash"] is None:
+                continue
+            if i > 0 and r["config_hash"] == previous:
+                continue
+            previous = r["config_hash"]
+            out.append(
+                GroupHistoryEntry(
+                    commit_sha=r["commit_sha"],
+                    published_at=dt_req(r["published_at"]),
+                    config_hash=r["config_hash"],
+                    message=r["message"],
+                )
+            )
+        out.reverse()  # newest first
+        return out
+
+    def _group_diff(self, conn: sqlite3.Connection, name: str, a: str, b: str) -> str:
+        texts = []
+        shas = []
+        for sha in (a, b):
+            full = self.resolve_sha(conn, sha)
+            row = conn.execute(
+                "SELECT config FROM revision_groups WHERE commit_sha = ? AND name = ?", (full, name)
+            ).fetchone()
+            texts.append("" if row is None else str(row[0]))
+            shas.append(full)
+        return "".join(
+            difflib.unified_diff(
+                texts[0].splitlines(keepends=True),
+                texts[1].splitlines(keepends=True),
+                fromfile=f"{name}@{shas[0][:12]}",
+                tofile=f"{name}@{shas[1][:12]}",
+            )
+        )
+
+    def list_pipelines(self) -> tuple[list[PipelineGraph], str | None]:
+        with self.db.read() as conn:
+            sha = self._current_sha(conn)
+            if sha is None:
+                return [], None
+            rows = conn.execute(
+                "SELECT graph FROM revision_pipelines WHERE commit_sha = ? ORDER BY name", (sha,)
+            ).fetchall()
+        return [PipelineGraph.model_validate_json(r[0]) for r in rows], sha
+
+    def get_pipeline(self, name: str) -> PipelineGraph:
+        with self.db.read() as conn:
+            sha = self._current_sha(conn)
+            row = None
+            if sha is not None:
+                row = conn.execute(
+                    "SELECT graph FROM revision_pipelines WHERE commit_sha = ? AND name = ?", (sha, name)
+                ).fetchone()
+        if row is None:
+            raise NotFound(f"no pipeline {name!r} in the current revision", details={"pipeline": name})
+        return PipelineGraph.model_validate_json(row[0])

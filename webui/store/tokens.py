@@ -1,0 +1,119 @@
+"""API tokens: created with a role, stored as sha256 hashes, compared in constant time, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from schemas.api import Role, TokenCreated, TokenView
+from webui.errors import NotFound
+from webui.store.base import StoreBase, dt, dt_req, dumps
+
+TOKEN_PREFIX = "ctt_"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def same_hash(a: str, b: str) -> bool:
+    """Constant-time comparison of two hex digests."""
+    return hmac.compare_digest(a.encode("ascii", "replace"), b.encode("ascii", "replace"))
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: int
+    name: str
+    role: str
+
+
+class TokensMixin(StoreBase):
+    def create_token(
+        self, role: Role, name: str = "", *, actor: str = "", actor_role: str = ""
+    ) -> TokenCreated:
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, role, hash_secret(secret), now),
+            )
+            token_id = int(cur.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    actor or "local",
+                    actor_role or "admin",
+                    "token.create",
+                    str(token_id),
+                    dumps({"role": role, "name": name}),
+                ),
+            )
+        view = TokenView(id=token_id, name=name, role=role, created_at=dt_req(now))
+        return TokenCreated(token=view, secret=secret)
+
+    def list_tokens(self, *, include_revoked: bool = True) -> list[TokenView]:
+        sql = "SELECT * FROM tokens"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        rows = self.db.conn().execute(sql + " ORDER BY id").fetchall()
+        return [
+            TokenView(
+                id=r["id"],
+                name=r["name"],
+                role=r["role"],
+                created_at=dt_req(r["created_at"]),
+                revoked_at=dt(r["revoked_at"]),
+            )
+            for r in rows
+        ]
+
+    def revoke_token(self, token_id: int, *, actor: str = "", actor_role: str = "") -> TokenView:
+        now = self.clock()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no token {token_id}", details={"token_id": token_id})
+            if row["revoked_at"] is None:
+                conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (now, token_id))
+                conn.execute(
+                    "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                    (now, actor or "local", actor_role or "admin", "token.revoke", str(token_id), None),
+                )
+            revoked = row["revoked_at"] if row["revoked_at"] is not None else now
+        return TokenView(
+            id=row["id"],
+            name=row["name"],
+            role=row["role"],
+            created_at=dt_req(row["created_at"]),
+            revoked_at=dt_req(revoked),
+        )
+
+    def find_token(self, secret: str) -> TokenRecord | None:
+        """The live token with this secret, or None (unknown or revoked)."""
+        digest = hash_secret(secret)
+        row = (
+            self.db.conn()
+            .execute(
+                "SELECT id, name, role, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL", (digest,)
+            )
+            .fetchone()
+        )
+        if row is None or not same_hash(str(row["hash"]), digest):
+            return None
+        return TokenRecord(int(row["id"]), str(row["name"]), str(row["role"]))
+
+    def ensure_bootstrap_tokens(self) -> dict[str, str]:
+        """On an empty token table: create one admin and one enroll token; return their secrets."""
+        with self.db.read() as conn:
+            count = int(conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
+        if count:
+            return {}
+        return {
+            "admin": self.create_token("admin", "bootstrap admin", actor="server").secret,
+            "enroll": self.create_token("enroll", "bootstrap enroll", actor="server").secret,
+        }
