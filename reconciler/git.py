@@ -1,0 +1,321 @@
+"""Git access for the reconciler: the only module of ctrltower that uses GitPython.
+
+Two ways in: `GitRepo.open(path)` reads a local repository as it is (the pull-request CI checkout
+`plan` runs in), and `GitRepo.mirror(source, cache_dir)` fetches a local path or URL (https, ssh,
+file) into a bare cache repository reused between runs (`reconcile`). Files are read straight from
+the object database at a commit (tree blobs, no checkout), which also gives each file's blob SHA for
+cheap change detection.
+
+Hygiene: credentials come from the environment (`CTRLTOWER_GIT_USERNAME`, `CTRLTOWER_GIT_PASSWORD`
+or `CTRLTOWER_GIT_TOKEN`, or userinfo in the URL, which is stripped before git sees the URL) and
+reach git only through a GIT_ASKPASS helper that reads them from its environment; they never appear
+in a command line, a URL we print or report, or an error message. Inherited `GIT_*` variables
+(GIT_DIR, GIT_INDEX_FILE, GIT_CONFIG_PARAMETERS, ...) are removed from every git call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from reconciler.errors import GitError, GitNotFound, GitRefused, GitUnavailable
+
+USERNAME_ENV = "CTRLTOWER_GIT_USERNAME"
+PASSWORD_ENV = "CTRLTOWER_GIT_PASSWORD"
+TOKEN_ENV = "CTRLTOWER_GIT_TOKEN"
+SSH_COMMAND_ENV = "CTRLTOWER_GIT_SSH_COMMAND"
+
+# The askpass helper: git runs it with the prompt as $1; it answers from its own environment, so
+# the secret never appears in argv, in a file, or in .git/config.
+_ASKPASS = """#!/bin/sh
+# ctrltower: answers git's credential prompts from the environment (never stores them).
+case "$1" in
+  Username*) printf '%s\\n' "${CTRLTOWER_GIT_USERNAME:-x-access-token}" ;;
+  *) printf '%s\\n' "${CTRLTOWER_GIT_PASSWORD:-$CTRLTOWER_GIT_TOKEN}" ;;
+esac
+"""
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_HEX_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+def redact(text: str) -> str:
+    """Remove userinfo from every URL in `text` (error messages, sources we report)."""
+    return _URL_USERINFO.sub(r"\g<scheme>", text)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the config repo lives: a URL or absolute local path without credentials."""
+
+    url: str
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, raw: str) -> Source:
+        """Split credentials out of a URL; resolve local paths (plain or relative) to absolute."""
+        if "://" in raw:
+            parts = urlsplit(raw)
+            if parts.username is None and parts.password is None:
+                return cls(url=raw)
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+            return cls(url=clean, username=parts.username, password=parts.password)
+        if re.match(r"^[^/\s]+@[^/:\s]+:", raw):  # scp-like ssh address: user@host:path
+            return cls(url=raw)
+        return cls(url=str(Path(raw).expanduser().resolve()))
+
+    @property
+    def display(self) -> str:
+        """The source as printed and reported: never with credentials."""
+        return redact(self.url)
+
+    @property
+    def cache_key(self) -> str:
+        return sha256(self.url.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    message: str
+    author: str
+    committed_at: datetime
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".cache")
+    return Path(base) / "ctrltower"
+
+
+class _IsolatedGit(git.Git):
+    """GitPython's command runner, minus every inherited GIT_* variable we did not set ourselves.
+
+    GitPython always starts from a copy of os.environ and can only add to it, so the variables to
+    drop are removed with `env -u` in front of the command.
+    """
+
+    def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(command, list | tuple):
+            ours = self.environment()
+            leaked = sorted(k for k in os.environ if k.startswith("GIT_") and k not in ours)
+            if leaked:
+                unset = [arg for name in leaked for arg in ("-u", name)]
+                command = ["env", *unset, *command]
+        return super().execute(command, *args, **kwargs)
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = _IsolatedGit
+
+
+def _classify(exc: GitCommandError, what: str) -> GitError:
+    stderr = redact(str(exc.stderr or "")).strip()
+    if stderr.startswith("stderr: '") and stderr.endswith("'"):  # GitPython's framing
+        stderr = stderr[len("stderr: '") : -1]
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    detail = "; ".join(lines[-3:]) or f"git exited with status {exc.status}"
+    lowered = stderr.lower()
+    message = f"{what}: {detail}"
+    if any(
+        s in lowered
+        for s in ("authentication failed", "could not read username", "could not read password", "403", "401")
+    ) or ("permission denied" in lowered and "publickey" in lowered):
+        return GitRefused(message)
+    if any(
+        s in lowered
+        for s in (
+            "does not appear to be a git repository",
+            "repository not found",
+            "not found",
+            "couldn't find remote ref",
+            "not our ref",
+        )
+    ):
+        return GitNotFound(message)
+    return GitUnavailable(message)
+
+
+class GitRepo:
+    """Read-only view of one repository: resolve refs, list and read files at a commit."""
+
+    def __init__(self, repo: _Repo, *, source: str) -> None:
+        self._repo = repo
+        self.source = source  # display form, safe to print
+        self._blobs: dict[str, bytes] = {}
+
+    # --- opening -----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> GitRepo:
+        """A local repository (or a directory inside one), read in place."""
+        try:
+            repo = _Repo(str(path), search_parent_directories=True)
+        except (InvalidGitRepositoryError, NoSuchPathError) as exc:
+            raise GitNotFound(f"{path} is not inside a Git repository") from exc
+        repo.git.update_environment(GIT_TERMINAL_PROMPT="0")
+        return cls(repo, source=str(Path(path).resolve()))
+
+    @classmethod
+    def mirror(
+        cls,
+        source: Source,
+        cache_dir: Path,
+        *,
+        environ: Mapping[str, str],
+        timeout_s: float = 120.0,
+        fetch: bool = True,
+    ) -> GitRepo:
+        """Fetch every branch and tag of `source` into a bare repo under `cache_dir` (created once)."""
+        git_dir = cache_dir / "git" / f"{source.cache_key}.git"
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            askpass = _write_askpass(cache_dir)
+            if not (git_dir / "HEAD").exists():
+                # not Repo.init: that runs git with the inherited environment (GIT_DIR would win)
+                _IsolatedGit().execute(["git", "init", "--quiet", "--bare", str(git_dir)])
+            repo = _Repo(str(git_dir))
+        except (OSError, InvalidGitRepositoryError, GitCommandError) as exc:
+            raise GitUnavailable(f"cannot use the Git cache at {git_dir}: {exc}") from exc
+        repo.git.update_environment(**_git_env(source, askpass, environ))
+        mirror = cls(repo, source=source.display)
+        if fetch:
+            mirror.fetch(source, timeout_s=timeout_s)
+        return mirror
+
+    def fetch(self, source: Source, *, timeout_s: float = 120.0) -> None:
+        """Fetch branches and tags; forced updates are taken, deleted refs are pruned."""
+        try:
+            self._repo.git.execute(
+                [
+                    "git",
+                    "fetch",
+                    "--quiet",
+                    "--prune",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    source.url,
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                kill_after_timeout=timeout_s,
+            )
+        except GitCommandError as exc:
+            raise _classify(exc, f"git fetch from {source.display} failed") from exc
+
+    def close(self) -> None:
+        self._repo.close()
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- refs and commits ------------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> str:
+        """A branch, tag, full ref name or (abbreviated) SHA -> the commit's full SHA."""
+        candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
+        for name in candidates:
+            try:
+                return str(self._repo.rev_parse(f"{name}^{{commit}}").hexsha)
+            except (BadName, ValueError, GitCommandError):
+                continue
+        kind = "commit" if _HEX_SHA.match(ref) else "ref"
+        raise GitNotFound(f"{kind} {ref!r} not found in {self.source}")
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        commit = self._repo.commit(sha)
+        message = commit.message if isinstance(commit.message, str) else commit.message.decode()
+        return CommitInfo(
+            sha=commit.hexsha,
+            message=message.strip(),
+            author=f"{commit.author.name} <{commit.author.email}>",
+            committed_at=commit.committed_datetime.astimezone(UTC),
+        )
+
+    # --- files -------------------------------------------------------------------------------------------
+
+    def list_files(self, sha: str, subdir: str = "") -> dict[str, str]:
+        """{path relative to subdir: blob SHA} of every file at the commit, without reading any blob."""
+        tree = self._repo.commit(sha).tree
+        prefix = subdir.strip("/")
+        if prefix:
+            try:
+                tree = tree / prefix
+            except KeyError as exc:
+                raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}") from exc
+            if tree.type != "tree":
+                raise GitNotFound(f"path {prefix!r} at commit {sha[:12]} is not a directory")
+        cut = len(prefix) + 1 if prefix else 0
+        out: dict[str, str] = {}
+        for item in _walk(tree):
+            out[item.path[cut:]] = item.hexsha
+        return out
+
+    def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
+        """Contents for a listing from list_files; blobs already read (same SHA) are not read again."""
+        out: dict[str, bytes] = {}
+        odb = self._repo.odb
+        for path, blob_sha in listing.items():
+            data = self._blobs.get(blob_sha)
+            if data is None:
+                data = odb.stream(bytes.fromhex(blob_sha)).read()
+                self._blobs[blob_sha] = data
+            out[path] = data
+        return out
+
+    def read_files(self, sha: str, subdir: str = "") -> dict[str, bytes]:
+        return self.read_blobs(self.list_files(sha, subdir))
+
+
+def changed_paths(base: Mapping[str, str], head: Mapping[str, str]) -> list[str]:
+    """Paths added, removed or modified between two listings (by blob SHA), sorted."""
+    return sorted(p for p in set(base) | set(head) if base.get(p) != head.get(p))
+
+
+def _walk(tree: Any) -> Iterator[Any]:
+    for item in tree.traverse():
+        if item.type == "blob" and not stat.S_ISLNK(item.mode):
+            yield item
+
+
+def _write_askpass(cache_dir: Path) -> Path:
+    path = cache_dir / "askpass.sh"
+    if not path.exists() or path.read_text() != _ASKPASS:
+        tmp = cache_dir / f".askpass.{os.getpid()}.tmp"
+        tmp.write_text(_ASKPASS)
+        tmp.chmod(0o700)
+        tmp.replace(path)
+    return path
+
+
+def _git_env(source: Source, askpass: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The only GIT_* variables our git calls see, plus the credentials for the askpass helper."""
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": str(askpass),
+        "GIT_SSH_COMMAND": environ.get(SSH_COMMAND_ENV, "ssh -o BatchMode=yes"),
+    }
+    username = source.username or environ.get(USERNAME_ENV)
+    password = source.password or environ.get(PASSWORD_ENV) or environ.get(TOKEN_ENV)
+    if username:
+        env[USERNAME_ENV] = username
+    if password:
+        env[PASSWORD_ENV] = password
+    return env

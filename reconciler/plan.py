@@ -1,0 +1,327 @@
+"""`plan`: what a change between two commits does to each group, as data.
+
+A plan is a frozen `Plan` holding one `GroupChange` action per group the change touches; the
+renderers in `reconciler/explain.py` turn the same object into text, Markdown, JSON or GitHub
+annotations. Only the work the change needs is done: files changed between base and head (by blob
+SHA) -> pipelines -> groups; a repo-wide input (ctrltower.yaml, a group file, a file that does not
+parse) widens the scope, and the plan says why. Head is always validated in full.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from compiler.api import CompileResult, compile_repo, load_repo
+from reconciler.git import GitRepo, changed_paths
+from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
+
+ChangeKind = Literal["create", "update", "delete", "no-op"]
+SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")  # the compiler's repo layout (compiler/repo.py)
+FileStatus = Literal["added", "modified", "deleted"]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One changed file of the config repo (path relative to the repo root, subdir included)."""
+
+    path: str
+    status: FileStatus
+    groups: tuple[str, ...]  # groups whose rendered config may change because of this file
+    lines: tuple[tuple[int, int], ...] = ()  # changed line ranges in head, 1-based inclusive
+
+
+@dataclass(frozen=True)
+class GroupChange:
+    """The action a plan proposes for one group: its rendered config before and after."""
+
+    group: str
+    kind: ChangeKind
+    reasons: tuple[str, ...]
+    old_hash: str | None
+    new_hash: str | None
+    diff: str  # unified diff of the rendered configs ('' when identical)
+    pipelines_added: tuple[str, ...] = ()
+    pipelines_removed: tuple[str, ...] = ()
+    pipelines_changed: tuple[str, ...] = ()
+    agents: int | None = None  # live agents in the group (plan --server)
+
+    @property
+    def changes_config(self) -> bool:
+        return self.kind != "no-op"
+
+
+@dataclass(frozen=True)
+class Plan:
+    base: str
+    head: str
+    subdir: str
+    files: tuple[FileChange, ...]
+    widened: tuple[str, ...]  # why the scope grew beyond the changed pipelines' groups
+    changes: tuple[GroupChange, ...]  # every group in scope, sorted by name
+    diagnostics: tuple[Diagnostic, ...]  # of head, every one, sorted by location
+    pipelines_added: tuple[str, ...] = ()
+    pipelines_removed: tuple[str, ...] = ()
+    pipelines_changed: tuple[str, ...] = ()
+    base_diagnostics: int = 0  # errors in base (its configs then count as absent)
+    timings_s: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def valid(self) -> bool:
+        return not has_errors(list(self.diagnostics))
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.changes_config for c in self.changes)
+
+    def repo_path(self, path: str) -> str:
+        return f"{self.subdir}/{path}" if self.subdir else path
+
+
+def build_plan(
+    repo: GitRepo,
+    base_ref: str,
+    head_ref: str,
+    *,
+    subdir: str = "",
+    agents_per_group: Mapping[str, int] | None = None,
+) -> Plan:
+    """Resolve both refs, compile only what the change needs, and return the plan."""
+    subdir = subdir.strip("/")
+    base_sha, head_sha = repo.resolve(base_ref), repo.resolve(head_ref)
+    base_list = repo.list_files(base_sha, subdir)
+    head_list = repo.list_files(head_sha, subdir)
+    changed = changed_paths(base_list, head_list)
+    base_files = repo.read_blobs(base_list)
+    head_files = repo.read_blobs(head_list)
+    return plan_files(
+        base_files,
+        head_files,
+        changed,
+        base=base_sha,
+        head=head_sha,
+        subdir=subdir,
+        agents_per_group=agents_per_group,
+    )
+
+
+def plan_files(
+    base_files: Mapping[str, bytes],
+    head_files: Mapping[str, bytes],
+    changed: Collection[str],
+    *,
+    base: str = "base",
+    head: str = "head",
+    subdir: str = "",
+    agents_per_group: Mapping[str, int] | None = None,
+) -> Plan:
+    """The pure core of plan: two file maps and the changed paths in, a Plan out."""
+    scope = scope_of(base_files, head_files, changed)
+    groups = sorted(scope.groups)
+    head_result = compile_repo(head_files, only_groups=groups)
+    base_result = compile_repo(base_files, only_groups=groups)
+    base_errors = sum(1 for d in base_result.diagnostics if d.severity == "error")
+    diagnostics = tuple(sort_diagnostics(list(head_result.diagnostics)))
+
+    changed_set = set(changed)
+    base_pipes = _pipeline_files(base_result)
+    head_pipes = _pipeline_files(head_result)
+    p_added = tuple(sorted(set(head_pipes) - set(base_pipes)))
+    p_removed = tuple(sorted(set(base_pipes) - set(head_pipes)))
+    p_changed = tuple(
+        sorted(
+            n
+            for n in set(head_pipes) & set(base_pipes)
+            if head_pipes[n] in changed_set or base_pipes[n] in changed_set or head_pipes[n] != base_pipes[n]
+        )
+    )
+
+    changes: list[GroupChange] = []
+    if head_result.ok:
+        base_members = _members(base_result) if base_errors == 0 else {}
+        head_members = _members(head_result)
+        for name in groups:
+            old = base_result.configs.get(name) if base_errors == 0 else None
+            new = head_result.configs.get(name)
+            if old is None and new is None:
+                continue
+            before, after = base_members.get(name, ()), head_members.get(name, ())
+            changes.append(
+                GroupChange(
+                    group=name,
+                    kind=_kind(old, new),
+                    reasons=tuple(scope.reasons.get(name, ())),
+                    old_hash=_hash_of(base_result, name) if old is not None else None,
+                    new_hash=_hash_of(head_result, name) if new is not None else None,
+                    diff=_unified(name, old, new, base, head),
+                    pipelines_added=tuple(sorted(set(after) - set(before))),
+                    pipelines_removed=tuple(sorted(set(before) - set(after))),
+                    pipelines_changed=tuple(sorted(set(before) & set(after) & set(p_changed))),
+                    agents=None if agents_per_group is None else agents_per_group.get(name, 0),
+                )
+            )
+
+    files = tuple(
+        FileChange(
+            path=f"{subdir}/{p}" if subdir else p,
+            status=_status(p, base_files, head_files),
+            groups=tuple(sorted(scope.file_groups.get(p, ()))),
+            lines=_changed_lines(base_files.get(p), head_files.get(p)),
+        )
+        for p in sorted(changed_set)
+    )
+    return Plan(
+        base=base,
+        head=head,
+        subdir=subdir,
+        files=files,
+        widened=tuple(scope.widened),
+        changes=tuple(changes),
+        diagnostics=diagnostics,
+        pipelines_added=p_added,
+        pipelines_removed=p_removed,
+        pipelines_changed=p_changed,
+        base_diagnostics=base_errors,
+    )
+
+
+def _pipeline_files(result: CompileResult) -> dict[str, str]:
+    """pipeline name -> source path."""
+    return {name: path for path, names in result.file_pipelines.items() for name in names}
+
+
+def _members(result: CompileResult) -> dict[str, tuple[str, ...]]:
+    return {g.name: tuple(g.pipelines) for g in result.groups}
+
+
+def _hash_of(result: CompileResult, group: str) -> str | None:
+    return next((g.config_hash for g in result.groups if g.name == group), None)
+
+
+def _kind(old: str | None, new: str | None) -> ChangeKind:
+    if old is None:
+        return "create"
+    if new is None:
+        return "delete"
+    return "no-op" if old == new else "update"
+
+
+def _status(path: str, base: Mapping[str, bytes], head: Mapping[str, bytes]) -> FileStatus:
+    if path not in base:
+        return "added"
+    if path not in head:
+        return "deleted"
+    return "modified"
+
+
+def _unified(group: str, old: str | None, new: str | None, base: str, head: str) -> str:
+    if old == new:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            (new or "").splitlines(keepends=True),
+            fromfile=f"a/{group}.yaml" if old is not None else "/dev/null",
+            tofile=f"b/{group}.yaml" if new is not None else "/dev/null",
+        )
+    )
+
+
+def _changed_lines(old: bytes | None, new: bytes | None) -> tuple[tuple[int, int], ...]:
+    """Line ranges of head that differ from base (for annotations); a deleted file has none."""
+    if new is None:
+        return ()
+    new_lines = new.decode("utf-8", errors="replace").splitlines()
+    if old is None:
+        return ((1, max(len(new_lines), 1)),)
+    old_lines = old.decode("utf-8", errors="replace").splitlines()
+    ranges: list[tuple[int, int]] = []
+    matcher = difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False)
+    for tag, _i1, _i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if j2 > j1:
+            ranges.append((j1 + 1, j2))
+        else:  # pure deletion: point at the line after it
+            line = min(j1 + 1, max(len(new_lines), 1))
+            ranges.append((line, line))
+    return tuple(ranges)
+
+
+# --- scope: changed files -> pipelines -> groups ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    groups: frozenset[str]
+    reasons: dict[str, tuple[str, ...]]  # group -> why it is in scope
+    widened: tuple[str, ...]  # repo-wide inputs that widened the scope, said in words
+    file_groups: dict[str, tuple[str, ...]]  # changed path -> groups it touches
+
+
+def is_repo_file(path: str) -> bool:
+    """The files the compiler reads (compiler/repo.py); anything else (README, CI) renders nothing."""
+    if path in SETTINGS_FILES:
+        return True
+    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
+
+
+def scope_of(
+    base_files: Mapping[str, bytes], head_files: Mapping[str, bytes], changed: Collection[str]
+) -> Scope:
+    """Which groups the change can affect, and why, parsing only the changed files and group files.
+
+    ctrltower.yaml -> every group. A group file -> the groups it defines (base and head). A pipeline
+    file -> the groups its pipeline names (base and head). A changed file that does not load on
+    either side names nothing we can trust -> every group.
+    """
+    relevant = sorted(p for p in changed if is_repo_file(p))
+    group_paths = {p for p in (*base_files, *head_files) if p.startswith("groups/")}
+
+    def side(files: Mapping[str, bytes]) -> Any:
+        wanted = {p: files[p] for p in (*relevant, *group_paths) if p in files}
+        return load_repo(wanted)
+
+    old, new = side(base_files), side(head_files)
+    everyone = set(old.groups) | set(new.groups) | old.broken_groups | new.broken_groups
+    reasons: dict[str, list[str]] = {}
+    file_groups: dict[str, set[str]] = {}
+    widened: list[str] = []
+
+    def add(path: str, groups: Collection[str], why: str) -> None:
+        for g in groups:
+            reasons.setdefault(g, [])
+            if why not in reasons[g]:
+                reasons[g].append(why)
+        file_groups.setdefault(path, set()).update(groups)
+
+    for path in relevant:
+        if path in SETTINGS_FILES:
+            widened.append(f"{path} changed: it applies to every group")
+            add(path, everyone, f"{path} changed")
+            continue
+        for label, repo, files in (("base", old, base_files), ("head", new, head_files)):
+            if path not in files:
+                continue
+            if path.startswith("groups/"):
+                names = set(repo.file_groups.get(path, ()))
+                if names:
+                    widened.append(f"{path} changed: group {', '.join(sorted(names))} re-rendered in full")
+                    add(path, names, f"{path} changed (the group's definition)")
+                    continue
+            pipelines = repo.file_pipelines.get(path, ())
+            loaded = [repo.pipelines.get(n) for n in pipelines]
+            if not pipelines or any(lp is None for lp in loaded):
+                widened.append(f"{path} does not load at {label}: every group is re-rendered")
+                add(path, everyone, f"{path} does not load at {label}")
+                continue
+            for name, lp in zip(pipelines, loaded, strict=True):
+                add(path, lp.model.groups, f"pipeline {name} ({path}) changed")
+    return Scope(
+        groups=frozenset(reasons),
+        reasons={g: tuple(r) for g, r in reasons.items()},
+        widened=tuple(dict.fromkeys(widened)),
+        file_groups={p: tuple(sorted(g)) for p, g in file_groups.items()},
+    )
