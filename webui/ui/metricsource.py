@@ -1,0 +1,106 @@
+"""Where the UI gets agent metrics: the metrics process's internal endpoint on DATA_DIR/metrics.sock
+(`GET /latest?agents=...` and `GET /query?metric=&agent=&start=&end=`, see docs/metrics.md).
+
+A page never fails because metrics are missing: every call returns its data plus a note saying
+honestly why something is empty ("metrics unavailable", "no data"). One httpx client per app,
+kept in `app.extensions`, with short timeouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from flask import current_app
+
+from schemas.errors import RetryLater
+from webui.ui.charts import Point
+
+EXTENSION_KEY = "ctrltower.ui.metrics"
+TIMEOUT_S = 2.0
+
+
+class MetricsSource:
+    """Reads latest values and time series from the metrics process (read only)."""
+
+    def __init__(self, socket_path: Path, timeout_s: float = TIMEOUT_S) -> None:
+        self.socket_path = socket_path
+        self._client = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(socket_path)),
+            base_url="http://metrics",
+            timeout=timeout_s,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        if not self.socket_path.exists():
+            raise _Unavailable("the metrics process is not running")
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise _Unavailable(f"metrics process unreachable ({type(exc).__name__})") from exc
+        if response.status_code != 200:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {response.status_code}"
+            raise _Unavailable(f"metrics query failed: {message}")
+        return response.json()
+
+    def latest(self, agent_ids: Sequence[str]) -> tuple[dict[str, dict[str, float | None]], str | None]:
+        """Latest cpu, memory and rates per agent; stale agents get None values (shown as '—')."""
+        try:
+            body = self._get("/latest", {"agents": ",".join(agent_ids)})
+        except _Unavailable as exc:
+            return {}, f"Metrics unavailable: {exc}."
+        agents = body.get("agents") if isinstance(body, dict) else None
+        if not isinstance(agents, dict):
+            return {}, "Metrics unavailable: unexpected answer from the metrics process."
+        out: dict[str, dict[str, float | None]] = {}
+        for agent_id, values in agents.items():
+            if isinstance(values, dict):
+                out[str(agent_id)] = {
+                    k: (float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None)
+                    for k, v in values.items()
+                }
+        return out, None
+
+    def series(
+        self, agent_id: str, metrics: Sequence[str], start: float, end: float
+    ) -> tuple[dict[str, list[Point]], str | None]:
+        """One time series per metric for one agent; gaps are None."""
+        out: dict[str, list[Point]] = {}
+        for metric in metrics:
+            params = {"metric": metric, "agent": agent_id, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+            try:
+                body = self._get("/query", params)
+            except _Unavailable as exc:
+                return out, f"Charts unavailable: {exc}."
+            points = body.get("points") if isinstance(body, dict) else None
+            series: list[Point] = []
+            for item in points or []:
+                if isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], int | float):
+                    value = item[1]
+                    series.append((float(item[0]), float(value) if isinstance(value, int | float) else None))
+            out[metric] = series
+        if not any(v is not None for s in out.values() for _, v in s):
+            return out, "No metrics scraped for this agent in this range yet."
+        return out, None
+
+
+class _Unavailable(RetryLater):
+    pass
+
+
+def from_app() -> MetricsSource:
+    """The app's metrics source (created on first use), reading DATA_DIR/metrics.sock."""
+    source = current_app.extensions.get(EXTENSION_KEY)
+    if not isinstance(source, MetricsSource):
+        settings = current_app.config["CTRLTOWER_SETTINGS"]
+        source = MetricsSource(Path(settings.metrics_socket))
+        current_app.extensions[EXTENSION_KEY] = source
+    return source
