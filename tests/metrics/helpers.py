@@ -1,0 +1,27 @@
+"""Shared pieces of the metrics tests: a settable clock and a scraper on a real DuckDB file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from webui.metrics.scraper import Scraper
+from webui.metrics.settings import MetricsSettings
+from webui.metrics.store import MetricsStore
+from webui.metrics.targets import StateReader
+
+T0 = 1_790_000_040.0  # a whole minute (and not a whole hour), in 2026
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path: Path, clock: Clock, **overrides: object) -> tuple[MetricsSettings, MetricsStore, Scraper]:
+    settings = MetricsSettings(data_dir=tmp_path, **overrides)  # type: ignore[arg-type]
+    store = MetricsStore(settings.db_path)
+    scraper = Scraper(settings, store, StateReader(settings.state_db_path), clock=clock)
+    return settings, store, scraper

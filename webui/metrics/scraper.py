@@ -1,0 +1,220 @@
+"""The scrape loop: every online agent's metrics page once per interval, spread over the interval
+by a stable per-agent offset, with bounded concurrency and no pile-up (an agent whose previous
+scrape is still running is skipped this round). Samples are buffered and bulk-inserted.
+
+Scrape health (consecutive failures, last error) is kept in memory; `failing()` is what makes the
+server show an agent `degraded`. A failed scrape stores nothing: the agent's values go stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from webui.metrics.fetch import FetchError, Target, fetch
+from webui.metrics.parse import PageError, parse_page
+from webui.metrics.rates import increases
+from webui.metrics.settings import MetricsSettings
+from webui.metrics.store import Batch, MetricsStore
+from webui.metrics.targets import ScrapeTarget, StateReader
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class Health:
+    last_attempt: float | None = None
+    last_success: float | None = None
+    failures: int = 0  # consecutive
+    last_error: str | None = None
+    duration_s: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "last_attempt": self.last_attempt,
+            "last_success": self.last_success,
+            "consecutive_failures": self.failures,
+            "last_error": self.last_error,
+            "duration_s": self.duration_s,
+        }
+
+
+def offset(agent_id: str, interval_s: float) -> float:
+    """A stable offset in [0, interval): spreads the fleet's scrapes evenly, same slot every round."""
+    h = int.from_bytes(hashlib.blake2b(agent_id.encode(), digest_size=8).digest(), "big")
+    return (h / 2**64) * interval_s
+
+
+class Scraper:
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        store: MetricsStore,
+        state: StateReader,
+        *,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.monotonic = monotonic
+        self.health: dict[str, Health] = {}
+        self.batch = Batch()
+        self.scrapes_ok = 0
+        self.scrapes_failed = 0
+        self.skipped = 0
+        self._prev: dict[str, tuple[float, list[float]]] = {}
+        self._targets: dict[str, Target | FetchError] = {}
+        self._inflight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sem: asyncio.Semaphore | None = None
+
+    # --- one scrape -------------------------------------------------------------------------
+
+    def _target(self, url: str) -> Target:
+        t = self._targets.get(url)
+        if t is None:
+            try:
+                t = Target(url)
+            except FetchError as exc:
+                t = exc
+            self._targets[url] = t
+        if isinstance(t, FetchError):
+            raise t
+        return t
+
+    async def scrape(self, target: ScrapeTarget) -> None:
+        """Scrape one agent and buffer the sample; every failure is recorded as scrape health."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.settings.concurrency)
+        self._inflight.add(target.agent_id)
+        health = self.health.setdefault(target.agent_id, Health())
+        try:
+            async with self._sem:
+                ts = self.clock()
+                t0 = self.monotonic()
+                health.last_attempt = ts
+                try:
+                    body = await fetch(
+                        self._target(target.url),
+                        timeout_s=self.settings.timeout_s,
+                        max_bytes=self.settings.max_body_bytes,
+                    )
+                    page = parse_page(body)
+                except (FetchError, PageError) as exc:
+                    health.failures += 1
+                    health.last_error = str(exc)
+                    health.duration_s = self.monotonic() - t0
+                    self.scrapes_failed += 1
+                    return
+            health.duration_s = self.monotonic() - t0
+            prev = self._prev.get(target.agent_id)
+            dt, incs = increases(
+                prev[0] if prev else None,
+                prev[1] if prev else None,
+                ts,
+                page.counters,
+                self.settings.max_gap_s,
+            )
+            self._prev[target.agent_id] = (ts, page.counters)
+            self.batch.add(target.agent_id, target.group, ts, dt, incs, page.memory, page.up)
+            health.last_success = ts
+            health.failures = 0
+            health.last_error = None
+            self.scrapes_ok += 1
+        finally:
+            self._inflight.discard(target.agent_id)
+
+    def flush(self) -> int:
+        """Bulk-insert the buffered samples (called from a worker thread or directly in tests)."""
+        batch, self.batch = self.batch, Batch()
+        return self.store.insert(batch)
+
+    # --- rounds -----------------------------------------------------------------------------
+
+    def _spawn(self, target: ScrapeTarget) -> None:
+        if target.agent_id in self._inflight:
+            self.skipped += 1  # still running from the last round: never pile up
+            return
+        self._inflight.add(target.agent_id)
+        task = asyncio.create_task(self.scrape(target))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scrape task failed", exc_info=task.exception())
+
+    def _prune(self, targets: list[ScrapeTarget]) -> None:
+        live = {t.agent_id for t in targets}
+        for gone in [a for a in self.health if a not in live]:
+            del self.health[gone]
+        if len(self._targets) > 4 * len(targets) + 100:
+            self._targets.clear()
+
+    async def round(self, targets: list[ScrapeTarget] | None = None) -> None:
+        """Scrape every target once, all at once (bounded by the semaphore), and wait for them."""
+        if targets is None:
+            targets = await asyncio.to_thread(self.state.targets, self.clock(), self.settings.online_within_s)
+        self._prune(targets)
+        for t in targets:
+            self._spawn(t)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Scrape rounds until `stop` is set, each target at its own offset within the interval."""
+        interval = self.settings.interval_s
+        while not stop.is_set():
+            started = self.monotonic()
+            try:
+                targets = await asyncio.to_thread(
+                    self.state.targets, self.clock(), self.settings.online_within_s
+                )
+            except Exception as exc:  # state.db busy or missing: try again next round
+                log.warning("reading scrape targets failed: %s", exc)
+                targets = []
+            self._prune(targets)
+            plan = sorted(
+                ((offset(t.agent_id, interval) if self.settings.jitter else 0.0), t.agent_id, t)
+                for t in targets
+            )
+            for off, _, target in plan:
+                delay = started + off - self.monotonic()
+                if delay > 0.005 and await _wait(stop, delay):
+                    return
+                self._spawn(target)
+            rest = started + interval - self.monotonic()
+            if rest > 0 and await _wait(stop, rest):
+                return
+
+    async def drain(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def failing(self) -> frozenset[str]:
+        """Agents whose last `failing_after` scrapes or more all failed."""
+        n = self.settings.failing_after
+        return frozenset(a for a, h in self.health.copy().items() if h.failures >= n)
+
+    def last_failed(self) -> frozenset[str]:
+        """Agents whose most recent scrape failed: their latest values are stale."""
+        return frozenset(a for a, h in self.health.copy().items() if h.failures > 0)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when `stop` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

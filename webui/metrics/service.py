@@ -1,0 +1,255 @@
+"""The metrics process: scraper + DuckDB writer + the internal query endpoint on a Unix socket.
+
+`run(settings)` is what `ctrltower server` (webui/serve.py) starts in a child process. It owns
+DATA_DIR/metrics.duckdb, scrapes the online agents listed in DATA_DIR/state.db, and answers
+`GET /query`, `/latest`, `/top`, `/health`, `/failing`, `/stats` (JSON) on DATA_DIR/metrics.sock
+for the Flask workers (client.MetricsClient). SIGTERM/SIGINT stop it cleanly (last batch flushed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from schemas.errors import CtrlTowerError
+from webui.metrics import query
+from webui.metrics.params import QueryError, parse_agents, parse_range, parse_top
+from webui.metrics.scraper import Scraper
+from webui.metrics.settings import MetricsSettings
+from webui.metrics.store import MetricsStore, StoreError
+from webui.metrics.targets import StateReader
+
+log = logging.getLogger(__name__)
+
+
+def metrics_settings(settings: Any) -> MetricsSettings:
+    """MetricsSettings as given, or derived from the server's settings (data_dir, offline window)."""
+    if isinstance(settings, MetricsSettings):
+        return settings
+    extra: dict[str, Any] = {}
+    if getattr(settings, "offline_after_s", None):
+        extra["online_within_s"] = float(settings.offline_after_s)
+    if getattr(settings, "metrics_interval_s", None):
+        extra["interval_s"] = float(settings.metrics_interval_s)
+    return MetricsSettings(data_dir=Path(settings.data_dir), **extra)
+
+
+class MetricsService:
+    """What the internal endpoint answers; plain method calls, so tests need no socket."""
+
+    def __init__(
+        self,
+        settings: MetricsSettings,
+        store: MetricsStore,
+        scraper: Scraper,
+        state: StateReader,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.scraper = scraper
+        self.state = state
+        self.clock = clock
+
+    def handle(self, path: str, args: Mapping[str, Sequence[str]]) -> tuple[int, Any]:
+        try:
+            return 200, self._route(path, args)
+        except QueryError as exc:
+            return 400, _error(exc.code, exc.message, exc.details)
+        except StoreError as exc:
+            log.warning("metrics query failed: %s", exc)
+            return 503, _error("metrics_unavailable", str(exc))
+        except CtrlTowerError as exc:
+            return 503, _error("metrics_unavailable", str(exc))
+
+    def _route(self, path: str, args: Mapping[str, Sequence[str]]) -> Any:
+        now = self.clock()
+        window = self.settings.stale_after_s
+        if path == "/query":
+            req = parse_range(args, now)
+            result = query.range_query(self.store, req, now, self.settings)
+            if req.scope != "fleet":
+                notes = self.state.annotations(
+                    req.start,
+                    req.end,
+                    agent=req.key if req.scope == "agent" else None,
+                    group=req.key if req.scope == "group" else None,
+                )
+                result["annotations"] = [
+                    {"agent": a.agent_id, "at": a.at, "revision": a.revision} for a in notes
+                ]
+            else:
+                result["annotations"] = []
+            return result
+        if path == "/latest":
+            groups = args.get("group") or []
+            group = groups[0] if groups else None
+            return {
+                "window_s": window,
+                "agents": query.latest(
+                    self.store,
+                    now,
+                    window,
+                    agents=parse_agents(args),
+                    group=group,
+                    failing=self.scraper.last_failed(),
+                ),
+            }
+        if path == "/top":
+            top = parse_top(args)
+            items = query.top(
+                self.store,
+                top.metric,
+                top.n,
+                now,
+                window,
+                group=top.group,
+                failing=self.scraper.last_failed(),
+            )
+            return {"metric": top.metric, "items": items}
+        if path == "/health":
+            ids = parse_agents(args)
+            health = self.scraper.health.copy()
+            failing = self.scraper.failing()
+            keys = ids if ids is not None else sorted(health)
+            return {
+                "agents": {
+                    a: (health[a].as_dict() | {"failing": a in failing}) if a in health else None
+                    for a in keys
+                }
+            }
+        if path == "/failing":
+            return {"agents": sorted(self.scraper.failing())}
+        if path == "/stats":
+            return {
+                "scrapes_ok": self.scraper.scrapes_ok,
+                "scrapes_failed": self.scraper.scrapes_failed,
+                "skipped": self.scraper.skipped,
+                "targets": len(self.scraper.health),
+                "rows": self.store.counts(),
+                "watermarks": {str(k): v for k, v in self.store.watermarks().items()},
+            }
+        raise QueryError(f"no such endpoint {path}", code="not_found")
+
+
+def _error(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    service: MetricsService
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        try:
+            status, payload = self.server.service.handle(parts.path, parse_qs(parts.query))
+        except Exception:  # a bug: logged here, the client gets the JSON error shape
+            log.exception("internal metrics endpoint failed on %s", self.path)
+            status, payload = 500, _error("internal_error", "metrics process error (logged)")
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("internal: " + format, *args)
+
+
+def serve_socket(path: Path, service: MetricsService) -> _Server:
+    """Bind the internal endpoint (owner-only socket) and serve it from a daemon thread."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    old = os.umask(0o077)
+    try:
+        server = _Server(str(path), _Handler)
+    finally:
+        os.umask(old)
+    server.service = service
+    threading.Thread(target=server.serve_forever, name="metrics-internal", daemon=True).start()
+    return server
+
+
+async def _every(seconds: float, stop: asyncio.Event, fn: Callable[[], object], what: str) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await asyncio.to_thread(fn)
+        except Exception as exc:  # a failed flush/rollup retries next time; never kill the loop
+            log.warning("%s failed: %s", what, exc)
+
+
+async def run_async(
+    settings: MetricsSettings, stop: asyncio.Event, *, clock: Callable[[], float] = time.time
+) -> None:
+    """The process body; also driven directly by tests with their own `stop` event."""
+    store = MetricsStore(settings.db_path)
+    state = StateReader(settings.state_db_path)
+    scraper = Scraper(settings, store, state, clock=clock)
+    service = MetricsService(settings, store, scraper, state, clock=clock)
+    server = serve_socket(settings.socket_path, service)
+    s = settings
+    try:
+        await asyncio.gather(
+            scraper.run(stop),
+            _every(s.flush_every_s, stop, scraper.flush, "metrics flush"),
+            _every(s.rollup_every_s, stop, lambda: store.rollup(clock(), s.rollup_lag_s), "rollup"),
+            _every(
+                s.retention_every_s,
+                stop,
+                lambda: store.retain(
+                    clock(), raw_s=s.raw_retention_s, minute_s=s.minute_retention_s, hour_s=s.hour_retention_s
+                ),
+                "retention",
+            ),
+        )
+    finally:
+        await scraper.drain()
+        server.shutdown()
+        server.server_close()
+        with contextlib.suppress(Exception):
+            scraper.flush()
+        store.close()
+        with contextlib.suppress(FileNotFoundError):
+            settings.socket_path.unlink()
+
+
+def run(settings: Any) -> None:
+    """Entry point of the metrics process (started by webui/serve.py with the server's settings)."""
+    ms = metrics_settings(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s metrics %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_async(ms, stop)
+
+    asyncio.run(main())

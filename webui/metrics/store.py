@@ -1,0 +1,196 @@
+"""The DuckDB store of agent samples (DATA_DIR/metrics.duckdb): schema, bulk insert, rollups,
+retention. Written by the metrics process only (DuckDB allows one writing process).
+
+Tables (ts = unix seconds; counter columns hold increases, see rates.py):
+- `raw`: one row per successful scrape: agent, grp, ts, dt, <counters>, memory, up.
+- `roll_60`, `roll_3600`: per agent and minute / hour: agent, grp, ts (bucket start), dt (sum),
+  <counters> (sums), mem_sum, mem_n, mem_max, up_min. Rates stay sum(increase) / sum(dt).
+- `meta`: rollup watermarks: everything before `roll_<R>` seconds is rolled up into `roll_<R>`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from schemas.errors import RetryLater
+from webui.metrics.rates import COUNTER_COLUMNS
+
+RESOLUTIONS = (60, 3600)
+_C = ", ".join(f"{c} DOUBLE" for c in COUNTER_COLUMNS)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS raw (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
+    memory DOUBLE, up DOUBLE);
+CREATE TABLE IF NOT EXISTS roll_60 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
+    mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE);
+CREATE TABLE IF NOT EXISTS roll_3600 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
+    mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value DOUBLE);
+"""
+RAW_COLUMNS: tuple[str, ...] = ("agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "memory", "up")
+# The uniform shape every query reads, whichever table it comes from.
+_SUMS = ", ".join(f"sum({c}) AS {c}" for c in COUNTER_COLUMNS)
+_ROLL_FROM_RAW = (
+    f"SELECT agent, grp, floor(ts / {{r}}) * {{r}} AS ts, sum(dt) AS dt, {_SUMS}, sum(memory) AS mem_sum, "
+    "count(memory) AS mem_n, max(memory) AS mem_max, min(up) AS up_min FROM raw "
+    "WHERE ts >= ? AND ts < ? GROUP BY ALL"
+)
+_ROLL_FROM_ROLL = (
+    f"SELECT agent, grp, floor(ts / {{r}}) * {{r}} AS ts, sum(dt) AS dt, {_SUMS}, sum(mem_sum) AS mem_sum, "
+    "sum(mem_n)::BIGINT AS mem_n, max(mem_max) AS mem_max, min(up_min) AS up_min FROM {src} "
+    "WHERE ts >= ? AND ts < ? GROUP BY ALL"
+)
+
+
+class StoreError(RetryLater):
+    """DuckDB failed (disk full, file locked by another process, ...)."""
+
+
+class Batch:
+    """Rows buffered by the scraper, column by column, until the next bulk insert."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {c: [] for c in RAW_COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.cols["ts"])
+
+    def add(
+        self,
+        agent: str,
+        grp: str | None,
+        ts: float,
+        dt: float | None,
+        incs: list[float | None],
+        memory: float | None,
+        up: float | None,
+    ) -> None:
+        c = self.cols
+        c["agent"].append(agent)
+        c["grp"].append(grp)
+        c["ts"].append(ts)
+        c["dt"].append(dt)
+        for name, value in zip(COUNTER_COLUMNS, incs, strict=True):
+            c[name].append(value)
+        c["memory"].append(memory)
+        c["up"].append(up)
+
+    def arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+        # None becomes NaN in a float array, and DuckDB reads NaN from NumPy as NULL.
+        out: dict[str, np.ndarray[Any, Any]] = {}
+        for name, values in self.cols.items():
+            dtype = object if name in ("agent", "grp") else np.float64
+            out[name] = np.array(values, dtype=dtype)
+        return out
+
+
+class MetricsStore:
+    """One DuckDB file. Thread-safe: each call uses its own cursor; writes are serialized."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._con = duckdb.connect(str(path))
+            self._con.execute(_SCHEMA)
+        except duckdb.Error as exc:
+            raise StoreError(f"opening {path}: {exc}") from exc
+        self._write = threading.Lock()
+
+    def close(self) -> None:
+        self._con.close()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._con.cursor()
+        try:
+            yield cur
+        except duckdb.Error as exc:
+            raise StoreError(f"metrics store: {exc}") from exc
+        finally:
+            cur.close()
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def insert_arrays(self, arrays: dict[str, np.ndarray[Any, Any]]) -> int:
+        """Bulk insert of raw rows given as NumPy columns (RAW_COLUMNS); NaN is stored as NULL."""
+        n = len(arrays["ts"])
+        if n == 0:
+            return 0
+        with self._write, self.cursor() as cur:
+            cur.register("batch_rows", arrays)
+            try:
+                cur.execute(f"INSERT INTO raw SELECT {', '.join(RAW_COLUMNS)} FROM batch_rows")
+            finally:
+                cur.unregister("batch_rows")
+        return n
+
+    def insert(self, batch: Batch) -> int:
+        return self.insert_arrays(batch.arrays()) if len(batch) else 0
+
+    def watermark(self, resolution: int) -> float | None:
+        with self.cursor() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key = ?", [f"roll_{resolution}"]).fetchone()
+        return None if row is None else float(row[0])
+
+    def watermarks(self) -> dict[int, float | None]:
+        return {r: self.watermark(r) for r in RESOLUTIONS}
+
+    def rollup(self, now: float, lag_s: float) -> dict[int, int]:
+        """Roll every complete minute older than `now - lag_s` into roll_60, and every complete hour
+        of roll_60 into roll_3600. Idempotent: watermarks advance in the same transaction."""
+        done: dict[int, int] = {}
+        with self._write, self.cursor() as cur:
+            upto = now - lag_s
+            for res, src in ((60, "raw"), (3600, "roll_60")):
+                cutoff = float(math.floor(upto / res) * res)
+                row = cur.execute("SELECT value FROM meta WHERE key = ?", [f"roll_{res}"]).fetchone()
+                if row is None:
+                    first = cur.execute(f"SELECT min(ts) FROM {src}").fetchone()
+                    if first is None or first[0] is None:
+                        done[res] = 0
+                        continue  # nothing to roll yet; the first rows set the watermark later
+                    start = float(math.floor(float(first[0]) / res) * res)
+                else:
+                    start = float(row[0])
+                if cutoff <= start:
+                    done[res] = 0
+                    upto = start
+                    continue
+                sql = _ROLL_FROM_RAW if src == "raw" else _ROLL_FROM_ROLL.replace("{src}", src)
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    n = cur.execute(
+                        f"INSERT INTO roll_{res} " + sql.replace("{r}", str(res)), [start, cutoff]
+                    ).fetchone()
+                    cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"roll_{res}", float(cutoff)])
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                done[res] = int(n[0]) if n else 0
+                upto = cutoff  # hours are rolled only from minutes already rolled
+        return done
+
+    def retain(self, now: float, *, raw_s: float, minute_s: float, hour_s: float) -> dict[str, int]:
+        """Delete rows older than each table's retention (ts < now - retention); keep the rest."""
+        deleted: dict[str, int] = {}
+        with self._write, self.cursor() as cur:
+            for table, keep in (("raw", raw_s), ("roll_60", minute_s), ("roll_3600", hour_s)):
+                row = cur.execute(f"DELETE FROM {table} WHERE ts < ?", [now - keep]).fetchone()
+                deleted[table] = int(row[0]) if row else 0
+        return deleted
+
+    def counts(self) -> dict[str, int]:
+        with self.cursor() as cur:
+            out = {}
+            for table in ("raw", "roll_60", "roll_3600"):
+                row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
+                out[table] = int(row[0]) if row else 0
+            return out
