@@ -43,6 +43,7 @@ log = logging.getLogger("ctrltower.agent")
 AGENT_VERSION = "0.1.0"
 TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
+DRIFT_SETTLE_S = 0.05
 STABLE_AFTER_S = 30.0  # a collector up this long resets the restart backoff
 
 
@@ -238,6 +239,10 @@ class Agent:
         desired = self.desired
         if desired is None:
             return
+        local = self.applier.read_local()
+        if local == desired.data:
+            return
+        time.sleep(DRIFT_SETTLE_S)  # an editor may be mid-write: report what it leaves, not half of it
         local = self.applier.read_local()
         if local == desired.data:
             return
