@@ -1,0 +1,163 @@
+"""`ctrltower server` (run the control plane) and `ctrltower token create|list|revoke`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import click
+from pydantic import ValidationError
+
+from ctrltower import exit_codes
+from schemas.api import ROLES, Role
+from schemas.errors import CtrlTowerError
+
+if TYPE_CHECKING:
+    from webui.store import Store
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory holding state.db, tokens and metrics.",
+)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--listen")
+    return host.strip("[]"), int(port)
+
+
+@click.command()
+@DATA_DIR
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="WSGI processes.")
+@click.option(
+    "--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Threads per worker."
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.05, 3600),
+    default=15.0,
+    show_default=True,
+    help="Seconds between agent polls (agents offline after 3 intervals of silence).",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1024),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Request body limit in bytes.",
+)
+@click.option("--no-metrics", is_flag=True, help="Do not start the metrics process.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+def server(
+    data_dir: Path,
+    listen: str,
+    workers: int,
+    threads: int,
+    poll_interval: float,
+    max_body: int,
+    no_metrics: bool,
+    log_level: str,
+) -> None:
+    """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
+    from webui.serve import serve
+    from webui.settings import ServerSettings
+
+    host, port = parse_listen(listen)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServerSettings(
+        data_dir=data_dir.resolve(),
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        poll_interval_s=poll_interval,
+        max_body_bytes=max_body,
+        metrics=not no_metrics,
+    )
+    try:
+        code = serve(settings)
+    except CtrlTowerError as exc:
+        click.echo(f"ctrltower server: {exc}", err=True)
+        sys.exit(exit_codes.SERVER_ERROR)
+    sys.exit(code)
+
+
+@click.group()
+def token() -> None:
+    """Create, list or revoke API tokens (works on the data dir directly; the server may be running)."""
+
+
+def _store(data_dir: Path) -> Store:
+    from webui.store import Store
+
+    if not (data_dir / "state.db").exists():
+        click.echo(f"ctrltower token: no state.db in {data_dir} (start the server once first)", err=True)
+        sys.exit(exit_codes.USAGE)
+    return Store.open(data_dir / "state.db")
+
+
+@token.command("create")
+@DATA_DIR
+@click.option("--role", type=click.Choice(list(ROLES)), required=True)
+@click.option("--name", default="", help="A label for the token (shown in lists and the audit log).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def token_create(data_dir: Path, role: str, name: str, fmt: str) -> None:
+    """Create a token and print its secret (shown once, stored only as a hash)."""
+    store = _store(data_dir)
+    try:
+        created = store.create_token(cast(Role, role), name, actor="cli", actor_role="admin")
+    except ValidationError as exc:
+        click.echo(f"ctrltower token: {exc}", err=True)
+        sys.exit(exit_codes.USAGE)
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(created.model_dump_json())
+    else:
+        click.echo(created.secret)
+
+
+@token.command("list")
+@DATA_DIR
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def token_list(data_dir: Path, fmt: str) -> None:
+    """List tokens (id, role, name, created, revoked); never their secrets."""
+    store = _store(data_dir)
+    try:
+        items = store.list_tokens()
+    finally:
+        store.close()
+    if fmt == "json":
+        click.echo(json.dumps([json.loads(t.model_dump_json()) for t in items], indent=2))
+        return
+    click.echo(f"{'ID':>4}  {'ROLE':<10}  {'CREATED':<20}  {'REVOKED':<20}  NAME")
+    for t in items:
+        revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-"
+        created = t.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{t.id:>4}  {t.role:<10}  {created:<20}  {revoked:<20}  {t.name}")
+
+
+@token.command("revoke")
+@DATA_DIR
+@click.argument("token_id", type=int)
+def token_revoke(data_dir: Path, token_id: int) -> None:
+    """Revoke the token with this id (see `token list`); it stops working at once."""
+    from webui.errors import NotFound
+
+    store = _store(data_dir)
+    try:
+        store.revoke_token(token_id, actor="cli", actor_role="admin")
+    except NotFound as exc:
+        click.echo(f"ctrltower token: {exc}", err=True)
+        sys.exit(exit_codes.USAGE)
+    finally:
+        store.close()
+    click.echo(f"revoked token {token_id}")
