@@ -55,6 +55,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     help="Request body limit in bytes.",
 )
 @click.option("--no-metrics", is_flag=True, help="Do not start the metrics process.")
+@click.option(
+    "--metrics-interval",
+    type=click.FloatRange(0.05, 3600),
+    default=None,
+    help="Seconds between metrics scrapes of each agent (default: the metrics process's).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def server(
     data_dir: Path,
@@ -64,6 +70,7 @@ def server(
     poll_interval: float,
     max_body: int,
     no_metrics: bool,
+    metrics_interval: float | None,
     log_level: str,
 ) -> None:
     """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
@@ -81,6 +88,7 @@ def server(
         poll_interval_s=poll_interval,
         max_body_bytes=max_body,
         metrics=not no_metrics,
+        metrics_interval_s=metrics_interval,
     )
     try:
         code = serve(settings)

@@ -12,10 +12,11 @@ import importlib
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Flask, Response
 
@@ -114,10 +115,19 @@ def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth | None:
     func: Any = getattr(module, "failing_agents", None)
     if func is None:
         return None
+    # The fleet page asks on every request; the answer changes once per scrape interval at most.
+    cache: dict[str, Any] = {"at": -1e9, "value": frozenset()}
+    lock = threading.Lock()
 
     def failing() -> Collection[str]:
-        result = func(settings)
-        return set(result)
+        now = time.monotonic()
+        with lock:
+            if now - cache["at"] < 1.0:
+                return cast(frozenset[str], cache["value"])
+        value = frozenset(func(settings))
+        with lock:
+            cache["at"], cache["value"] = now, value
+        return value
 
     return failing
 

@@ -25,6 +25,9 @@ class ServerSettings(BaseModel):
     metrics: bool = Field(
         default=True, description="mount webui.metrics.api and start the metrics process, if they exist"
     )
+    metrics_interval_s: float | None = Field(
+        default=None, gt=0, description="scrape interval of the metrics process (None: its default)"
+    )
     ui: bool = Field(default=True, description="mount the web UI (webui.ui.views), if it exists")
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
 

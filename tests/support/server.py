@@ -17,7 +17,8 @@ Subprocess (the real thing: `ctrltower server` under granian, on 127.0.0.1 and a
 
 Or as a pytest fixture: `from tests.support.server import live_server  # noqa: F401` in your test module
 (function-scoped; poll interval 0.5 s, no metrics process). Options: `metrics=True` also starts the
-metrics process (if webui.metrics.service exists), `workers`, `threads`, `extra_args`.
+metrics process (if webui.metrics.service exists; `metrics_interval_s` sets its scrape interval),
+`workers`, `threads`, `extra_args`.
 `srv.log_text()` returns the server's output (stdout+stderr) for assertion messages.
 
 In-process (fast API tests, no sockets: Flask's test client on `create_app`)::
@@ -65,6 +66,7 @@ class ServerProcess:
         workers: int = 1,
         threads: int = 4,
         metrics: bool = False,
+        metrics_interval_s: float | None = None,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
     ) -> None:
@@ -74,6 +76,7 @@ class ServerProcess:
         self.workers = workers
         self.threads = threads
         self.metrics = metrics
+        self.metrics_interval_s = metrics_interval_s
         self.extra_args = extra_args
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -97,6 +100,8 @@ class ServerProcess:
         ]  # fmt: skip
         if not self.metrics:
             cmd.append("--no-metrics")
+        elif self.metrics_interval_s is not None:
+            cmd += ["--metrics-interval", str(self.metrics_interval_s)]
         return cmd + list(self.extra_args)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> ServerProcess:
