@@ -1,0 +1,245 @@
+"""`ctrltower validate | render | import | schema`: the compiler's commands.
+
+The I/O (files, the collector subprocess) lives here, never in compiler/.
+
+Exit codes (ctrltower/exit_codes.py): 0 ok (warnings allowed), 1 the repo (or the import) has errors,
+2 usage errors, 70 a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from compiler.api import compile_repo
+from compiler.importer import import_collector_config
+from compiler.jsonschema import json_schemas
+from compiler.repo import LoadedRepo, is_repo_file, load_repo
+from compiler.report import FORMATS, format_diagnostics, format_github
+from ctrltower import exit_codes
+from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnostics
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+COLLECTOR_TIMEOUT_S = 60
+
+
+def read_repo_dir(root: Path) -> dict[str, bytes]:
+    """The repo's files as the compiler takes them: {posix path relative to root: bytes}."""
+    files: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for fn in sorted(filenames):
+            path = Path(dirpath) / fn
+            rel = path.relative_to(root).as_posix()
+            if is_repo_file(rel) and path.is_file():
+                files[rel] = path.read_bytes()
+    return files
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _emit(diags: list[Diagnostic], fmt: str, files: Mapping[str, bytes], prefix: str = "") -> None:
+    text = format_github(diags, prefix) if fmt == "github" else format_diagnostics(diags, fmt, files)
+    if text:
+        click.echo(text, nl=False)
+
+
+def _group_location(repo: LoadedRepo, group: str) -> Location:
+    lg = repo.groups.get(group)
+    if lg is None:
+        return Location(file=f"groups/{group}.yaml")
+    line, col = lg.positions.value(("name",))
+    return Location(file=lg.file, line=line, column=col)
+
+
+def collector_check(binary: Path, configs: Mapping[str, str], repo: LoadedRepo) -> list[Diagnostic]:
+    """Run `<binary> validate --config F` on each rendered config; failures become CT501/CT502."""
+    diags: list[Diagnostic] = []
+    with tempfile.TemporaryDirectory(prefix="ctrltower-validate-") as tmp:
+        for group in sorted(configs):
+            path = Path(tmp) / f"{group}.yaml"
+            path.write_text(configs[group], encoding="utf-8")
+            try:
+                proc = subprocess.run(
+                    [str(binary), "validate", "--config", str(path)],
+                    capture_output=True,
+                    text=True,
+                    timeout=COLLECTOR_TIMEOUT_S,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                diags.append(
+                    Diagnostic(
+                        code="CT502",
+                        message=f"could not run the collector {binary}: {exc}",
+                        location=_group_location(repo, group),
+                        group=group,
+                    )
+                )
+                continue
+            if proc.returncode != 0:
+                lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+                reason = next((ln for ln in lines if ln.startswith("Error:")), lines[0] if lines else "")
+                diags.append(
+                    Diagnostic(
+                        code="CT501",
+                        message=f"the collector rejects group '{group}': {reason[:2000]}",
+                        hint="render the group and run the collector's validate on it to see every detail",
+                        location=_group_location(repo, group),
+                        group=group,
+                    )
+                )
+    return diags
+
+
+repo_option = click.option(
+    "--repo",
+    "repo_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The config repo's root directory.",
+)
+
+
+@click.command()
+@repo_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option(
+    "--collector",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also run this collector binary's `validate` on each rendered config.",
+)
+@click.option("--path-prefix", default="", help="Prefix for paths in github annotations (repo in a subdir).")
+def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str) -> None:
+    """Check a config repo and report every problem (exit 0: no errors, 1: errors, 2: usage)."""
+    files = read_repo_dir(repo_dir)
+    result = compile_repo(files)
+    diags = list(result.diagnostics)
+    if collector is not None and result.ok:
+        diags = sort_diagnostics(diags + collector_check(collector, result.configs, load_repo(files)))
+    _emit(diags, fmt, files, path_prefix)
+    sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
+
+
+@click.command()
+@repo_option
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory.",
+)
+@click.option("--group", "groups", multiple=True, help="Render only this group (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def render(repo_dir: Path, out_dir: Path, groups: tuple[str, ...], fmt: str) -> None:
+    """Write OUT/<group>.yaml for every group; nothing is written when the repo has errors."""
+    files = read_repo_dir(repo_dir)
+    result = compile_repo(files, only_groups=groups or None)
+    unknown = sorted(set(groups) - set(result.configs)) if result.ok else []
+    if unknown:
+        raise click.BadParameter(f"no such group: {', '.join(unknown)}", param_hint="--group")
+    if not result.ok:
+        click.echo(format_diagnostics(result.diagnostics, fmt, files), nl=False, err=fmt == "text")
+        sys.exit(exit_codes.FINDINGS)
+    if result.diagnostics:
+        click.echo(format_diagnostics(result.diagnostics, "text", files), nl=False, err=True)
+    for group, config in sorted(result.configs.items()):
+        write_atomic(out_dir / f"{group}.yaml", config)
+        click.echo(f"wrote {out_dir / f'{group}.yaml'}")
+    sys.exit(exit_codes.OK)
+
+
+def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (not NAME_RE.match(value) or len(value) > 63):
+        raise click.BadParameter("must match [a-z0-9][a-z0-9-]* (at most 63 characters)")
+    return value
+
+
+@click.command(name="import")
+@click.argument("collector_config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--repo",
+    "repo_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The config repo to write into (created if missing).",
+)
+@click.option("--group", required=True, callback=_check_name, help="The agent group to import into.")
+@click.option("--pipeline", callback=_check_name, help="Pipeline name (default: the group name).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | None, fmt: str) -> None:
+    """Turn an existing collector config into pipeline and group files (exit 1 if it cannot)."""
+    existing = read_repo_dir(repo_dir) if repo_dir.is_dir() else {}
+    if repo_dir.is_dir():
+        existing.update(
+            {
+                p.relative_to(repo_dir).as_posix(): b""
+                for p in (repo_dir / ".schema").glob("*.json")
+                if p.is_file()
+            }
+        )
+    source = collector_config.read_bytes()
+    result = import_collector_config(
+        source, group=group, pipeline=pipeline, existing=existing, source_name=collector_config.name
+    )
+    if not result.ok:
+        _emit(result.diagnostics, fmt, {collector_config.name: source})
+        sys.exit(exit_codes.FINDINGS)
+    merged = {k: v for k, v in existing.items() if is_repo_file(k)}
+    merged.update({k: v.encode("utf-8") for k, v in result.files.items()})
+    check = compile_repo(merged)
+    for path, text in sorted(result.files.items()):
+        write_atomic(repo_dir / path, text)
+        if fmt == "text":
+            click.echo(f"wrote {repo_dir / path}")
+    diags = sort_diagnostics(result.diagnostics + check.diagnostics)
+    _emit(diags, fmt, {collector_config.name: source, **merged})
+    sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
+
+
+@click.command()
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory.",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the files in OUT are missing or stale.")
+def schema(out_dir: Path, check: bool) -> None:
+    """Export the JSON Schema of the repo file kinds (AgentGroup, Pipeline, Settings)."""
+    stale = []
+    for filename, text in sorted(json_schemas().items()):
+        path = out_dir / filename
+        if check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+            continue
+        write_atomic(path, text)
+        click.echo(f"wrote {path}")
+    if stale:
+        click.echo(
+            f"stale JSON Schema (run `ctrltower schema --out {out_dir}`): {', '.join(stale)}", err=True
+        )
+        sys.exit(exit_codes.FINDINGS)
+    sys.exit(exit_codes.OK)
