@@ -12,6 +12,7 @@ see docs/benchmarks.md for the config-poll benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
@@ -55,7 +56,8 @@ def write_secret_file(path: Path, secret: str) -> None:
 def prepare(settings: ServerSettings) -> dict[str, Path]:
     """Create the data dir, migrate state.db, and on first start write admin.token and enroll.token.
 
-    Returns the token files written now (empty when tokens existed already).
+    A fresh database with token files from an earlier one re-imports those secrets (state.db is a cache:
+    deleting it must not lock agents out). Returns the token files written now.
     """
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -63,13 +65,18 @@ def prepare(settings: ServerSettings) -> dict[str, Path]:
         store = Store.from_settings(settings)
     except OSError as exc:
         raise ServeError(f"data dir {settings.data_dir} is not usable: {exc}") from exc
+    paths = {"admin": settings.admin_token_path, "enroll": settings.enroll_token_path}
+    existing = {}
+    for role, path in paths.items():
+        with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+            existing[role] = path.read_text().strip()
     try:
-        secrets = store.ensure_bootstrap_tokens()
+        secrets = store.ensure_bootstrap_tokens(existing)
     finally:
         store.close()
     written: dict[str, Path] = {}
-    for role, path in (("admin", settings.admin_token_path), ("enroll", settings.enroll_token_path)):
-        if role in secrets:
+    for role, path in paths.items():
+        if role in secrets and existing.get(role) != secrets[role]:
             write_secret_file(path, secrets[role])
             written[role] = path
     return written

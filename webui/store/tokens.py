@@ -32,9 +32,10 @@ class TokenRecord:
 
 class TokensMixin(StoreBase):
     def create_token(
-        self, role: Role, name: str = "", *, actor: str = "", actor_role: str = ""
+        self, role: Role, name: str = "", *, actor: str = "", actor_role: str = "", secret: str | None = None
     ) -> TokenCreated:
-        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        """Create a token (a new random secret, or `secret` when re-importing a bootstrap token file)."""
+        secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
         with self.db.write() as conn:
             cur = conn.execute(
@@ -107,13 +108,21 @@ class TokensMixin(StoreBase):
             return None
         return TokenRecord(int(row["id"]), str(row["name"]), str(row["role"]))
 
-    def ensure_bootstrap_tokens(self) -> dict[str, str]:
-        """On an empty token table: create one admin and one enroll token; return their secrets."""
+    def ensure_bootstrap_tokens(self, existing: dict[str, str] | None = None) -> dict[str, str]:
+        """On an empty token table: create one admin and one enroll token; return their secrets.
+
+        `existing` (role -> secret, from the token files of a previous database) re-imports those secrets,
+        so deleting state.db does not change the tokens agents and operators already hold.
+        """
         with self.db.read() as conn:
             count = int(conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
         if count:
             return {}
-        return {
-            "admin": self.create_token("admin", "bootstrap admin", actor="server").secret,
-            "enroll": self.create_token("enroll", "bootstrap enroll", actor="server").secret,
-        }
+        existing = existing or {}
+        out: dict[str, str] = {}
+        for role in ("admin", "enroll"):
+            prior = existing.get(role)
+            valid = prior if prior and 16 <= len(prior) <= 512 and prior.isprintable() else None
+            created = self.create_token(role, f"bootstrap {role}", actor="server", secret=valid)
+            out[role] = created.secret
+        return out
