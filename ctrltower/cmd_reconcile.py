@@ -252,7 +252,7 @@ def status(server: str, token: str | None, fmt: str) -> None:
         with _client(server, token) as client:
             current = client.current_revision()
             runs = client.runs(limit=1).items
-            total, by_sync, by_group = client.agent_counts()
+            total, by_status, by_sync = client.agent_counts()
     except CtrlTowerError as exc:
         _fail(_exit_code_of(exc), str(exc))
     last = runs[0] if runs else None
@@ -260,7 +260,7 @@ def status(server: str, token: str | None, fmt: str) -> None:
         data = {
             "applied": None if current is None else current.model_dump(mode="json"),
             "last_run": None if last is None else last.model_dump(mode="json"),
-            "agents": {"total": total, "by_sync_status": by_sync, "by_group": by_group},
+            "agents": {"total": total, "by_status": by_status, "by_sync_status": by_sync},
         }
         click.echo(json.dumps(data, sort_keys=True))
         return
@@ -283,5 +283,6 @@ def status(server: str, token: str | None, fmt: str) -> None:
             click.echo(f"           {d.format_text()}")
         if len(errors) > 10:
             click.echo(f"           ... {len(errors) - 10} more")
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(by_sync.items())) or "none"
-    click.echo(f"agents:    {total} ({counts})")
+    sync = ", ".join(f"{k} {v}" for k, v in sorted(by_sync.items()) if v) or "none"
+    live = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if v) or "none"
+    click.echo(f"agents:    {total} total; sync: {sync}; status: {live}")
