@@ -52,6 +52,10 @@ class GraphResult:
     plan: PipelinePlan | None
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 def component_name(pipeline: str, node: Node) -> str:
     """The collector component id: type/pipeline.name, so pipelines never collide within a group."""
     return f"{node.type}/{pipeline}.{node.name or node.id}"
@@ -207,7 +211,7 @@ class _Checker:
     def _unknown_type(self, i: int, node: Node) -> None:
         others = [c for c in self.catalog.classes_of(node.type) if c != node.class_]
         if others:
-            hint = f"'{node.type}' is a {' and a '.join(others)}, not a {node.class_}"
+            hint = f"'{node.type}' is {' and '.join(_a(c) for c in others)}, not {_a(node.class_)}"
         else:
             close = self.catalog.suggest(node.class_, node.type)
             hint = (

@@ -140,6 +140,39 @@ class _Builder:
         raise LoadError("CT101", f"unsupported YAML node {type(node).__name__}")  # pragma: no cover
 
 
+def _check_size(root: yaml.Node) -> None:
+    """Reject alias bombs before expanding them: count values after expansion, memoized per node."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH:
+            raise LoadError(
+                "CT107",
+                f"document is nested more than {MAX_DEPTH} levels deep",
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+            )
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        if total > MAX_VALUES:
+            raise LoadError(
+                "CT107",
+                f"document expands to more than {MAX_VALUES:,} values (alias bomb?)",
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
 def decode(raw: bytes | str) -> str:
     """Bytes to text: UTF-8 only (a BOM is tolerated); anything else is CT100."""
     if isinstance(raw, str):
@@ -194,6 +227,7 @@ def load_yaml(raw: bytes | str) -> tuple[LoadedDoc | None, list[tuple[str, Pos]]
         )
     builder = _Builder()
     try:
+        _check_size(nodes[0])
         data = builder.build(nodes[0], (), 0)
     except RecursionError:
         raise LoadError("CT107", "document is nested too deeply") from None
