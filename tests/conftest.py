@@ -46,3 +46,10 @@ def port() -> int:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The compiler's golden tests (tests/golden) rewrite their expected files with this flag.
+    parser.addoption(
+        "--update-golden", action="store_true", default=False, help="rewrite tests/golden expected files"
+    )
