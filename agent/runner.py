@@ -258,10 +258,14 @@ class Agent:
             DriftEvent(at=_now(), local_hash=local_hash, desired_hash=desired.hash),
         ]
         self.applier.write(desired.data)
-        if self.should_run():
-            problem = self.applier.run()
-            if problem is not None:
-                log.error("collector unhealthy after restoring the desired config: %s", problem)
+        problem = self.applier.run() if self.should_run() else None
+        if problem is not None:
+            log.error("collector unhealthy after restoring the desired config: %s", problem)
+            return
+        # The desired config is back in force: say so, so the server sees the drift resolved.
+        self.last_apply = ApplyResult(
+            result="applied", config_hash=desired.hash, revision=desired.revision, at=_now()
+        )
 
     # --- server ---------------------------------------------------------------------------------------
 
@@ -349,7 +353,7 @@ class Agent:
         if new.hash == self.failed_hash:
             return
         log.info("applying config %s (revision %s)", new.hash[:12], new.revision)
-        outcome = self.applier.apply(new, desired, self.should_run())
+        outcome = self.applier.apply(new, desired, should_run=not self.operator_stopped)
         result: ApplyResult
         if outcome.ok:
             self.desired = new

@@ -128,6 +128,8 @@ def agent(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("httpx", "httpcore"):  # one line per poll is noise; the agent logs what matters
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     try:
         settings = AgentSettings(
             server=server,
