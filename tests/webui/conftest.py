@@ -1,0 +1,41 @@
+"""Fixtures for the server tests: an in-process server with a settable clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import InProcessServer
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def failing() -> set[str]:
+    """Agent ids the (simulated) metrics process reports as failing scrapes."""
+    return set()
+
+
+@pytest.fixture
+def srv(tmp_path: Path, clock: Clock, failing: set[str]) -> Iterator[InProcessServer]:
+    server = InProcessServer(
+        tmp_path / "data", poll_interval_s=10.0, clock=clock, scrape_failing=lambda: failing
+    )
+    yield server
+    server.close()
