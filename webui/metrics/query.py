@@ -36,11 +36,12 @@ def choose_resolution(start: float, end: float, now: float, settings: MetricsSet
 def choose_step(
     start: float, end: float, resolution: int, requested: float | None, interval_s: float
 ) -> float:
-    floor = float(resolution) if resolution else max(1.0, interval_s)
+    # raw buckets hold at least two scrapes, so a jittered scrape never leaves a bucket empty
+    floor = float(resolution) if resolution else max(1.0, 2 * interval_s)
     want = requested if requested is not None else (end - start) / TARGET_POINTS
     if resolution:
         return max(1, math.ceil(want / resolution)) * float(resolution)  # whole rollup buckets
-    return max(floor, float(math.ceil(want)))
+    return requested if requested is not None else max(floor, float(math.ceil(want)))
 
 
 def _value_expr(metric: str) -> tuple[str, str]:

@@ -67,7 +67,7 @@ class MetricsService:
         try:
             return 200, self._route(path, args)
         except QueryError as exc:
-            return 400, _error(exc.code, exc.message, exc.details)
+            return 404 if exc.code == "not_found" else 400, _error(exc.code, exc.message, exc.details)
         except StoreError as exc:
             log.warning("metrics query failed: %s", exc)
             return 503, _error("metrics_unavailable", str(exc))

@@ -1,0 +1,50 @@
+"""Misbehaving targets (hang, garbage, 10 MB, dropped or truncated connection, HTTP 500, bad URL)
+cost one bounded task each and never stall the healthy ones."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.metrics.exporter import exporters
+from tests.metrics.helpers import Clock, make
+from webui.metrics.targets import ScrapeTarget
+
+GOOD = {"cpu": 1.0, "memory": 1e8, "logs:accepted": 5.0}
+BAD = ["hang", "garbage", "huge", "drop", "truncate", "http500"]
+
+
+def test_bad_targets_do_not_stall_good_ones(tmp_path: Path) -> None:
+    clock = Clock()
+    settings, _store, scraper = make(tmp_path, clock, timeout_s=1.5)
+    specs = [{"mode": m} for m in BAD] + [{"values": GOOD} for _ in range(6)]
+    with exporters(*specs) as exps:
+        targets = [ScrapeTarget(f"bad-{m}", e.url, None) for m, e in zip(BAD, exps, strict=False)]
+        targets += [ScrapeTarget(f"good-{i}", e.url, None) for i, e in enumerate(exps[len(BAD) :])]
+        targets.append(ScrapeTarget("bad-url", "https://127.0.0.1:1/metrics", None))
+        targets.append(ScrapeTarget("bad-refused", "http://127.0.0.1:9/metrics", None))
+        started = time.monotonic()
+        asyncio.run(scraper.round(targets))
+        took = time.monotonic() - started
+    # the round is bounded by the timeout (the hanging target), not by the sum of the targets
+    assert took < settings.timeout_s + 3.0
+    for i in range(6):
+        h = scraper.health[f"good-{i}"]
+        assert h.failures == 0 and h.last_success is not None
+        assert h.duration_s is not None and h.duration_s < settings.timeout_s / 2  # not behind the hang
+    errors = {a: h.last_error or "" for a, h in scraper.health.items() if a.startswith("bad")}
+    assert "timed out" in errors["bad-hang"]
+    assert "no ctrltower_collector_" in errors["bad-garbage"]
+    assert "exceeds" in errors["bad-huge"]
+    assert errors["bad-drop"] and errors["bad-truncate"]
+    assert errors["bad-http500"] == "HTTP 500"
+    assert "only http://" in errors["bad-url"]
+    assert errors["bad-refused"]
+    assert scraper.flush() == 6  # only the good pages were stored
+
+
+def test_round_without_targets_reads_state_db_as_empty(tmp_path: Path) -> None:
+    _, _, scraper = make(tmp_path, Clock())
+    asyncio.run(scraper.round())  # no state.db yet: nothing to scrape, no error
+    assert scraper.scrapes_ok == 0 and scraper.flush() == 0
