@@ -73,7 +73,14 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
 )
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Config path.")
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--labels", default="", metavar="labels", callback=_convert(parse_labels), help="k=v,k2=v2")
+@click.option(
+    "--labels",
+    default="",
+    envvar="CTRLTOWER_LABELS",
+    metavar="labels",
+    callback=_convert(parse_labels),
+    help="k=v,k2=v2",
+)
 @click.option(
     "--metrics-listen",
     default=None,

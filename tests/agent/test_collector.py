@@ -198,3 +198,37 @@ def test_agent_runs_last_good_while_server_down_and_supervises(
         thread.join(20)
     assert not thread.is_alive()
     assert agent.collector.pid is None  # stopping the agent stops the collector
+
+
+def test_example_repo_edge_group_runs_under_the_agent(
+    tmp_path: Path, collector_bin: Path, sink: SinkHandle
+) -> None:
+    """The compiler's rendering of example-config-repo's `edge` group, byte for byte, ships lines."""
+    from compiler.api import compile_repo  # the test may use the compiler; the agent never does
+    from tests.conftest import ROOT
+
+    repo = ROOT / "example-config-repo"
+    files = {p.relative_to(repo).as_posix(): p.read_bytes() for p in repo.rglob("*.yaml")}
+    result = compile_repo(files)
+    edge = next(g for g in result.groups if g.name == "edge")
+    logs = tmp_path / "app-logs"
+    logs.mkdir()
+    port = free_port()
+    env = dict(
+        os.environ,
+        CTRLTOWER_TELEMETRY_PORT=str(port),
+        APP_LOG_DIR=str(logs),
+        OTLP_HTTP_ENDPOINT=sink.endpoint,
+    )
+    process = CollectorProcess(collector_bin, tmp_path / "collector.yaml", env, tmp_path / "collector.log")
+    scraper = MetricsScraper(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
+    applier = Applier(process, scraper, health_timeout_s=5.0, health_settle_s=0.3)
+    try:
+        outcome = applier.apply(StoredConfig(edge.config.encode(), edge.config_hash, "e", "edge"), None, True)
+        assert outcome.ok, outcome.error
+        assert config_hash(applier.read_local() or b"") == edge.config_hash
+        sent = write_lines(logs / "app.log", "edge", 12)  # a new file after start: read from its start
+        wait_until(lambda: sink.bodies() == sent, 15, what=f"edge lines at the sink ({sink.counts()})")
+    finally:
+        process.stop(5)
+        scraper.close()
