@@ -43,6 +43,7 @@ def metrics_settings(settings: Any) -> MetricsSettings:
         extra["online_within_s"] = float(settings.offline_after_s)
     if getattr(settings, "metrics_interval_s", None):
         extra["interval_s"] = float(settings.metrics_interval_s)
+        extra["timeout_s"] = min(5.0, extra["interval_s"])  # a scrape never outlives its interval
     return MetricsSettings(data_dir=Path(settings.data_dir), **extra)
 
 
@@ -248,8 +249,9 @@ def run(settings: Any) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # the server's launcher ignores it
+            loop.add_signal_handler(signal.SIGINT, stop.set)
         await run_async(ms, stop)
 
     asyncio.run(main())
