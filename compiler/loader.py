@@ -31,7 +31,10 @@ MAX_DEPTH = 200
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
-_MAP_TAG = "tag:yaml.org,2002:map"
+_KNOWN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}"
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")
+)
 
 
 @dataclass
@@ -107,6 +110,14 @@ class _Builder:
                 node.start_mark.column + 1,
             )
         self.positions.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if node.tag not in _KNOWN_TAGS:
+            raise LoadError(
+                "CT101",
+                f"unsupported YAML tag {node.tag!r}",
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                hint="repo files use plain YAML: no language-specific or custom tags",
+            )
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _STR_TAG:
                 return node.value

@@ -181,7 +181,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             except ValidationError as exc:
                 diags.extend(_schema_diagnostics(exc, RepoSettings, path, positions, None))
             continue
-        kind = data.get("kind")
+        kind = data.get("kind") if isinstance(data.get("kind"), str) else None
         name = data.get("name") if isinstance(data.get("name"), str) else None
         if kind not in KIND_DIRS:
             known = ", ".join(KIND_DIRS)

@@ -96,8 +96,11 @@ def collector_check(binary: Path, configs: Mapping[str, str], repo: LoadedRepo) 
                 )
                 continue
             if proc.returncode != 0:
+                # The collector prints the error (several lines), then repeats it on a log line.
                 lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-                reason = next((ln for ln in lines if ln.startswith("Error:")), lines[0] if lines else "")
+                start = next((i for i, ln in enumerate(lines) if ln.startswith("Error:")), 0)
+                end = next((i for i, ln in enumerate(lines) if i > start and ln[:4].isdigit()), len(lines))
+                reason = " ".join(lines[start:end]) or f"exit status {proc.returncode}"
                 diags.append(
                     Diagnostic(
                         code="CT501",
