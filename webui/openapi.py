@@ -112,6 +112,10 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                         qs["maximum"] = q.maximum
                     if q.enum is not None:
                         qs["enum"] = list(q.enum)
+                    if q.pattern is not None:
+                        qs["pattern"] = q.pattern
+                    if q.repeat:
+                        qs = {"type": "array", "items": qs}
                     op["parameters"].append(
                         {
                             "name": q.name,
@@ -131,7 +135,8 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                     ok["content"] = {"application/json": {"schema": ref(d.response, "serialization")}}
                 elif d.response_media != "application/json":
                     ok["content"] = {d.response_media: {"schema": {"type": "string"}}}
-                op["responses"][str(d.status)] = ok
+                for status in (d.status, *d.also_ok):
+                    op["responses"][str(status)] = {**ok, "description": _STATUS_TEXT.get(status, "OK")}
                 for status in d.errors:
                     entry: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "Error")}
                     if status >= 400:

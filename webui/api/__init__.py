@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import request
@@ -28,6 +28,8 @@ class QueryParam:
     minimum: float | None = None
     maximum: float | None = None
     enum: tuple[str, ...] | None = None
+    pattern: str | None = None
+    repeat: bool = False  # may be given several times (an array in the OpenAPI document)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class ApiDoc:
     errors: tuple[int, ...] = ()
     status: int = 200
     response_media: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
+    also_ok: tuple[int, ...] = ()  # further success statuses with the same response body
 
 
 def doc(
@@ -51,9 +53,10 @@ def doc(
     errors: tuple[int, ...] = (),
     status: int = 200,
     response_media: str = "application/json",
+    also_ok: tuple[int, ...] = (),
 ) -> Callable[[F], F]:
     def decorate(view: F) -> F:
-        view.api_doc = ApiDoc(summary, body, response, query, errors, status, response_media)  # type: ignore[attr-defined]
+        view.api_doc = ApiDoc(summary, body, response, query, errors, status, response_media, also_ok)  # type: ignore[attr-defined]
         return view
 
     return decorate
@@ -82,7 +85,7 @@ def parse_body(model: type[M]) -> M:
 
 def query_int(name: str, default: int, *, minimum: int = 0, maximum: int = 10_000) -> int:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -97,7 +100,7 @@ def query_int(name: str, default: int, *, minimum: int = 0, maximum: int = 10_00
 
 def query_float(name: str) -> float | None:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = float(raw)
@@ -110,7 +113,7 @@ def query_float(name: str) -> float | None:
 
 def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw not in choices:
         raise ApiError(f"query parameter {name!r} must be one of {', '.join(choices)}", details={name: raw})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, request
 from pydantic import BaseModel
 
@@ -29,6 +31,9 @@ bp = Blueprint("control_api", __name__)
 STATUSES = ("online", "degraded", "offline")
 SYNC_STATUSES = ("Synced", "OutOfSync", "ApplyFailed", "Drifted", "NoGroup")
 SORTS = ("hostname", "last_seen", "registered", "group")
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]*=.*$"
+_KIND = "(" + "|".join(EVENT_KINDS) + ")"
+KINDS_PATTERN = f"^({_KIND}(,{_KIND})*)?$"
 
 
 class WhoAmI(BaseModel):
@@ -47,7 +52,7 @@ def _labels() -> tuple[tuple[str, str], ...]:
     out = []
     for raw in request.args.getlist("label"):
         key, sep, value = raw.partition("=")
-        if not sep or not key:
+        if not sep or not re.match(LABEL_PATTERN, raw):
             raise ApiError("label filters are key=value", details={"label": raw})
         out.append((key, value))
     return tuple(out)
@@ -62,7 +67,9 @@ def _labels() -> tuple[tuple[str, str], ...]:
         QueryParam("group", "string", "group name"),
         QueryParam("status", "string", "run status", enum=STATUSES),
         QueryParam("sync", "string", "sync status", enum=SYNC_STATUSES),
-        QueryParam("label", "string", "key=value (repeatable, all must match)"),
+        QueryParam(
+            "label", "string", "key=value (repeatable, all must match)", pattern=LABEL_PATTERN, repeat=True
+        ),
         QueryParam("q", "string", "substring of hostname, id or instance_id"),
         QueryParam("sort", "string", "order", enum=SORTS),
         LIMIT,
@@ -104,7 +111,9 @@ def get_agent(agent_id: str) -> Response:
     "The agent's events, newest first",
     response=AgentEventList,
     query=(
-        QueryParam("kind", "string", "comma-separated kinds: " + ",".join(EVENT_KINDS)),
+        QueryParam(
+            "kind", "string", "comma-separated kinds: " + ",".join(EVENT_KINDS), pattern=KINDS_PATTERN
+        ),
         QueryParam("since", "number", "unix seconds, inclusive"),
         QueryParam("until", "number", "unix seconds, inclusive"),
         LIMIT,

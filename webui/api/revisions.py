@@ -36,6 +36,8 @@ _DIFF = re.compile(r"^([0-9a-f]{7,64})\.\.([0-9a-f]{7,64})$")
     " the current commit again is 'unchanged'",
     body=RevisionPublish,
     response=PublishResult,
+    status=201,
+    also_ok=(200,),
     errors=(400, 401, 403, 409, 413, 422),
 )
 def publish() -> Response:
@@ -84,7 +86,7 @@ def list_groups() -> Response:
 @doc(
     "One group: rendered config, history of changes, and ?diff=SHA1..SHA2 (unified diff)",
     response=GroupDetail,
-    query=(QueryParam("diff", "string", "SHA1..SHA2"),),
+    query=(QueryParam("diff", "string", "SHA1..SHA2", pattern=_DIFF.pattern),),
     errors=(400, 401, 403, 404),
 )
 def get_group(name: str) -> Response:
