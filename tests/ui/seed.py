@@ -38,8 +38,15 @@ def example_files() -> dict[str, bytes]:
 
 
 def publish_example(store: Store, sha: str, previous: str | None, *, tweak: str = "") -> RevisionPublish:
-    """Compile the example repo and publish it as commit `sha`. `tweak` appends a comment line to the
-    edge group's config so two revisions differ (a visible diff and a new hash)."""
+    """Compile the example repo and publish it as commit `sha` (see example_revision)."""
+    rev = example_revision(sha, previous, tweak=tweak)
+    store.publish(rev, actor="seed", role="reconciler")
+    return rev
+
+
+def example_revision(sha: str, previous: str | None, *, tweak: str = "") -> RevisionPublish:
+    """The example repo compiled by the real compiler, as commit `sha`. `tweak` appends a comment line
+    to the edge group's config so two revisions differ (a visible diff and a new hash)."""
     result = compile_repo(example_files())
     assert result.ok, [d.format_text() for d in result.diagnostics]
     groups = []
@@ -55,7 +62,7 @@ def publish_example(store: Store, sha: str, previous: str | None, *, tweak: str 
                 pipelines=group.pipelines,
             )
         )
-    rev = RevisionPublish(
+    return RevisionPublish(
         commit_sha=sha,
         previous_commit_sha=previous,
         message=f"example revision {sha[:7]} {tweak}".strip(),
@@ -65,8 +72,6 @@ def publish_example(store: Store, sha: str, previous: str | None, *, tweak: str 
         groups=groups,
         pipelines=result.pipelines,
     )
-    store.publish(rev, actor="seed", role="reconciler")
-    return rev
 
 
 def register_agents(store: Store, count: int, *, prefix: str = "host") -> list[str]:

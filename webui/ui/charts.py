@@ -37,7 +37,7 @@ class Chart:
     end: float
     unit: str = ""  # "bytes", "cores", "/s" or ""
     markers: Sequence[Marker] = field(default_factory=tuple)
-    width: int = 720
+    width: int = 640
     height: int = 200
 
 
@@ -115,7 +115,7 @@ def _segments(points: Sequence[Point], start: float, end: float) -> list[list[tu
 def render_chart(chart: Chart) -> str:
     """One chart as an inline <svg>: axes, a polyline per series, dashed revision markers, a legend."""
     width, height = chart.width, chart.height
-    left, right, top, bottom = 64, 12, 24, 28
+    left, right, top, bottom = 58, 12, 24, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     span = max(chart.end - chart.start, 1.0)
     runs_by_series = [_segments(s.points, chart.start, chart.end) for s in chart.series]
@@ -134,14 +134,16 @@ def render_chart(chart: Chart) -> str:
         f'width="{width}" height="{height}" role="img" aria-label="{title}">',
         f'<text class="chart-title" x="{left}" y="15">{title}</text>',
     ]
-    # horizontal grid and y labels
-    for i in range(5):
-        value = y_top * i / 4
+    # horizontal grid and y labels: 5 steps for a 1x/5x top, 4 for a 2x top (round numbers)
+    steps = 4 if round(y_top / 10 ** math.floor(math.log10(y_top))) == 2 else 5
+    axis_unit = "" if chart.unit == "cores" else chart.unit  # "cores" is in the title
+    for i in range(steps + 1):
+        value = y_top * i / steps
         gy = y(value)
         out.append(f'<line class="grid" x1="{left}" y1="{gy:.1f}" x2="{left + plot_w}" y2="{gy:.1f}"/>')
         out.append(
             f'<text class="axis" x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
-            f"{escape(format_value(value, chart.unit))}</text>"
+            f"{escape(format_value(value, axis_unit))}</text>"
         )
     # x ticks
     fmt = _time_format(span)
@@ -166,7 +168,8 @@ def render_chart(chart: Chart) -> str:
         out.append(
             f'<g class="marker"><title>revision {label} applied at {escape(fmt(marker.at))}</title>'
             f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + plot_h}"/>'
-            f'<text x="{mx + 3:.1f}" y="{top + 10}">{label}</text></g>'
+            f'<text x="{mx - 3 if mx > left + plot_w - 60 else mx + 3:.1f}" y="{top + 10}" '
+            f'text-anchor="{"end" if mx > left + plot_w - 60 else "start"}">{label}</text></g>'
         )
     # series
     for index, (series, runs) in enumerate(zip(chart.series, runs_by_series, strict=True)):

@@ -111,13 +111,14 @@ def render_graph(graph: PipelineGraph) -> str:
     for node in graph.nodes:
         nx, ny = box(node.id)
         node_id = escape(node.id)
+        kind = _clip(f"{node.class_} · {node.type}", 26)
         cls = escape(node.class_)
         out.append(
             f'<g class="node node-{cls}" data-node="{node_id}" tabindex="0" role="button">'
             f"<title>{cls} {node_id} ({escape(node.type)})</title>"
             f'<rect x="{nx}" y="{ny}" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
             f'<text class="node-id" x="{nx + 8}" y="{ny + 18}">{escape(_clip(node.id))}</text>'
-            f'<text class="node-type" x="{nx + 8}" y="{ny + 35}">{cls} · {escape(_clip(node.type))}</text>'
+            f'<text class="node-type" x="{nx + 8}" y="{ny + 35}">{escape(kind)}</text>'
             "</g>"
         )
     out.append("</svg>")

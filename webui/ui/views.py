@@ -258,7 +258,7 @@ def fleet() -> str:
 # --- agent ----------------------------------------------------------------------------------------
 
 CHARTS: list[tuple[str, str, tuple[str, ...]]] = [
-    ("CPU", "cores", ("cpu",)),
+    ("CPU (cores)", "cores", ("cpu",)),
     ("Memory (RSS)", "bytes", ("memory",)),
     ("Logs (records/s)", "/s", ("logs_in", "logs_out")),
     ("Metrics (points/s)", "/s", ("metrics_in", "metrics_out")),

@@ -14,6 +14,10 @@
       }
     });
   });
+  // Selectors that navigate on change (the group picker); the Show button does the same without JS.
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
   // Pipeline graphs: a click (or Enter) on a node shows its config from the embedded JSON.
   document.querySelectorAll("[data-graph]").forEach(function (box) {
     var data = JSON.parse(box.querySelector("script[type='application/json']").textContent);

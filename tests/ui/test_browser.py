@@ -1,0 +1,274 @@
+"""The UI in a real browser (Playwright driving Debian's headless Chromium) against the REAL server
+(`ctrltower server` with its metrics process), one REAL agent running the REAL collector, an
+OTLP/HTTP sink and a log generator: log in, find the agent, open its charts, stop it and see the
+collector process stop, start it again; a viewer sees no buttons and the API refuses it. A
+screenshot of every page goes to test-artifacts/."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from demo.loggen import LogGenerator
+from demo.sink import start_sink
+from schemas.api import ReconcileRunReport
+from schemas.diagnostics import Diagnostic, Location
+from tests.conftest import ROOT, free_port
+from tests.support.server import ServerProcess
+from tests.ui.demo_support import alive, descendants
+from tests.ui.seed import SHA1, SHA2, example_revision
+
+pytestmark = [pytest.mark.browser, pytest.mark.collector, pytest.mark.slow]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_S = 60.0
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT_S) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            value = check()
+            if value:
+                return value
+        time.sleep(0.25)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def collectors_of(agent: subprocess.Popen[bytes]) -> set[int]:
+    found = set()
+    for pid in descendants(agent.pid):
+        with contextlib.suppress(OSError):
+            if b"otelcol-contrib" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+    return {p for p in found if alive(p)}
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[dict[str, object]]:
+    srv = ServerProcess(tmp_path / "server", poll_interval_s=0.5, metrics=True, metrics_interval_s=0.5)
+    sink = start_sink("127.0.0.1", 0)
+    log_dir = tmp_path / "app-logs"
+    gen = LogGenerator([log_dir], rate=40.0)
+    agent: subprocess.Popen[bytes] | None = None
+    with srv:
+        try:
+            reconciler = srv.create_token("reconciler")
+            with srv.client(reconciler) as api:
+                for sha, previous, tweak in ((SHA1, None, ""), (SHA2, SHA1, "second revision")):
+                    body = example_revision(sha, previous, tweak=tweak).model_dump(mode="json", by_alias=True)
+                    assert api.post("/api/v1/revisions", json=body).status_code in (200, 201)
+                run = ReconcileRunReport(
+                    started_at=datetime.now(UTC),
+                    finished_at=datetime.now(UTC),
+                    source="example-config-repo",
+                    ref="main",
+                    commit_sha="3" * 40,
+                    outcome="invalid",
+                    diagnostics=[
+                        Diagnostic(
+                            code="CT201",
+                            message="cycle: tail -> batch -> tail",
+                            location=Location(file="pipelines/app-logs.yaml", line=12, column=5),
+                        )
+                    ],
+                )
+                assert api.post("/api/v1/reconcile-runs", json=run.model_dump(mode="json")).status_code < 300
+            env = dict(
+                os.environ,
+                APP_LOG_DIR=str(log_dir),
+                OTLP_HTTP_ENDPOINT=sink.endpoint,
+                CTRLTOWER_ENROLL_TOKEN=srv.enroll_token,
+            )
+            log_dir.mkdir()
+            with (tmp_path / "agent.log").open("ab") as out:
+                agent = subprocess.Popen(
+                    [sys.executable, "-m", "ctrltower", "agent", "--server", srv.base_url,
+                     "--collector", str(collector_bin), "--config", str(tmp_path / "collector.yaml"),
+                     "--state-dir", str(tmp_path / "agent-state"), "--labels", "tier=edge,zone=browser",
+                     "--metrics-listen", f"127.0.0.1:{free_port()}", "--telemetry-port", str(free_port()),
+                     "--poll-interval", "0.5s", "--hostname", "browser-edge-1"],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            gen.start()
+            yield {"srv": srv, "agent": agent, "sink": sink, "log": tmp_path / "agent.log"}
+        finally:
+            gen.stop()
+            if agent is not None:
+                agent.send_signal(signal.SIGTERM)
+                try:
+                    agent.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(agent.pid, signal.SIGKILL)
+                    agent.wait(timeout=10)
+            sink.close()
+
+
+def test_browser_operator_stops_and_starts_a_real_collector(
+    fleet: dict[str, object], artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    srv = fleet["srv"]
+    agent = fleet["agent"]
+    assert isinstance(srv, ServerProcess) and isinstance(agent, subprocess.Popen)
+    admin = srv.admin_token
+    operator = srv.create_token("operator")
+    viewer = srv.create_token("viewer")
+    headers = {"Authorization": f"Bearer {admin}"}
+
+    def agent_view() -> dict[str, object]:
+        items = httpx.get(f"{srv.base_url}/api/v1/agents", headers=headers, timeout=5).json()["items"]
+        return items[0] if items else {}
+
+    view = wait_for(
+        "the agent to be Synced", lambda: (a := agent_view()).get("sync_status") == "Synced" and a
+    )
+    assert isinstance(view, dict)
+    agent_id = str(view["id"])
+    wait_for("a collector process", lambda: collectors_of(agent))
+    # wait until the metrics process has a log rate for it, so the charts have data
+    wait_for(
+        "a non-zero log rate",
+        lambda: httpx.get(
+            f"{srv.base_url}/api/v1/metrics/latest", params={"agents": agent_id}, headers=headers, timeout=5
+        ).json()["agents"][agent_id]["logs_in"],
+    )
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = ctx.new_page()
+            page.set_default_timeout(15000)
+            page.goto(srv.base_url + "/")
+            assert "/login" in page.url
+            page.screenshot(path=str(artifacts_dir / "ui-login.png"))
+            page.fill("#token", operator)
+            page.click("button[type=submit]")
+            page.wait_for_selector("table.fleet")
+            # find the agent with the search box
+            page.fill("input[name=q]", "browser-edge")
+            page.click("form.filters button[type=submit]")
+            page.wait_for_selector(f'tr[data-agent="{agent_id}"]')
+            assert page.locator("tr[data-agent]").count() == 1
+            page.wait_for_function(
+                "(id) => { const c = document.querySelector("
+                "`tr[data-agent='${id}'] td[data-metric=logs_in]`);"
+                " return c && c.textContent.trim() !== '—'; }",
+                arg=agent_id,
+            )
+            page.screenshot(path=str(artifacts_dir / "ui-fleet.png"), full_page=True)
+            page.click(f'tr[data-agent="{agent_id}"] a')
+            page.wait_for_selector("svg.chart")
+            page.click("a:text-is('15m')")
+            page.wait_for_selector("svg.chart path.series")  # a real line from scraped metrics
+            assert page.locator("svg.chart").count() == 6
+            assert page.locator("svg.chart path.series").count() >= 3
+            page.screenshot(path=str(artifacts_dir / "ui-agent.png"), full_page=True)
+
+            # stop: confirm in the dialog, then the real collector process goes away
+            before = collectors_of(agent)
+            assert before
+            page.once("dialog", lambda d: d.accept())
+            page.click("button[data-action=stop]")
+            page.wait_for_selector(".flash.ok")
+            wait_for("the agent to report stopped", lambda: agent_view().get("run_state") == "stopped")
+            wait_for("the collector process to exit", lambda: not any(alive(p) for p in before))
+            assert not collectors_of(agent)
+            page.reload()
+            page.wait_for_selector("#run-state.s-stopped")
+            page.screenshot(path=str(artifacts_dir / "ui-agent-stopped.png"), full_page=True)
+
+            # dismissing the dialog queues nothing
+            page.once("dialog", lambda d: d.dismiss())
+            page.click("button[data-action=restart]")
+            page.wait_for_timeout(300)
+            commands = httpx.get(
+                f"{srv.base_url}/api/v1/agents/{agent_id}/commands", headers=headers, timeout=5
+            ).json()["items"]
+            assert [c["action"] for c in commands] == ["stop"]
+
+            page.once("dialog", lambda d: d.accept())
+            page.click("button[data-action=start]")
+            page.wait_for_selector(".flash.ok")
+            wait_for("the agent to report running", lambda: agent_view().get("run_state") == "running")
+            after = wait_for("a new collector process", lambda: collectors_of(agent))
+            assert isinstance(after, set) and not (after & before)
+
+            # the other pages, with a screenshot each
+            page.goto(srv.base_url + "/pipelines")
+            page.screenshot(path=str(artifacts_dir / "ui-pipelines.png"), full_page=True)
+            page.goto(srv.base_url + "/pipelines/gateway-traces")
+            page.wait_for_selector("svg.pipeline-graph")
+            node = page.locator("svg.pipeline-graph g.node").first
+            node_id = node.get_attribute("data-node")
+            node.click()
+            panel = page.locator(".node-config")
+            panel.wait_for(state="visible")
+            assert node_id and node_id in (panel.locator(".node-title").text_content() or "")
+            page.screenshot(path=str(artifacts_dir / "ui-pipeline-graph.png"), full_page=True)
+            page.goto(srv.base_url + "/groups?group=edge")
+            page.wait_for_selector("#group-diff")
+            assert "+# second revision" in (page.locator("#group-diff").text_content() or "")
+            page.screenshot(path=str(artifacts_dir / "ui-groups.png"), full_page=True)
+            page.goto(srv.base_url + "/runs")
+            assert "pipelines/app-logs.yaml:12:5" in (page.locator("table.runs").text_content() or "")
+            page.screenshot(path=str(artifacts_dir / "ui-runs.png"), full_page=True)
+            assert page.goto(srv.base_url + "/tokens").status == 403  # operators are not admins
+            ctx.close()
+
+            # admin: tokens page
+            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+            page = ctx.new_page()
+            page.goto(srv.base_url + "/login")
+            page.fill("#token", admin)
+            page.click("button[type=submit]")
+            page.goto(srv.base_url + "/tokens")
+            page.fill("input[name=name]", "browser-made")
+            page.select_option("select[name=role]", "viewer")
+            page.click("form.filters button[type=submit]")
+            page.wait_for_selector("#new-secret")
+            page.screenshot(path=str(artifacts_dir / "ui-tokens.png"), full_page=True)
+            ctx.close()
+
+            # viewer: sees the agent, no buttons; the API refuses a command anyway
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.goto(srv.base_url + "/login")
+            page.fill("#token", viewer)
+            page.click("button[type=submit]")
+            page.goto(f"{srv.base_url}/agents/{agent_id}")
+            page.wait_for_selector("svg.chart")
+            assert page.locator("button[data-action]").count() == 0
+            assert page.locator("#agent-actions").count() == 0
+            page.screenshot(path=str(artifacts_dir / "ui-agent-viewer.png"), full_page=True)
+            ctx.close()
+        finally:
+            browser.close()
+    refused = httpx.post(
+        f"{srv.base_url}/api/v1/agents/{agent_id}/commands",
+        json={"action": "stop"},
+        headers={"Authorization": f"Bearer {viewer}"},
+        timeout=5,
+    )
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert agent_view().get("run_state") == "running"
