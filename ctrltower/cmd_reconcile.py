@@ -102,6 +102,9 @@ def _client(server: str, token: str | None) -> ControlClient:
 @click.option("--path", "subdir", default="", help="Subdirectory holding the config repo.")
 @_server_options(required=False)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option(
+    "--full", is_flag=True, help="Compile every file of both sides, not only what the change touches."
+)
 @click.option("--exit-code", is_flag=True, help=f"Exit {exit_codes.CHANGES} when a rendered config changes.")
 def plan(
     repo_dir: str,
@@ -111,6 +114,7 @@ def plan(
     server: str | None,
     token: str | None,
     fmt: str,
+    full: bool,
     exit_code: bool,
 ) -> None:
     """Show what the change base..head does to each group's rendered config."""
@@ -120,7 +124,7 @@ def plan(
             with _client(server, token) as client:
                 agents = {g.name: g.agents for g in client.groups().items}
         with GitRepo.open(Path(repo_dir)) as repo:
-            result = build_plan(repo, base_ref, head_ref, subdir=subdir, agents_per_group=agents)
+            result = build_plan(repo, base_ref, head_ref, subdir=subdir, agents_per_group=agents, full=full)
     except CtrlTowerError as exc:
         _fail(_exit_code_of(exc), str(exc))
     click.echo(render(result, fmt), nl=False)  # type: ignore[arg-type]

@@ -53,6 +53,15 @@ def _pipelines_line(change: GroupChange) -> str:
     return "; ".join(parts)
 
 
+def _coverage(plan: Plan) -> str:
+    if plan.validated_files >= plan.repo_files:
+        return f"validated all {plan.repo_files} repo files of head"
+    return (
+        f"validated {plan.validated_files} of {plan.repo_files} repo files of head: the changed files and"
+        " everything they can affect (--full validates all)"
+    )
+
+
 def _summary(plan: Plan) -> str:
     counts = {k: sum(1 for c in plan.changes if c.kind == k) for k in ("create", "update", "delete")}
     if not plan.valid:
@@ -76,6 +85,7 @@ def to_text(plan: Plan) -> str:
         out.append(f"  {f.status:<8} {f.path}{groups}")
     for reason in plan.widened:
         out.append(f"  scope widened: {reason}")
+    out.append(_coverage(plan))
     if plan.diagnostics:
         out.append("")
         out.extend(d.format_text() for d in plan.diagnostics)
@@ -126,6 +136,8 @@ def to_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         f"### ctrltower plan `{_short(plan.base)}..{_short(plan.head)}`",
         "",
         f"**{_summary(plan)}**",
+        "",
+        f"_{_coverage(plan)}_",
         "",
     ]
     if plan.widened:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-import stat
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -252,33 +252,68 @@ class GitRepo:
     # --- files -------------------------------------------------------------------------------------------
 
     def list_files(self, sha: str, subdir: str = "") -> dict[str, str]:
-        """{path relative to subdir: blob SHA} of every file at the commit, without reading any blob."""
-        tree = self._repo.commit(sha).tree
+        """{path relative to subdir: blob SHA} of every file at the commit, without reading any blob.
+
+        One `git ls-tree -r` call: parsing 1,000 tree entries in Python costs ten times more.
+        """
         prefix = subdir.strip("/")
-        if prefix:
-            try:
-                tree = tree / prefix
-            except KeyError as exc:
+        try:
+            if prefix:
+                kind = self._repo.git.execute(["git", "cat-file", "-t", f"{sha}:{prefix}"])
+                if kind != "tree":
+                    raise GitNotFound(f"path {prefix!r} at commit {sha[:12]} is not a directory")
+            out = self._repo.git.execute(
+                ["git", "ls-tree", "-r", "-z", "--full-tree", sha if not prefix else f"{sha}:{prefix}"],
+                stdout_as_string=False,
+            )
+        except GitCommandError as exc:
+            if prefix:
                 raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}") from exc
-            if tree.type != "tree":
-                raise GitNotFound(f"path {prefix!r} at commit {sha[:12]} is not a directory")
-        cut = len(prefix) + 1 if prefix else 0
-        out: dict[str, str] = {}
-        for item in _walk(tree):
-            out[item.path[cut:]] = item.hexsha
-        return out
+            raise _classify(exc, f"listing commit {sha[:12]} failed") from exc
+        assert isinstance(out, bytes)
+        listing: dict[str, str] = {}
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            mode, otype, blob = meta.split(b" ")
+            if otype == b"blob" and mode != b"120000":  # files, not symlinks or submodules
+                listing[path.decode("utf-8", errors="surrogateescape")] = blob.decode()
+        return listing
 
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
-        """Contents for a listing from list_files; blobs already read (same SHA) are not read again."""
-        out: dict[str, bytes] = {}
-        odb = self._repo.odb
-        for path, blob_sha in listing.items():
-            data = self._blobs.get(blob_sha)
-            if data is None:
-                data = odb.stream(bytes.fromhex(blob_sha)).read()
-                self._blobs[blob_sha] = data
-            out[path] = data
-        return out
+        """Contents for a listing from list_files, in one `git cat-file --batch` call; blobs already
+        read (same SHA, e.g. the files base and head share) are not read again."""
+        missing = sorted({sha for sha in listing.values() if sha not in self._blobs})
+        if missing:
+            self._blobs.update(self._cat_blobs(missing))
+        return {path: self._blobs[sha] for path, sha in listing.items()}
+
+    def _cat_blobs(self, shas: list[str]) -> dict[str, bytes]:
+        with tempfile.TemporaryFile() as requests:
+            requests.write("".join(f"{sha}\n" for sha in shas).encode())
+            requests.seek(0)
+            try:
+                out = self._repo.git.execute(
+                    ["git", "cat-file", "--batch"],
+                    istream=requests,
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
+                )
+            except GitCommandError as exc:
+                raise _classify(exc, f"reading blobs from {self.source} failed") from exc
+        assert isinstance(out, bytes)
+        blobs: dict[str, bytes] = {}
+        pos = 0
+        for sha in shas:
+            eol = out.index(b"\n", pos)
+            header = out[pos:eol].split()
+            if len(header) != 3 or header[0].decode() != sha:
+                raise GitNotFound(f"object {sha} missing from {self.source}")
+            size = int(header[2])
+            blobs[sha] = out[eol + 1 : eol + 1 + size]
+            pos = eol + 1 + size + 1
+        return blobs
 
     def read_files(self, sha: str, subdir: str = "") -> dict[str, bytes]:
         return self.read_blobs(self.list_files(sha, subdir))
@@ -287,12 +322,6 @@ class GitRepo:
 def changed_paths(base: Mapping[str, str], head: Mapping[str, str]) -> list[str]:
     """Paths added, removed or modified between two listings (by blob SHA), sorted."""
     return sorted(p for p in set(base) | set(head) if base.get(p) != head.get(p))
-
-
-def _walk(tree: Any) -> Iterator[Any]:
-    for item in tree.traverse():
-        if item.type == "blob" and not stat.S_ISLNK(item.mode):
-            yield item
 
 
 def _write_askpass(cache_dir: Path) -> Path:

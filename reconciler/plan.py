@@ -10,9 +10,10 @@ parse) widens the scope, and the plan says why. Head is always validated in full
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from compiler.api import CompileResult, compile_repo, load_repo
 from reconciler.git import GitRepo, changed_paths
@@ -66,6 +67,8 @@ class Plan:
     pipelines_removed: tuple[str, ...] = ()
     pipelines_changed: tuple[str, ...] = ()
     base_diagnostics: int = 0  # errors in base (its configs then count as absent)
+    validated_files: int = 0  # head repo files compiled
+    repo_files: int = 0  # head repo files in total (validated_files < repo_files: incremental)
     timings_s: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
@@ -87,6 +90,7 @@ def build_plan(
     *,
     subdir: str = "",
     agents_per_group: Mapping[str, int] | None = None,
+    full: bool = False,
 ) -> Plan:
     """Resolve both refs, compile only what the change needs, and return the plan."""
     subdir = subdir.strip("/")
@@ -104,6 +108,7 @@ def build_plan(
         head=head_sha,
         subdir=subdir,
         agents_per_group=agents_per_group,
+        full=full,
     )
 
 
@@ -116,16 +121,35 @@ def plan_files(
     head: str = "head",
     subdir: str = "",
     agents_per_group: Mapping[str, int] | None = None,
+    full: bool = False,
 ) -> Plan:
-    """The pure core of plan: two file maps and the changed paths in, a Plan out."""
-    scope = scope_of(base_files, head_files, changed)
-    groups = sorted(scope.groups)
-    head_result = compile_repo(head_files, only_groups=groups)
-    base_result = compile_repo(base_files, only_groups=groups)
-    base_errors = sum(1 for d in base_result.diagnostics if d.severity == "error")
-    diagnostics = tuple(sort_diagnostics(list(head_result.diagnostics)))
+    """The pure core of plan: two file maps and the changed paths in, a Plan out.
 
+    By default only the files the change can affect are compiled (see `relevant_files`); `full`
+    compiles every file of both sides (slower, and it also reports problems the change did not
+    cause).
+    """
     changed_set = set(changed)
+    scope = scope_of(base_files, head_files, changed_set)
+    groups = sorted(scope.groups)
+    if full:
+        head_in, base_in = dict(head_files), dict(base_files)
+        head_result = compile_repo(head_in, only_groups=groups)
+        base_result = compile_repo(base_in, only_groups=groups)
+    else:
+        needles = [*scope.groups, *scope.pipelines]
+        head_in, head_result = _compile_scoped(head_files, needles, changed_set, groups)
+        base_in, base_result = _compile_scoped(base_files, needles, changed_set, groups)
+    base_errors = sum(1 for d in base_result.diagnostics if d.severity == "error")
+    head_diags = list(head_result.diagnostics)
+    if not full:
+        # Group files of out-of-scope groups were compiled without their pipelines: what the
+        # compiler says about them here (e.g. "no pipelines") is an artefact of the subset.
+        outside = {
+            path for path, names in head_result.file_groups.items() if not set(names) & scope.groups
+        } - changed_set
+        head_diags = [d for d in head_diags if d.location.file not in outside]
+    diagnostics = tuple(sort_diagnostics(head_diags))
     base_pipes = _pipeline_files(base_result)
     head_pipes = _pipeline_files(head_result)
     p_added = tuple(sorted(set(head_pipes) - set(base_pipes)))
@@ -184,7 +208,54 @@ def plan_files(
         pipelines_removed=p_removed,
         pipelines_changed=p_changed,
         base_diagnostics=base_errors,
+        validated_files=sum(1 for p in head_in if is_repo_file(p)),
+        repo_files=sum(1 for p in head_files if is_repo_file(p)),
     )
+
+
+def relevant_files(
+    files: Mapping[str, bytes], needles: Collection[str], changed: Collection[str]
+) -> dict[str, bytes]:
+    """The subset of the repo a scoped plan compiles: settings, the changed files, and every group
+    or pipeline file whose text mentions a scoped group or a changed pipeline's name.
+
+    Sound as a superset: a group or pipeline name (`[a-z0-9-]+`) can only be spelled in YAML without
+    its literal characters through an escape (a backslash) or a tag (`!`), and files holding either
+    are always included. So every pipeline of a scoped group is compiled (its render is complete),
+    and so is every file that could clash with a changed pipeline's or group's name. Files left out
+    are unchanged and in no scoped group: their diagnostics are the base's.
+    """
+    alternatives = [b"\\\\", b"!", *(re.escape(n.encode()) for n in needles)]
+    mark = re.compile(b"|".join(alternatives))
+    return {
+        path: data
+        for path, data in files.items()
+        if is_repo_file(path) and (path in SETTINGS_FILES or path in changed or mark.search(data))
+    }
+
+
+def _compile_scoped(
+    files: Mapping[str, bytes], needles: Collection[str], changed: Collection[str], groups: list[str]
+) -> tuple[dict[str, bytes], CompileResult]:
+    """Compile the relevant subset; add the group files its pipelines name (so an existing group
+    never looks undefined) and compile again; bounded: the second round adds every one of them."""
+    subset = relevant_files(files, needles, changed)
+    result = compile_repo(subset, only_groups=groups)
+    for _ in range(2):
+        named = {g for p in result.pipelines for g in p.groups}
+        defined = {g for names in result.file_groups.values() for g in names}
+        missing = named - defined
+        if not missing:
+            break
+        mark = re.compile(b"|".join([b"\\\\", b"!", *(re.escape(g.encode()) for g in sorted(missing))]))
+        extra = {
+            p: d for p, d in files.items() if p.startswith("groups/") and p not in subset and mark.search(d)
+        }
+        if not extra:
+            break
+        subset.update(extra)
+        result = compile_repo(subset, only_groups=groups)
+    return subset, result
 
 
 def _pipeline_files(result: CompileResult) -> dict[str, str]:
@@ -259,6 +330,7 @@ class Scope:
     reasons: dict[str, tuple[str, ...]]  # group -> why it is in scope
     widened: tuple[str, ...]  # repo-wide inputs that widened the scope, said in words
     file_groups: dict[str, tuple[str, ...]]  # changed path -> groups it touches
+    pipelines: frozenset[str] = frozenset()  # names of the pipelines in changed files (both sides)
 
 
 def is_repo_file(path: str) -> bool:
@@ -278,17 +350,24 @@ def scope_of(
     either side names nothing we can trust -> every group.
     """
     relevant = sorted(p for p in changed if is_repo_file(p))
-    group_paths = {p for p in (*base_files, *head_files) if p.startswith("groups/")}
+    old = load_repo({p: base_files[p] for p in relevant if p in base_files})
+    new = load_repo({p: head_files[p] for p in relevant if p in head_files})
+    every: list[set[str]] = []
 
-    def side(files: Mapping[str, bytes]) -> Any:
-        wanted = {p: files[p] for p in (*relevant, *group_paths) if p in files}
-        return load_repo(wanted)
+    def everyone() -> set[str]:
+        """Every group of both sides; loads the group files only when the scope must widen."""
+        if not every:
+            names: set[str] = set()
+            for files in (base_files, head_files):
+                loaded = load_repo({p: d for p, d in files.items() if p.startswith("groups/")})
+                names |= set(loaded.groups) | loaded.broken_groups
+            every.append(names)
+        return every[0]
 
-    old, new = side(base_files), side(head_files)
-    everyone = set(old.groups) | set(new.groups) | old.broken_groups | new.broken_groups
     reasons: dict[str, list[str]] = {}
     file_groups: dict[str, set[str]] = {}
     widened: list[str] = []
+    pipeline_names: set[str] = set()
 
     def add(path: str, groups: Collection[str], why: str) -> None:
         for g in groups:
@@ -300,7 +379,7 @@ def scope_of(
     for path in relevant:
         if path in SETTINGS_FILES:
             widened.append(f"{path} changed: it applies to every group")
-            add(path, everyone, f"{path} changed")
+            add(path, everyone(), f"{path} changed")
             continue
         for label, repo, files in (("base", old, base_files), ("head", new, head_files)):
             if path not in files:
@@ -312,16 +391,19 @@ def scope_of(
                     add(path, names, f"{path} changed (the group's definition)")
                     continue
             pipelines = repo.file_pipelines.get(path, ())
+            pipeline_names.update(pipelines)
             loaded = [repo.pipelines.get(n) for n in pipelines]
             if not pipelines or any(lp is None for lp in loaded):
                 widened.append(f"{path} does not load at {label}: every group is re-rendered")
-                add(path, everyone, f"{path} does not load at {label}")
+                add(path, everyone(), f"{path} does not load at {label}")
                 continue
             for name, lp in zip(pipelines, loaded, strict=True):
+                assert lp is not None  # checked above
                 add(path, lp.model.groups, f"pipeline {name} ({path}) changed")
     return Scope(
         groups=frozenset(reasons),
         reasons={g: tuple(r) for g, r in reasons.items()},
         widened=tuple(dict.fromkeys(widened)),
         file_groups={p: tuple(sorted(g)) for p, g in file_groups.items()},
+        pipelines=frozenset(pipeline_names),
     )

@@ -1,0 +1,185 @@
+"""Benchmark: `plan` for a one-pipeline change vs a full render, and a no-op reconcile.
+
+On a generated repo of 1,000 pipelines in 40 groups (a Git repo in a temp dir):
+
+- baseline: a full render (compile_repo of the head commit's files, every group) in this same run;
+- plan: `build_plan(base, head)` for a change to one pipeline, reading both commits from Git;
+  goal: at most 10% of the full render (the ratio is printed);
+- no-op reconcile: `reconcile_once` of the commit the real server already serves
+  (`ctrltower server` on 127.0.0.1); goal: under 0.5 s.
+
+Run: `.venv/bin/python bench/plan.py` (or `make bench`). Exit 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from compiler.api import compile_repo  # noqa: E402
+from reconciler.client import ControlClient, make_http_client  # noqa: E402
+from reconciler.git import GitRepo  # noqa: E402
+from reconciler.plan import build_plan  # noqa: E402
+from reconciler.run import ReconcileSettings, reconcile_once  # noqa: E402
+
+PIPELINES = 1000
+GROUPS = 40
+REPEAT = 5
+
+GROUP = """kind: AgentGroup
+name: g{i:02d}
+selector: {{site: s{i:02d}}}
+priority: {i}
+vars:
+  batch_timeout: {t}s
+  endpoint: http://collector-{i:02d}.example.internal:4318
+"""
+
+PIPELINE = """kind: Pipeline
+name: p{j:04d}
+description: generated pipeline {j}
+groups: [g{g:02d}]
+signals: [logs]
+nodes:
+  - id: tail
+    class: receiver
+    type: filelog
+    config:
+      include: ["/var/log/app{j:04d}/*.log"]
+      start_at: end
+  - id: limit
+    class: processor
+    type: memory_limiter
+    config:
+      check_interval: 1s
+      limit_mib: {mib}
+  - id: batch
+    class: processor
+    type: batch
+    config:
+      timeout: "{{{{ vars.batch_timeout }}}}"
+      send_batch_size: {size}
+  - id: ship
+    class: exporter
+    type: otlphttp
+    config:
+      endpoint: "{{{{ vars.endpoint }}}}"
+      headers:
+        X-Pipeline: p{j:04d}
+        X-Group: "{{{{ group.name }}}}"
+edges:
+  - {{from: tail, to: limit}}
+  - {{from: limit, to: batch}}
+  - {{from: batch, to: ship}}
+"""
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@example.com",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@example.com",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def generate_repo(root: Path, pipelines: int = PIPELINES, groups: int = GROUPS) -> tuple[str, str]:
+    """Write and commit the repo (base), change one pipeline (head); return (base, head) SHAs."""
+    root.mkdir(parents=True)
+    _git(root, "init", "-q", "-b", "main")
+    (root / "groups").mkdir()
+    (root / "pipelines").mkdir()
+    (root / "ctrltower.yaml").write_text("kind: Settings\n")
+    for i in range(groups):
+        (root / "groups" / f"g{i:02d}.yaml").write_text(GROUP.format(i=i, t=1 + i % 5))
+    for j in range(pipelines):
+        text = PIPELINE.format(j=j, g=j % groups, mib=256 + j % 7, size=512 + j % 11)
+        (root / "pipelines" / f"p{j:04d}.yaml").write_text(text)
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "generated")
+    base = _git(root, "rev-parse", "HEAD")
+    target = root / "pipelines" / "p0500.yaml"
+    target.write_text(target.read_text().replace("start_at: end", "start_at: beginning"))
+    _git(root, "commit", "-q", "-am", "one pipeline changes")
+    # A clone (the CI checkout, the reconciler's cache) holds packed objects; a repo committed
+    # locally holds 1,000 loose ones, which git reads several times slower. Pack, like a clone.
+    _git(root, "repack", "-adq")
+    return base, _git(root, "rev-parse", "HEAD")
+
+
+def best_of(fn: Callable[[], object], repeat: int = REPEAT) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> int:
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="ctrltower-bench-") as tmp:
+        repo_dir = Path(tmp) / "cfg"
+        base, head = generate_repo(repo_dir)
+        with GitRepo.open(repo_dir) as repo:
+            files = repo.read_files(head)
+        full = compile_repo(files)
+        assert full.ok, [d.format_text() for d in full.diagnostics[:5]]
+        assert len(full.configs) == GROUPS
+
+        def plan_once() -> None:
+            with GitRepo.open(repo_dir) as repo:  # a fresh repo object: no blob cache carried over
+                plan = build_plan(repo, base, head)
+            assert [c.group for c in plan.changes] == ["g20"] and plan.has_changes, plan.changes
+
+        full_s = best_of(lambda: compile_repo(files))
+        plan_s = best_of(plan_once)
+        ratio = plan_s / full_s
+        print(f"repo: {PIPELINES} pipelines, {GROUPS} groups; best of {REPEAT}")
+        print(f"full render (baseline):       {full_s * 1000:8.1f} ms")
+        print(f"plan, one-pipeline change:    {plan_s * 1000:8.1f} ms")
+        print(f"ratio plan / full render:     {ratio:8.3f}  (goal <= 0.100)")
+        ok &= ratio <= 0.10
+
+        noop_s = bench_noop_reconcile(Path(tmp), repo_dir)
+        print(f"no-op reconcile (median):     {noop_s * 1000:8.1f} ms  (goal < 500 ms)")
+        ok &= noop_s < 0.5
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def bench_noop_reconcile(tmp: Path, repo_dir: Path) -> float:
+    sys.path.insert(0, str(ROOT))
+    from tests.support.server import ServerProcess
+
+    with ServerProcess(tmp / "server", poll_interval_s=5.0) as srv:
+        token = srv.create_token("reconciler", "bench")
+        settings = ReconcileSettings(source=str(repo_dir), ref="main", cache_dir=tmp / "cache")
+        with ControlClient(make_http_client(srv.base_url, token)) as client:
+            first = reconcile_once(settings, client, environ=os.environ)
+            assert first.outcome == "published", first.message
+            times = []
+            for _ in range(REPEAT):
+                t0 = time.perf_counter()
+                result = reconcile_once(settings, client, environ=os.environ)
+                times.append(time.perf_counter() - t0)
+                assert result.outcome == "unchanged" and result.reported, result.message
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
