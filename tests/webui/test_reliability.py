@@ -1,0 +1,149 @@
+"""The real server under faults: SIGKILL mid-publish, racing reconcilers, a deleted database."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from schemas.common import config_hash
+from tests.support.server import ServerProcess, auth
+from tests.webui.helpers import group, publish, registration, sha
+
+
+def big_revision(commit: str, previous: str | None, n_groups: int, tag: str) -> dict[str, Any]:
+    filler = "# " + "x" * 200 + "\n"
+    groups = [group("edge", {"env": "prod"}, 10, config=f"# {tag} edge\n" + filler * 50)]
+    groups += [
+        group(f"g{i:04d}", {"rack": f"r{i}"}, 0, config=f"# {tag} {i}\n" + filler * 100)
+        for i in range(n_groups)
+    ]
+    return publish(commit, previous, groups)
+
+
+def write_locked(db: Path) -> bool:
+    """True while another connection holds the write lock (a publish transaction in progress)."""
+    conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
+def test_sigkill_mid_publish_keeps_previous_revision_whole(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "srv", workers=1)
+    with srv:
+        with srv.client(srv.enroll_token) as c:
+            reg = c.post("/api/agent/v1/agents", json=registration("inst-kill-01", {"env": "prod"})).json()
+        agent_id, agent_token = reg["agent_id"], reg["agent_token"]
+        rec = srv.create_token("reconciler")
+        first = big_revision(sha(1), None, 5, "v1")
+        with srv.client(rec) as c:
+            assert c.post("/api/v1/revisions", json=first).status_code == 201
+        expected_edge = first["groups"][0]["config"].encode()
+        db = srv.data_dir / "state.db"
+
+        killed_mid = 0
+        for attempt in range(3):
+            payload = big_revision(sha(2), sha(1), 300, f"v2-{attempt}")
+            outcome: dict[str, Any] = {}
+
+            def send(body: dict[str, Any] = payload, out: dict[str, Any] = outcome) -> None:
+                try:
+                    out["status"] = httpx.post(
+                        srv.base_url + "/api/v1/revisions", json=body, headers=auth(rec), timeout=30
+                    ).status_code
+                except httpx.HTTPError as exc:
+                    out["error"] = exc
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and sender.is_alive() and not write_locked(db):
+                pass
+            locked = sender.is_alive()
+            srv.kill()
+            sender.join(30)
+            if locked and "status" not in outcome:
+                killed_mid += 1
+            srv.start()
+            with srv.client(rec) as c:
+                revs = c.get("/api/v1/revisions").json()
+            current = revs["items"][0]["commit_sha"]
+            assert revs["items"][0]["current"]
+            if "status" in outcome:  # the publish finished before the kill: it must be whole
+                assert outcome["status"] == 201 and current == sha(2)
+                break
+            assert current == sha(1), "a publish cut short by SIGKILL must leave the previous revision"
+            assert revs["page"]["total"] == 1
+            with srv.client(agent_token) as c:
+                r = c.get(f"/api/agent/v1/agents/{agent_id}/config")
+            assert r.status_code == 200 and r.content == expected_edge
+            assert r.headers["ETag"] == f'"{config_hash(r.content)}"'
+            with sqlite3.connect(db) as conn:  # nothing of the cut-short revision is left anywhere
+                assert (
+                    conn.execute(
+                        "SELECT COUNT(*) FROM revision_groups WHERE commit_sha = ?", (sha(2),)
+                    ).fetchone()[0]
+                    == 0
+                )
+                assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert killed_mid >= 1, "the kill never landed inside the publish transaction"
+
+        # and the same publish, uninterrupted, goes through whole
+        final = big_revision(sha(3), sha(1), 300, "v3")
+        with srv.client(rec) as c:
+            assert c.post("/api/v1/revisions", json=final, timeout=30).status_code == 201
+            detail = c.get(f"/api/v1/revisions/{sha(3)}").json()
+        assert len(detail["group_configs"]) == 301
+        assert all(config_hash(g["config"]) == g["config_hash"] for g in detail["group_configs"])
+
+
+def test_racing_reconcilers_one_wins(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "srv", workers=2) as srv:
+        rec = srv.create_token("reconciler")
+        with srv.client(rec) as c:
+            assert c.post("/api/v1/revisions", json=publish(sha(1), None, [group("edge")])).status_code == 201
+        results: list[int] = []
+        lock = threading.Lock()
+
+        def racer(i: int) -> None:
+            body = publish(sha(100 + i), sha(1), [group("edge", config=f"# racer {i}\n")])
+            r = httpx.post(srv.base_url + "/api/v1/revisions", json=body, headers=auth(rec), timeout=30)
+            with lock:
+                results.append(r.status_code)
+
+        threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results) == [201] + [409] * 7
+        with srv.client(rec) as c:
+            assert c.get("/api/v1/revisions").json()["page"]["total"] == 2
+
+
+def test_deleted_database_agents_reregister_with_same_enroll_token(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "srv")
+    with srv:
+        enroll = srv.enroll_token
+        with srv.client(enroll) as c:
+            old = c.post("/api/agent/v1/agents", json=registration("inst-del-001")).json()
+        srv.stop()
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            (srv.data_dir / name).unlink(missing_ok=True)
+        srv.start()
+        assert srv.enroll_token == enroll
+        with srv.client(old["agent_token"]) as c:
+            r = c.get(f"/api/agent/v1/agents/{old['agent_id']}/config")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"  # -> the agent re-registers
+        with srv.client(enroll) as c:
+            assert c.post("/api/agent/v1/agents", json=registration("inst-del-001")).status_code == 200
