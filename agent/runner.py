@@ -161,14 +161,10 @@ class Agent:
         if self.desired is None:
             log.info("no config yet: waiting for the server")
             return
-        local = self.applier.read_local()
-        if local != self.desired.data:
-            log.warning(
-                "config at %s differs from the last good one: restoring it", self.collector.config_path
-            )
-            self.applier.write(self.desired.data)
-        if self.should_run():
-            self._start_collector()
+        # edited while the agent was down: that is drift too (a missing file at boot is not)
+        restored = self._restore_desired(missing_is_drift=False)
+        if self.should_run() and self._start_collector() is None and restored:
+            self._mark_restored()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -208,10 +204,9 @@ class Agent:
             self.metrics.restarts.inc()
             self.next_restart_at = now + self.restart_backoff.next_delay()
         if self.should_run() and now >= self.next_restart_at:
-            assert self.desired is not None
-            if self.applier.read_local() != self.desired.data:
-                self.applier.write(self.desired.data)
-            self._start_collector()
+            restored = self._restore_desired()
+            if self._start_collector() is None and restored:
+                self._mark_restored()
 
     def sample(self) -> None:
         pid = self.collector.pid
@@ -235,17 +230,18 @@ class Agent:
 
     # --- drift ----------------------------------------------------------------------------------------
 
-    def check_drift(self) -> None:
+    def _restore_desired(self, missing_is_drift: bool = True) -> bool:
+        """Put the desired config back at PATH if it differs, recording drift; True if it did."""
         desired = self.desired
-        if desired is None:
-            return
-        local = self.applier.read_local()
-        if local == desired.data:
-            return
+        if desired is None or self.applier.read_local() == desired.data:
+            return False
+        if not missing_is_drift and self.applier.read_local() is None:
+            self.applier.write(desired.data)
+            return False
         time.sleep(DRIFT_SETTLE_S)  # an editor may be mid-write: report what it leaves, not half of it
         local = self.applier.read_local()
         if local == desired.data:
-            return
+            return False
         local_hash = config_hash(local) if local is not None else None
         log.warning(
             "drift: %s is %s, desired %s: restoring",
@@ -258,14 +254,24 @@ class Agent:
             DriftEvent(at=_now(), local_hash=local_hash, desired_hash=desired.hash),
         ]
         self.applier.write(desired.data)
+        return True
+
+    def _mark_restored(self) -> None:
+        """The desired config is back in force: say so, so the server sees the drift resolved."""
+        desired = self.desired
+        assert desired is not None
+        self.last_apply = ApplyResult(
+            result="applied", config_hash=desired.hash, revision=desired.revision, at=_now()
+        )
+
+    def check_drift(self) -> None:
+        if not self._restore_desired():
+            return
         problem = self.applier.run() if self.should_run() else None
         if problem is not None:
             log.error("collector unhealthy after restoring the desired config: %s", problem)
             return
-        # The desired config is back in force: say so, so the server sees the drift resolved.
-        self.last_apply = ApplyResult(
-            result="applied", config_hash=desired.hash, revision=desired.revision, at=_now()
-        )
+        self._mark_restored()
 
     # --- server ---------------------------------------------------------------------------------------
 
@@ -428,9 +434,10 @@ class Agent:
             self.collector.stop(self.settings.stop_timeout_s)
         elif self.collector.alive():
             return CommandAck(id=command.id, result="done")
-        if self.applier.read_local() != self.desired.data:
-            self.applier.write(self.desired.data)
+        restored = self._restore_desired()
         problem = self.applier.run()
         if problem is not None:
             return CommandAck(id=command.id, result="failed", error=problem[-4000:])
+        if restored:
+            self._mark_restored()
         return CommandAck(id=command.id, result="done")

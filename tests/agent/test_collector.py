@@ -187,6 +187,7 @@ def test_agent_runs_last_good_while_server_down_and_supervises(
         wait_until(lambda: agent.pending_drift, 5, what="drift recorded")
         assert agent.pending_drift[0].local_hash == config_hash("receivers: {}\n")
         assert agent.pending_drift[0].desired_hash == good.hash
+        wait_until(lambda: agent.last_apply is not None, 10, what="restore reported as applied")
         path.unlink()
         wait_until(
             lambda: path.exists() and path.read_bytes() == good.data, 5, what="deleted config restored"

@@ -254,6 +254,19 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
     fleet.wait_view("running again", run_state="running", stopped_by_operator=False)
     wait_until(lambda: fleet.command_state(agent_id, cmd) == "done", 10, what="start acked")
 
+    # Someone registers this instance again (its token is revoked): the agent re-registers by itself.
+    instance_id = (fleet.tmp / "state" / "instance_id").read_text().strip()
+    r = httpx.post(
+        f"{fleet.srv.base_url}/api/agent/v1/agents",
+        json={"instance_id": instance_id, "hostname": "impostor", "labels": {"role": "edge"}},
+        headers=auth(fleet.srv.enroll_token),
+        timeout=10,
+    )
+    assert r.status_code in (200, 201), r.text
+    wait_until(lambda: fleet.agent_log().count("registered as agent") == 2, 10, what="re-registration")
+    view = fleet.wait_view("same agent after re-registration", run_state="running")
+    assert view.id == agent_id and view.hostname != "impostor"
+
     # The server goes away: telemetry keeps flowing; when it is back, the agent reports again.
     before = fleet.sink.counts()["logs"]
     fleet.srv.kill()

@@ -145,3 +145,50 @@ def test_option_parsers() -> None:
     ):
         with pytest.raises(ValueError):
             fn(bad)
+
+
+def test_client_honours_retry_after_and_reads_error_codes() -> None:
+    """A real HTTP server on 127.0.0.1 answering the way a busy or refusing server does."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agent.client import AgentClient, ServerRefused, ServerUnavailable
+
+    answers = [
+        (503, {"Retry-After": "7"}, {"error": {"code": "busy", "message": "later"}}),
+        (404, {}, {"error": {"code": "no_group", "message": "no group"}}),
+        (200, {"ETag": '"' + "0" * 64 + '"'}, None),  # a body that does not match its ETag
+    ]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            status, headers, body = answers.pop(0)
+            data = json.dumps(body).encode() if body is not None else b"receivers: {}\n"
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = AgentClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+    try:
+        with pytest.raises(ServerUnavailable) as busy:
+            client.fetch_config("ag_1", "tok", None)
+        assert busy.value.retry_after == 7.0
+        with pytest.raises(ServerRefused) as refused:
+            client.fetch_config("ag_1", "tok", None)
+        assert (refused.value.status, refused.value.code) == (404, "no_group")
+        with pytest.raises(ServerUnavailable, match="does not match"):
+            client.fetch_config("ag_1", "tok", None)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
