@@ -99,8 +99,14 @@ class Applier:
             if not reload:
                 return None
             page = self.sample()  # count what the old instance did, and learn its instance id
-            previous = page.instance_id if page is not None else None
-            self.collector.reload()
+            if page is None:
+                # Not serving yet (just started) or wedged: a SIGHUP that arrives before the collector
+                # installs its handler kills it, so start it afresh instead.
+                self.collector.stop(timeout=10)
+                self.collector.start()
+            else:
+                previous = page.instance_id
+                self.collector.reload()
         else:
             self.collector.forget()
             self.collector.start()
