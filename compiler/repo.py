@@ -53,9 +53,17 @@ class LoadedRepo:
     broken_pipelines: set[str] = field(default_factory=set)
     settings_file: str = SETTINGS_FILES[0]
     settings_positions: Positions = field(default_factory=Positions)
+    _by_group: dict[str, list[str]] | None = field(default=None, repr=False)
 
     def group_pipelines(self, group: str) -> list[str]:
-        return sorted(n for n, p in self.pipelines.items() if group in p.model.groups)
+        """The pipelines naming group, sorted (an index built on first use: O(pipelines) once)."""
+        if self._by_group is None:
+            index: dict[str, list[str]] = {}
+            for name in sorted(self.pipelines):
+                for g in dict.fromkeys(self.pipelines[name].model.groups):
+                    index.setdefault(g, []).append(name)
+            self._by_group = index
+        return list(self._by_group.get(group, []))
 
 
 def is_repo_file(path: str) -> bool:
