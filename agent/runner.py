@@ -37,6 +37,7 @@ from schemas.api import (
     StatusReport,
 )
 from schemas.common import config_hash
+from schemas.errors import Permanent
 
 log = logging.getLogger("ctrltower.agent")
 
@@ -134,9 +135,14 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set or a `shutdown` command arrives; always stops the collector."""
         if self.settings.metrics_port is not None:
-            self.metrics_server = MetricsServer(
-                self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port
-            )
+            where = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
+            try:
+                self.metrics_server = MetricsServer(
+                    self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port
+                )
+            except OSError as exc:
+                self.close()
+                raise Permanent(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from exc
             log.info("agent metrics on %s", self.metrics_server.url)
         try:
             self._boot()

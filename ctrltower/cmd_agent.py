@@ -129,6 +129,7 @@ def agent(
 
     from agent.runner import Agent
     from agent.settings import AgentSettings
+    from schemas.errors import CtrlTowerError
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -166,5 +167,9 @@ def agent(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    runner.run(stop)
+    try:
+        runner.run(stop)
+    except CtrlTowerError as exc:  # e.g. the --metrics-listen port is taken
+        click.echo(f"ctrltower agent: {exc}", err=True)
+        sys.exit(exit_codes.USAGE)
     sys.exit(exit_codes.OK)

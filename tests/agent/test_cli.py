@@ -56,3 +56,22 @@ def test_systemd_unit_runs_the_agent_with_known_options() -> None:
     # the secret comes from the environment file, never the command line
     assert "--enroll-token" not in used and "EnvironmentFile=" in text
     assert re.search(r"^Restart=on-failure$", text, re.M)
+
+
+def test_taken_metrics_port_is_a_clear_error(tmp_path: Path, collector_bin: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = CliRunner().invoke(
+            cli,
+            [
+                "agent", "--server", "http://127.0.0.1:1", "--enroll-token", "t",
+                "--collector", str(collector_bin), "--config", str(tmp_path / "c.yaml"),
+                "--state-dir", str(tmp_path / "s"), "--metrics-listen", f"127.0.0.1:{port}",
+            ],
+        )  # fmt: skip
+    assert result.exit_code == exit_codes.USAGE, result.output
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in result.output
