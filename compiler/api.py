@@ -117,6 +117,24 @@ def compile_repo(
                     )
                 )
     for gname in sorted(repo.groups):
+        lg = repo.groups[gname]
+        for ext_id in lg.model.extensions:
+            ext_type = ext_id.split("/", 1)[0]
+            if repo.catalog.lookup("extension", ext_type) is None:
+                line, col = lg.positions.key(("extensions", ext_id))
+                close = repo.catalog.suggest("extension", ext_type)
+                diags.append(
+                    Diagnostic(
+                        code="CT301",
+                        message=f"unknown extension type '{ext_type}' (group '{gname}')",
+                        hint=f"did you mean {' or '.join(repr(c) for c in close)}?"
+                        if close
+                        else "declare it in ctrltower.yaml under components: (class: extension)",
+                        location=Location(
+                            file=lg.file, line=line, column=col, key_path=f"extensions.{ext_id}"
+                        ),
+                    )
+                )
         if not repo.group_pipelines(gname):
             lg = repo.groups[gname]
             pos = lg.positions.value(("name",))

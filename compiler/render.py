@@ -106,7 +106,28 @@ def render_group(
             doc[section] = {k: sections[section][k] for k in sorted(sections[section])}
     service: dict[str, Any] = {}
     if g.extensions:
-        doc["extensions"] = {k: (v if v is not None else {}) for k, v in sorted(g.extensions.items())}
+        context["pipeline"] = None
+        extensions: dict[str, Any] = {}
+        for ext_id, ext_config in sorted(g.extensions.items()):
+            ext_problems: list[TemplateProblem] = []
+            rendered_ext = templater.render_value(ext_config, context, ("extensions", ext_id), ext_problems)
+            for prob in ext_problems:
+                pos = group.positions.value(prob.path)
+                diags.append(
+                    Diagnostic(
+                        code=prob.code,
+                        message=f"{prob.message} (extension '{ext_id}', group '{g.name}')",
+                        location=Location(
+                            file=group.file,
+                            line=pos[0],
+                            column=pos[1],
+                            key_path=".".join(str(x) for x in prob.path),
+                        ),
+                        group=g.name,
+                    )
+                )
+            extensions[ext_id] = rendered_ext if rendered_ext is not None else {}
+        doc["extensions"] = extensions
         service["extensions"] = sorted(g.extensions)
     service["telemetry"] = telemetry_block(telemetry)
     service["pipelines"] = {k: service_pipelines[k] for k in sorted(service_pipelines)}

@@ -1,0 +1,78 @@
+"""compiler.api details the reconciler and the server rely on."""
+
+from __future__ import annotations
+
+from compiler.api import affected_groups, compile_repo, load_repo
+from tests.compiler.helpers import EXAMPLE, read_repo
+
+
+def test_pipeline_graphs_keep_configs_before_templating() -> None:
+    result = compile_repo(read_repo(EXAMPLE))
+    graph = next(p for p in result.pipelines if p.name == "app-logs")
+    assert graph.file == "pipelines/app-logs.yaml"
+    assert graph.groups == ["edge"]
+    batch = next(n for n in graph.nodes if n.id == "batch")
+    assert batch.config == {"timeout": "{{ vars.batch_timeout }}"}
+    assert [(e.from_, e.to, e.signals) for e in graph.edges] == [
+        ("tail", "batch", ["logs"]),
+        ("batch", "ship", ["logs"]),
+    ]
+    dumped = graph.model_dump(mode="json", by_alias=True)
+    assert dumped["nodes"][0]["class"] == "receiver"
+
+
+def test_only_groups_renders_just_those() -> None:
+    result = compile_repo(read_repo(EXAMPLE), only_groups=["gateway", "nope"])
+    assert list(result.configs) == ["gateway"]
+    assert [g.name for g in result.groups] == ["gateway"]
+    full = compile_repo(read_repo(EXAMPLE))
+    assert result.configs["gateway"] == full.configs["gateway"]
+
+
+def test_group_revision_fields() -> None:
+    rev = {g.name: g for g in compile_repo(read_repo(EXAMPLE)).groups}
+    assert rev["edge-canary"].selector == {"tier": "edge", "ring": "canary"}
+    assert rev["edge-canary"].priority > rev["edge"].priority
+    assert rev["gateway"].pipelines == ["gateway-logs", "gateway-metrics", "gateway-traces"]
+
+
+def test_str_and_bytes_inputs_give_the_same_bytes() -> None:
+    files = read_repo(EXAMPLE)
+    as_text = {k: v.decode() for k, v in files.items()}
+    assert compile_repo(as_text).configs == compile_repo(files).configs
+
+
+def test_load_repo_maps_files_to_names() -> None:
+    repo = load_repo(read_repo(EXAMPLE))
+    assert repo.file_groups["groups/edge.yaml"] == ["edge"]
+    assert repo.group_pipelines("k8s-nodes") == ["k8s-node-metrics", "k8s-pod-logs"]
+
+
+def test_affected_groups() -> None:
+    before = read_repo(EXAMPLE)
+    assert affected_groups(before, dict(before)) == set()
+    readme = {**before, "README.md": b"changed"}
+    assert affected_groups(before, readme) == set()
+    pipe = {**before, "pipelines/app-logs.yaml": before["pipelines/app-logs.yaml"] + b"\n# comment\n"}
+    assert affected_groups(before, pipe) == {"edge"}
+    moved = dict(before)
+    moved["pipelines/app-logs.yaml"] = before["pipelines/app-logs.yaml"].replace(
+        b"groups: [edge]", b"groups: [gateway]"
+    )
+    assert affected_groups(before, moved) == {"edge", "gateway"}
+    group = {
+        **before,
+        "groups/gateway.yaml": before["groups/gateway.yaml"].replace(b"priority: 10", b"priority: 1"),
+    }
+    assert affected_groups(before, group) == {"gateway"}
+    new_pipe = {
+        **before,
+        "pipelines/new.yaml": before["pipelines/app-logs.yaml"].replace(b"name: app-logs", b"name: new"),
+    }
+    assert affected_groups(before, new_pipe) == {"edge"}
+    settings = {**before, "ctrltower.yaml": b"kind: Settings\ntelemetry: {metrics_port: 9000}\n"}
+    assert affected_groups(before, settings) == {"edge", "edge-canary", "gateway", "k8s-nodes"}
+    broken = {**before, "pipelines/app-logs.yaml": b"kind: Pipeline\nname: [\n"}
+    assert affected_groups(before, broken) == {"edge", "edge-canary", "gateway", "k8s-nodes"}
+    deleted = {k: v for k, v in before.items() if k != "pipelines/gateway-logs.yaml"}
+    assert affected_groups(before, deleted) == {"gateway"}
