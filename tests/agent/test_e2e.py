@@ -45,7 +45,7 @@ class Fleet:
     def config_path(self) -> Path:
         return self.tmp / "etc" / "collector.yaml"
 
-    def publish(self, yaml_text: str) -> str:
+    def publish(self, yaml_text: str, selector: dict[str, str] | None = None) -> str:
         self.n_publish += 1
         sha = f"{self.n_publish:07x}abcdef"
         body = RevisionPublish(
@@ -55,7 +55,7 @@ class Fleet:
             groups=[
                 GroupRevision(
                     name="edge",
-                    selector={"role": "edge"},
+                    selector=selector if selector is not None else {"role": "edge"},
                     priority=0,
                     config=yaml_text,
                     config_hash=config_hash(yaml_text),
@@ -73,7 +73,7 @@ class Fleet:
         self.head = sha
         return sha
 
-    def start_agent(self) -> None:
+    def start_agent(self, labels: str = "role=edge,zone=test") -> None:
         env = dict(os.environ, PYTHONPATH=str(BLOCKER_DIR), PYTHONUNBUFFERED="1")
         log = (self.tmp / "agent.log").open("ab")
         self.agent = subprocess.Popen(
@@ -84,7 +84,7 @@ class Fleet:
                 "--collector", str(self.collector_bin),
                 "--config", str(self.config_path),
                 "--state-dir", str(self.tmp / "state"),
-                "--labels", "role=edge,zone=test",
+                "--labels", labels,
                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
                 "--poll-interval", "0.5s",
                 "--health-timeout", "5s",
@@ -284,3 +284,20 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
     assert fleet.agent.wait(20) == 0, fleet.agent_log()
     assert collector is not None and not pid_alive(collector)
     wait_until(lambda: fleet.command_state(agent_id, cmd) == "done", 10, what="shutdown acked")
+
+
+def test_no_group_is_quiet_and_polling_goes_on(fleet: Fleet) -> None:
+    logs = fleet.tmp / "logs"
+    logs.mkdir()
+    yaml_text = collector_config(f"{logs}/*.log", fleet.sink.endpoint)
+    fleet.publish(yaml_text)  # selects role=edge only
+    fleet.start_agent(labels="role=db")
+    fleet.wait_view("NoGroup", sync_status="NoGroup", run_state="stopped")
+    wait_until(lambda: (v := fleet.view()) is not None and v.last_seen is not None, 5, what="reports")
+    assert fleet.config_path.exists() is False and fleet.collector_pid() is None
+    # the group changes to select this agent: it picks the config up on its next poll
+    fleet.publish(yaml_text, selector={"role": "db"})
+    fleet.wait_view("Synced after the group matched", sync_status="Synced", run_state="running")
+    write_lines(logs / "db.log", "db", 4)
+    wait_until(lambda: "db 3" in fleet.sink.bodies(), 15, what="lines after the group matched")
+    assert fleet.agent_log().count("no group matches") == 1
