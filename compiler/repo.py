@@ -98,7 +98,10 @@ def _diag(
 def _dotted(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -111,7 +114,12 @@ def _schema_diagnostics(
         kind = err["type"]
         where = _dotted(loc) or "document"
         hint = None
-        if kind == "extra_forbidden":
+        if loc and loc[-1] == "[key]":
+            key_loc = loc[:-1]
+            pos = positions.key(key_loc)
+            message = f"keys in {_dotted(key_loc[:-1]) or 'the document'} must be strings"
+            hint = "unquoted on/off/yes/no/true/false/null and numbers are not strings in YAML: quote the key"
+        elif kind == "extra_forbidden":
             pos = positions.key(loc)
             message = f"unknown field '{loc[-1]}'" + (f" in {_dotted(loc[:-1])}" if len(loc) > 1 else "")
             fields = _fields_at(model, loc[:-1])

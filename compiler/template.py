@@ -32,11 +32,30 @@ class TemplateProblem:
     path: Path
 
 
+MAX_SEQUENCE = 100_000  # a template may not build strings or lists longer than this with * (memory DoS)
+MAX_EXPONENT = 1_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, plus limits on the operators that turn a short template into gigabytes or hours."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
+                    raise SecurityError(f"the result of * would exceed {MAX_SEQUENCE:,} items")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponents above {MAX_EXPONENT} are refused")
+        return super().call_binop(context, operator, left, right)
+
+
 class Templater:
     """One per compile run: caches compiled templates (the same string in many groups compiles once)."""
 
     def __init__(self) -> None:
-        self.env = SandboxedEnvironment(
+        self.env = _Sandbox(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
