@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
+from importlib import metadata
 from random import Random
 
 import httpx
@@ -41,7 +42,15 @@ from schemas.errors import Permanent
 
 log = logging.getLogger("ctrltower.agent")
 
-AGENT_VERSION = "0.1.0"
+
+def _agent_version() -> str:
+    try:
+        return metadata.version("ctrltower")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+AGENT_VERSION = _agent_version()
 TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
 DRIFT_SETTLE_S = 0.05
@@ -189,7 +198,7 @@ class Agent:
     def _start_collector(self) -> str | None:
         try:
             self.collector.start()
-        except Exception as exc:  # Permanent (binary missing) or OSError: retried with backoff
+        except (Permanent, OSError) as exc:  # binary missing or not executable: retried with backoff
             log.error("cannot start the collector: %s", exc)
             self.next_restart_at = time.monotonic() + self.restart_backoff.next_delay()
             return str(exc)
