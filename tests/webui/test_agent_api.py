@@ -235,3 +235,32 @@ def test_unknown_agent_status_is_404(srv: InProcessServer) -> None:
         headers=srv.auth(token),
     )
     assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
+
+
+def test_fast_path_and_flask_route_agree(srv: InProcessServer) -> None:
+    """GET is answered by the WSGI fast path, HEAD by the Flask route: same status and headers."""
+    agent_id, token = register(srv, "inst-fast-01", {"env": "prod"})
+    stranger_id, stranger_token = register(srv, "inst-fast-02", {"env": "lab"})
+    g = group("edge", {"env": "prod"})
+    pub(srv, publish(sha(1), None, [g]))
+    cases = [
+        (agent_id, srv.auth(token)),
+        (agent_id, {**srv.auth(token), "If-None-Match": f'"{g["config_hash"]}"'}),
+        (agent_id, {}),
+        (agent_id, srv.auth(stranger_token)),
+        (stranger_id, srv.auth(stranger_token)),
+        ("ag_missing", srv.auth(token)),
+    ]
+    for target, headers in cases:
+        url = f"/api/agent/v1/agents/{target}/config"
+        get = srv.client.get(url, headers=headers)
+        head = srv.client.head(url, headers=headers)
+        assert get.status_code == head.status_code, (target, headers)
+        for name in ("ETag", "X-Ctrltower-Revision", "X-Ctrltower-Group", "X-Ctrltower-Config-Hash"):
+            assert get.headers.get(name) == head.headers.get(name)
+        assert get.headers.get("Content-Length") == head.headers.get("Content-Length"), (
+            get.headers,
+            head.headers,
+        )
+        if get.status_code >= 400:
+            assert get.mimetype == head.mimetype == "application/json"

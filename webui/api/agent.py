@@ -223,8 +223,8 @@ class ConfigFastPath:
         except Exception:  # a bug: let Flask log it and answer the JSON 500
             return self.app(environ, start_response)
         out = list(answer.headers.items())
-        if answer.status == 200:
+        if answer.status == 200:  # a 304 carries no Content-Length (RFC 9110 15.4.5) and no body
             out.append(("Content-Type", "text/yaml; charset=utf-8"))
-        out.append(("Content-Length", str(len(answer.body))))
+            out.append(("Content-Length", str(len(answer.body))))
         start_response(_REASONS[answer.status], out)
         return [answer.body]
