@@ -117,7 +117,7 @@ def test_new_config_changes_behaviour(applier: Applier, sink: SinkHandle, tmp_pa
 
 
 def _agent(tmp_path: Path, collector_bin: Path, **overrides: object) -> Agent:
-    settings = AgentSettings(
+    values: dict[str, object] = dict(
         server=f"http://127.0.0.1:{free_port()}",  # nobody listens: the server is down
         enroll_token="unused",
         collector=collector_bin,
@@ -132,9 +132,8 @@ def _agent(tmp_path: Path, collector_bin: Path, **overrides: object) -> Agent:
         backoff_max_s=1.0,
         restart_backoff_initial_s=0.2,
         restart_backoff_max_s=1.0,
-        **overrides,
     )
-    return Agent(settings, CollectorRegistry())
+    return Agent(AgentSettings.model_validate(values | overrides), CollectorRegistry())
 
 
 def test_agent_runs_last_good_while_server_down_and_supervises(
@@ -233,3 +232,43 @@ def test_example_repo_edge_group_runs_under_the_agent(
     finally:
         process.stop(5)
         scraper.close()
+
+
+def test_operator_stop_persists_across_agent_restarts(
+    tmp_path: Path, collector_bin: Path, sink: SinkHandle
+) -> None:
+    from datetime import UTC, datetime
+
+    from schemas.api import Command
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    StateDir(tmp_path / "state").save_last_good(stored(collector_config(f"{logs}/*.log", sink.endpoint)))
+
+    def command(n: int, action: str) -> Command:
+        return Command(id=n, action=action, issued_at=datetime.now(UTC))  # type: ignore[arg-type]
+
+    first = _agent(tmp_path, collector_bin, metrics_port=None)
+    first._boot()
+    wait_until(lambda: first.collector_state() == "running", 10, what="running")
+    assert first.execute(command(1, "stop")).result == "done"
+    assert first.collector.pid is None and first.status_report().stopped_by_operator
+    first.close()
+
+    # A new agent process on the same state dir: the collector stays stopped until `start`.
+    second = _agent(tmp_path, collector_bin, metrics_port=None)
+    try:
+        second._boot()
+        for _ in range(5):
+            second.tick()
+        assert second.collector.pid is None and second.collector_state() == "stopped"
+        assert second.status_report().stopped_by_operator
+        ack = second.execute(command(2, "start"))
+        assert ack.result == "done", ack.error
+        pid = second.collector.pid
+        assert pid is not None and not second.state.operator_stopped()
+        assert second.execute(command(3, "restart")).result == "done"
+        assert second.collector.pid not in (None, pid)
+    finally:
+        second.close()
+    assert second.collector.pid is None
