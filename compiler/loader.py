@@ -8,6 +8,7 @@ Alias bombs, deep nesting, huge files, non-UTF-8 and binary junk all end as one 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,39 @@ try:  # the C parser when libyaml is present (it is in the wheels we install)
 except ImportError:  # pragma: no cover - pure-Python fallback
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+
+class _Loader12(_Loader):
+    """Plain scalars resolved as the collector (Go, YAML 1.2 core schema) reads them, not as YAML 1.1.
+
+    PyYAML follows YAML 1.1, where `on`, `yes`, `off`, `no` are booleans, `12:30` is the integer 750 and
+    `2024-01-01` a date; the collector reads all of these as strings. Rendering a 1.1 reading would
+    change what the reviewer saw, so only true/false, null, decimal/0o/0x integers and floats resolve.
+    """
+
+
+_Loader12.yaml_implicit_resolvers = {
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag.rsplit(":", 1)[-1] not in ("bool", "int", "float", "timestamp")
+    ]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+_Loader12.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader12.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Loader12.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
 
 Path = tuple[str | int, ...]
 Pos = tuple[int, int]
@@ -215,7 +249,7 @@ def load_yaml(raw: bytes | str) -> tuple[LoadedDoc | None, list[tuple[str, Pos]]
     """
     text = decode(raw)
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        nodes = list(yaml.compose_all(text, Loader=_Loader12))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
