@@ -48,3 +48,14 @@ def test_round_without_targets_reads_state_db_as_empty(tmp_path: Path) -> None:
     _, _, scraper = make(tmp_path, Clock())
     asyncio.run(scraper.round())  # no state.db yet: nothing to scrape, no error
     assert scraper.scrapes_ok == 0 and scraper.flush() == 0
+
+
+def test_concurrency_bound_holds_across_event_loops(tmp_path: Path) -> None:
+    clock = Clock()
+    _, _, scraper = make(tmp_path, clock, concurrency=2)
+    with exporters(*[{"values": GOOD} for _ in range(6)]) as exps:
+        targets = [ScrapeTarget(f"a{i}", e.url, None) for i, e in enumerate(exps)]
+        for k in range(2):  # each asyncio.run is a new loop; the semaphore must follow it
+            clock.now += 15 * k
+            asyncio.run(scraper.round(targets))
+    assert scraper.scrapes_ok == 12 and scraper.scrapes_failed == 0

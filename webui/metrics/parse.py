@@ -7,6 +7,7 @@ line in C (the regex engine) and converts only the dozen values we store.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -29,10 +30,11 @@ _NAMES = {
     COLLECTOR_ITEMS[len(_PREFIX) :]: "items",
 }
 _LINE = re.compile(
-    rb"^" + _PREFIX.encode() + rb"(" + b"|".join(re.escape(n.encode()) for n in _NAMES) + rb")"
+    _PREFIX.encode() + rb"(" + b"|".join(re.escape(n.encode()) for n in _NAMES) + rb")"
     rb"(?:\{([^}\n]*)\})?[ \t]+([^ \t\r\n]+)",
-    re.MULTILINE,
 )
+_PREFIX_B = _PREFIX.encode()
+_NL_PREFIX = b"\n" + _PREFIX_B
 _LABEL = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -52,12 +54,31 @@ class Page:
         self.up = up
 
 
+@functools.lru_cache(maxsize=1024)
+def _item_index(labels: bytes) -> int | None:
+    """Index in RAW_COUNTERS of an items series, from its raw label text (memoized: pages repeat)."""
+    found = dict(_LABEL.findall(labels))
+    return _ITEM_INDEX.get((found.get(b"signal", b"").decode(), found.get(b"outcome", b"").decode()))
+
+
+def _next_line(body: bytes, pos: int) -> int:
+    """Start of the next line after `pos` that begins with the prefix, or -1."""
+    n = body.find(_NL_PREFIX, pos)
+    return -1 if n == -1 else n + 1
+
+
 def parse_page(body: bytes) -> Page:
     counters = [0.0] * len(RAW_COUNTERS)
     memory: float | None = None
     up: float | None = None
     found = False
-    for m in _LINE.finditer(body):
+    # Jump from one "\nctrltower_collector_" to the next (memchr-speed find), match only there.
+    pos = 0 if body.startswith(_PREFIX_B) else _next_line(body, 0)
+    while pos != -1:
+        m = _LINE.match(body, pos)  # anchored at pos: a line start
+        pos = _next_line(body, pos)
+        if m is None:
+            continue
         name = _NAMES[m.group(1).decode()]
         try:
             value = float(m.group(3))
@@ -66,19 +87,18 @@ def parse_page(body: bytes) -> Page:
                 f"bad sample value {m.group(3)[:40]!r} for {_PREFIX}{m.group(1).decode()}"
             ) from exc
         found = True
+        finite = math.isfinite(value)
         if name == "items":
-            labels = dict(_LABEL.findall(m.group(2) or b""))
-            key = (labels.get(b"signal", b"").decode(), labels.get(b"outcome", b"").decode())
-            idx = _ITEM_INDEX.get(key)
-            if idx is not None and math.isfinite(value):
+            idx = _item_index(m.group(2) or b"")
+            if idx is not None and finite:
                 counters[idx] = value
         elif name == "cpu":
-            if math.isfinite(value):
+            if finite:
                 counters[0] = value
         elif name == "memory":
-            memory = value if math.isfinite(value) else None
+            memory = value if finite else None
         else:
-            up = value if math.isfinite(value) else None
+            up = value if finite else None
     if not found:
         raise PageError(f"no {_PREFIX}* series on the page")
     return Page(counters, memory, up)

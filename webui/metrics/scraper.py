@@ -75,6 +75,7 @@ class Scraper:
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem: asyncio.Semaphore | None = None
+        self._sem_loop: asyncio.AbstractEventLoop | None = None
 
     # --- one scrape -------------------------------------------------------------------------
 
@@ -92,8 +93,9 @@ class Scraper:
 
     async def scrape(self, target: ScrapeTarget) -> None:
         """Scrape one agent and buffer the sample; every failure is recorded as scrape health."""
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.settings.concurrency)
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._sem_loop is not loop:  # a semaphore belongs to one event loop
+            self._sem, self._sem_loop = asyncio.Semaphore(self.settings.concurrency), loop
         self._inflight.add(target.agent_id)
         health = self.health.setdefault(target.agent_id, Health())
         try:
