@@ -229,6 +229,7 @@ class Agent:
         self.metrics.observe_process(pid, process_usage(pid) if pid is not None else None)
         if pid is not None:
             self.applier.sample()
+        self.collector.trim_log()
 
     def _observe_page(self, page: CollectorPage) -> None:
         self.metrics.observe_items(page.instance_id, dict(page.items))

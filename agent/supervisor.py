@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,13 @@ class CollectorProcess:
                 return f.read().decode("utf-8", "replace").strip()
         except FileNotFoundError:
             return ""
+
+    def trim_log(self) -> None:
+        """Keep the log bounded while the collector writes to it: copy it aside and truncate it in place
+        (the collector appends with O_APPEND, so it goes on writing at the new end)."""
+        if self.log_mark() > LOG_ROTATE_BYTES:
+            shutil.copyfile(self.log_path, self.log_path.with_suffix(".log.1"))
+            os.truncate(self.log_path, 0)
 
     def _open_log(self) -> int:
         if self.log_mark() > LOG_ROTATE_BYTES:

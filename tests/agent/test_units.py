@@ -192,3 +192,19 @@ def test_client_honours_retry_after_and_reads_error_codes() -> None:
         client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_collector_log_is_trimmed_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import supervisor
+
+    monkeypatch.setattr(supervisor, "LOG_ROTATE_BYTES", 100)
+    log = tmp_path / "collector.log"
+    process = supervisor.CollectorProcess(Path("/bin/true"), tmp_path / "c.yaml", {}, log)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # as the collector holds it
+    os.write(fd, b"x" * 150)
+    process.trim_log()
+    os.write(fd, b"after\n")
+    os.close(fd)
+    assert log.read_bytes() == b"after\n"
+    assert (tmp_path / "collector.log.1").read_bytes() == b"x" * 150
+    assert process.log_since(0) == "after"
