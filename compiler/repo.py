@@ -118,7 +118,7 @@ def _schema_diagnostics(
             key_loc = loc[:-1]
             pos = positions.key(key_loc)
             message = f"keys in {_dotted(key_loc[:-1]) or 'the document'} must be strings"
-            hint = "unquoted on/off/yes/no/true/false/null and numbers are not strings in YAML: quote the key"
+            hint = "unquoted true/false/null and numbers are not strings in YAML: quote the key"
         elif kind == "extra_forbidden":
             pos = positions.key(loc)
             message = f"unknown field '{loc[-1]}'" + (f" in {_dotted(loc[:-1])}" if len(loc) > 1 else "")

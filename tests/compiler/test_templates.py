@@ -92,7 +92,7 @@ edges: [{from: r, to: e}]
 
 
 def test_unquoted_boolean_key_is_explained() -> None:
-    result = compile_repo({"groups/g.yaml": "kind: AgentGroup\nname: g\nvars: {on: 1}\n"})
+    result = compile_repo({"groups/g.yaml": "kind: AgentGroup\nname: g\nvars: {true: 1}\n"})
     (diag,) = result.diagnostics
     assert diag.format_text() == "groups/g.yaml:3:8: error CT104: keys in vars must be strings"
     assert diag.hint is not None and "quote the key" in diag.hint
