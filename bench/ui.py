@@ -85,6 +85,11 @@ def main() -> int:
                     f"/?offset={args.agents // 2}",
                     f"/agents/{middle}",
                     f"/agents/{middle}?range=7d",
+                    # the agent page's charts are images of their own, loaded in parallel by the browser;
+                    # held to the same goal (chart 2 = logs in + out: two metric queries)
+                    f"/agents/{middle}/charts/0.svg?range=1h",
+                    f"/agents/{middle}/charts/2.svg?range=1h",
+                    f"/agents/{middle}/charts/2.svg?range=7d",
                     "/pipelines",
                     "/pipelines/gateway-traces",
                     "/groups?group=edge",

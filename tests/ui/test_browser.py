@@ -178,11 +178,18 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             )
             page.screenshot(path=str(artifacts_dir / "ui-fleet.png"), full_page=True)
             page.click(f'tr[data-agent="{agent_id}"] a')
-            page.wait_for_selector("svg.chart")
+            page.wait_for_selector("img.chart")
             page.click("a:text-is('15m')")
-            page.wait_for_selector("svg.chart path.series")  # a real line from scraped metrics
-            assert page.locator("svg.chart").count() == 6
-            assert page.locator("svg.chart path.series").count() >= 3
+            assert page.locator("img.chart").count() == 6
+            # every chart image loaded, and the logs chart draws a real line from scraped metrics
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('img.chart')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            logs_src = page.locator("img.chart").nth(2).get_attribute("src")
+            assert logs_src
+            logs_svg = page.request.get(srv.base_url + logs_src).text()
+            assert 'class="series" data-series="logs_in"' in logs_svg, logs_svg[:500]
             page.screenshot(path=str(artifacts_dir / "ui-agent.png"), full_page=True)
 
             # stop: confirm in the dialog, then the real collector process goes away
@@ -257,7 +264,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             page.fill("#token", viewer)
             page.click("button[type=submit]")
             page.goto(f"{srv.base_url}/agents/{agent_id}")
-            page.wait_for_selector("svg.chart")
+            page.wait_for_selector("img.chart")
             assert page.locator("button[data-action]").count() == 0
             assert page.locator("#agent-actions").count() == 0
             page.screenshot(path=str(artifacts_dir / "ui-agent-viewer.png"), full_page=True)

@@ -39,6 +39,17 @@ class Chart:
     markers: Sequence[Marker] = field(default_factory=tuple)
     width: int = 640
     height: int = 200
+    message: str | None = None  # shown instead of "no data" (e.g. metrics unavailable)
+
+
+# The chart's own stylesheet: a chart served as an image (<img src=...svg>) cannot see the page's CSS.
+CHART_CSS = (
+    ".grid{stroke:#f1f5f9}.tick{stroke:#9ca3af}.frame{stroke:#d1d5db}"
+    "text{font:11px system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;fill:#4b5563}"
+    ".chart-title{font-weight:600;font-size:12px;fill:#111827}.series{stroke-width:1.8}"
+    ".nodata{fill:#9ca3af;font-size:13px}.marker line{stroke:#9333ea;stroke-dasharray:4 3}"
+    ".marker text{fill:#9333ea;font-size:10px}"
+)
 
 
 def format_value(value: float, unit: str) -> str:
@@ -112,8 +123,9 @@ def _segments(points: Sequence[Point], start: float, end: float) -> list[list[tu
     return runs
 
 
-def render_chart(chart: Chart) -> str:
-    """One chart as an inline <svg>: axes, a polyline per series, dashed revision markers, a legend."""
+def render_chart(chart: Chart, *, standalone: bool = False) -> str:
+    """One chart as <svg>: axes, a polyline per series, dashed revision markers, a legend.
+    `standalone` embeds the stylesheet (for a chart served as its own image)."""
     width, height = chart.width, chart.height
     left, right, top, bottom = 58, 12, 24, 28
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -134,6 +146,8 @@ def render_chart(chart: Chart) -> str:
         f'width="{width}" height="{height}" role="img" aria-label="{title}">',
         f'<text class="chart-title" x="{left}" y="15">{title}</text>',
     ]
+    if standalone:
+        out.insert(1, f'<rect width="{width}" height="{height}" fill="#fff"/><style>{CHART_CSS}</style>')
     # horizontal grid and y labels: 5 steps for a 1x/5x top, 4 for a 2x top (round numbers)
     steps = 4 if round(y_top / 10 ** math.floor(math.log10(y_top))) == 2 else 5
     axis_unit = "" if chart.unit == "cores" else chart.unit  # "cores" is in the title
@@ -191,7 +205,7 @@ def render_chart(chart: Chart) -> str:
     if not values:
         out.append(
             f'<text class="nodata" x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" '
-            'text-anchor="middle">no data in this range</text>'
+            f'text-anchor="middle">{escape(chart.message or "no data in this range")}</text>'
         )
     # legend
     lx = left + plot_w

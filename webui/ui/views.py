@@ -26,7 +26,6 @@ from flask import (
     url_for,
 )
 from flask.sansio.blueprints import BlueprintSetupState
-from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -275,25 +274,14 @@ def agent(agent_id: str) -> str:
     window = parse_range(request.args, now)
     if window.error:
         flash(window.error, "error")
-    applied = store.agent_events(agent_id, kinds=["applied"], since=window.start, until=window.end, limit=200)
-    markers = [charts.Marker(e.at.timestamp(), (e.revision or "?")[:7]) for e in applied.items]
-    source = metricsource.from_app()
-    wanted = sorted({m for _, _, names in CHARTS for m in names})
-    series, chart_note = source.series(agent_id, wanted, window.start, window.end)
-    svgs = [
-        Markup(
-            charts.render_chart(
-                charts.Chart(
-                    title=title,
-                    unit=unit,
-                    start=window.start,
-                    end=window.end,
-                    markers=markers,
-                    series=[charts.Series(n, series.get(n, [])) for n in names],
-                )
-            )
-        )
-        for title, unit, names in CHARTS
+    # Charts are separate SVG images (GET /agents/<id>/charts/<n>.svg): the page renders without
+    # waiting for the metrics process, and the browser fetches the charts in parallel.
+    range_args: dict[str, Any] = {"range": window.name}
+    if window.name == "custom":
+        range_args |= {"from": window.local(window.start), "to": window.local(window.end)}
+    chart_urls = [
+        (title, url_for("ui.agent_chart", agent_id=agent_id, index=i, **range_args))
+        for i, (title, _, _) in enumerate(CHARTS)
     ]
     desired, effective, config_note = _configs(view)
     diff = unified(effective, desired, "effective", "desired") if desired and effective is not None else []
@@ -306,8 +294,7 @@ def agent(agent_id: str) -> str:
         range=window.name,
         custom_from=window.local(window.start),
         custom_to=window.local(window.end),
-        charts=svgs,
-        chart_note=chart_note,
+        charts=chart_urls,
         diff=diff,
         desired_config=desired,
         config_note=config_note,
@@ -315,6 +302,33 @@ def agent(agent_id: str) -> str:
         can_operate=can_operate,
         actions=ACTIONS,
     )
+
+
+@bp.route("/agents/<agent_id>/charts/<int:index>.svg")
+def agent_chart(agent_id: str, index: int) -> Response:
+    """One chart of the agent page as a standalone SVG image, with revision-apply markers."""
+    if not 0 <= index < len(CHARTS):
+        abort(404)
+    store = get_store()
+    store.get_agent(agent_id)  # 404 for an unknown agent
+    window = parse_range(request.args, time.time())
+    applied = store.agent_events(agent_id, kinds=["applied"], since=window.start, until=window.end, limit=200)
+    markers = [charts.Marker(e.at.timestamp(), (e.revision or "?")[:7]) for e in applied.items]
+    title, unit, names = CHARTS[index]
+    series, note = metricsource.from_app().series(agent_id, names, window.start, window.end)
+    svg = charts.render_chart(
+        charts.Chart(
+            title=title,
+            unit=unit,
+            start=window.start,
+            end=window.end,
+            markers=markers,
+            series=[charts.Series(n, series.get(n, [])) for n in names],
+            message=note if note and note.startswith("Charts unavailable") else None,
+        ),
+        standalone=True,
+    )
+    return Response(svg, mimetype="image/svg+xml")
 
 
 def _configs(view: AgentView) -> tuple[str | None, str | None, str | None]:
