@@ -291,6 +291,19 @@ class _NoAliasDumper(_Dumper):
         return True
 
 
+# Strings that YAML 1.2 (the collector) would read as numbers but YAML 1.1 would not (0o17, 1e3) must be
+# quoted too: the dumper resolves with both rule sets, and quotes a string either would misread.
+for _tag, _rx, _first in (
+    ("tag:yaml.org,2002:int", r"^0o[0-7]+$", ["0"]),
+    (
+        "tag:yaml.org,2002:float",
+        r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$",
+        list("-+0123456789."),
+    ),
+):
+    _NoAliasDumper.add_implicit_resolver(_tag, re.compile(_rx), _first)
+
+
 def dump_yaml(data: Any) -> str:
     """Deterministic block-style YAML: key order as given (callers sort), no aliases, no line folding."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compiler.api import compile_repo
 from compiler.loader import dump_yaml, load_yaml
@@ -69,3 +71,23 @@ def test_dump_is_block_style_without_aliases() -> None:
     text = dump_yaml({"x": shared, "y": shared, "long": "z" * 300})
     assert "&" not in text and "*" not in text
     assert text.count("\n") == 5
+
+
+_scalars = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["0o17", "1e3", "+1E5", ".5e2", "on", "12:30", "2024-01-01", "0x1f", "1_000", "true", "~", "007"]
+    ),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.lists(_scalars, max_size=4), max_size=4))
+def test_dump_then_load_is_lossless(data: dict[str, list[object]]) -> None:
+    doc, _ = load_yaml(dump_yaml({"d": data}))
+    assert doc is not None
+    assert doc.data == {"d": data}
