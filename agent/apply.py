@@ -16,6 +16,8 @@ from agent.state import StoredConfig, atomic_write, fsync_dir
 from agent.supervisor import CollectorProcess, validate
 
 log = logging.getLogger("ctrltower.agent")
+# logged at info level by every (re)started collector service
+READY_LINE = "Everything is ready. Begin running and processing data."
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,12 @@ class Applier:
                 tail = self.collector.log_since(log_mark)
                 return f"collector exited with code {code}: {tail}".strip()
             page = self.sample()
-            fresh = page is not None and (previous_instance is None or page.instance_id != previous_instance)
+            fresh = page is not None and (
+                previous_instance is None
+                or page.instance_id != previous_instance
+                # a config may pin service.instance.id: then the collector's own log tells
+                or READY_LINE in self.collector.log_since(log_mark, limit=1 << 20)
+            )
             if fresh and time.monotonic() - started >= self.health_settle_s:
                 if self.collector.alive():
                     return None

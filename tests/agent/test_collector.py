@@ -272,3 +272,27 @@ def test_operator_stop_persists_across_agent_restarts(
     finally:
         second.close()
     assert second.collector.pid is None
+
+
+def test_reload_of_a_config_that_pins_its_instance_id(
+    applier: Applier, sink: SinkHandle, tmp_path: Path
+) -> None:
+    """The new-instance check falls back to the collector's 'Everything is ready' log line."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def pinned(prefix: str) -> StoredConfig:
+        text = collector_config(f"{logs}/{prefix}*.log", sink.endpoint).replace(
+            "    logs:\n      level: warn\n", "    resource:\n      service.instance.id: pinned-1\n"
+        )
+        assert "pinned-1" in text
+        return stored(text)
+
+    first, second = pinned("a"), pinned("b")
+    assert applier.apply(first, None, should_run=True).ok
+    pid = applier.collector.pid
+    outcome = applier.apply(second, first, should_run=True)
+    assert outcome.ok, outcome.error
+    assert applier.collector.pid == pid
+    write_lines(logs / "b.log", "pinned", 2)
+    wait_until(lambda: "pinned 1" in sink.bodies(), 10, what="lines after the reload")
