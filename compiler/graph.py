@@ -12,6 +12,7 @@ direct r1 -> e1 next to r2 -> e2 never becomes r1 -> e2.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from compiler.repo import LoadedPipeline
 from schemas.diagnostics import Diagnostic, Location
 from schemas.repo import Node
 
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 MAX_PATHS = 10_000  # per pipeline and signal: more means a combinatorial graph, reported as CT212
 
 SOURCE_CLASSES = ("receiver", "connector")
@@ -109,6 +111,14 @@ class _Checker:
                 continue
             nodes[node.id] = node
             index[node.id] = i
+            if node.name is not None and not _NAME_RE.fullmatch(node.name):
+                self.diag(
+                    "CT308",
+                    f"node '{node.id}' has name {node.name!r}, which is not a valid collector instance name",
+                    ("nodes", i, "name"),
+                    node=node.id,
+                    hint="use letters, digits, '_', '.' and '-' (at most 63 characters)",
+                )
             cid = component_name(p.name, node)
             if cid in rendered:
                 self.diag(

@@ -76,3 +76,22 @@ def test_affected_groups() -> None:
     assert affected_groups(before, broken) == {"edge", "edge-canary", "gateway", "k8s-nodes"}
     deleted = {k: v for k, v in before.items() if k != "pipelines/gateway-logs.yaml"}
     assert affected_groups(before, deleted) == {"gateway"}
+
+
+def test_node_names_must_be_valid_and_unique() -> None:
+    pipeline = """
+kind: Pipeline
+name: p
+groups: [g]
+signals: [logs]
+nodes:
+  - {id: r, class: receiver, type: filelog, name: "bad name/x"}
+  - {id: e1, class: exporter, type: debug, name: same}
+  - {id: e2, class: exporter, type: debug, name: same}
+edges: [{from: r, to: e1}, {from: r, to: e2}]
+"""
+    result = compile_repo({"groups/g.yaml": "kind: AgentGroup\nname: g\n", "pipelines/p.yaml": pipeline})
+    assert [(d.code, d.location.line, d.location.node) for d in result.diagnostics] == [
+        ("CT308", 7, "r"),
+        ("CT308", 9, "e2"),
+    ]
