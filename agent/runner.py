@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from importlib import metadata
 from random import Random
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -65,6 +66,19 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def outgoing_address(server_url: str) -> str | None:
+    """The local IP address of the route to the server (no packet is sent: UDP connect only)."""
+    parsed = urlsplit(server_url)
+    try:
+        infos = socket.getaddrinfo(parsed.hostname or "127.0.0.1", parsed.port or 80, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(address)
+            return str(s.getsockname()[0])
+    except (OSError, IndexError):
+        return None
 
 
 class Agent:
@@ -325,9 +339,24 @@ class Agent:
         self.metrics.last_poll.set(time.time())
         self.next_server_at = time.monotonic() + self.poll_interval
 
+    def advertised_metrics_url(self) -> str | None:
+        """Where the server can scrape this agent: --metrics-url, else the listen address, with a
+        wildcard host (0.0.0.0, ::) replaced by the local address this host uses to reach the server."""
+        if self.settings.metrics_url:
+            return self.settings.metrics_url
+        server = self.metrics_server
+        if server is None:
+            return None
+        host = server.host
+        if host in ("", "0.0.0.0", "::"):
+            host = outgoing_address(self.settings.server) or socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{server.port}/metrics"
+
     def register(self) -> None:
         settings = self.settings
-        metrics_url = self.metrics_server.url if self.metrics_server is not None else None
+        metrics_url = self.advertised_metrics_url()
         response = self.client.register(
             settings.enroll_token,
             AgentRegistration(

@@ -18,6 +18,9 @@ class AgentSettings(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, description="None: no /metrics endpoint; 0: ephemeral")
+    metrics_url: str | None = Field(
+        default=None, description="the /metrics URL to tell the server; default: from the listen address"
+    )
     poll_interval_s: float | None = Field(
         default=None, gt=0, description="None: follow the server's interval (15 s until it tells)"
     )

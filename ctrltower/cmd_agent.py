@@ -88,6 +88,7 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     callback=_convert(parse_listen),
     help="Serve /metrics here.",
 )
+@click.option("--metrics-url", default=None, help="The /metrics URL the server scrapes (default: derived).")
 @click.option(
     "--poll-interval",
     default=None,
@@ -113,6 +114,7 @@ def agent(
     state_dir: Path,
     labels: dict[str, str],
     metrics_listen: tuple[str, int] | None,
+    metrics_url: str | None,
     poll_interval: float | None,
     telemetry_port: int | None,
     health_timeout: float,
@@ -148,6 +150,7 @@ def agent(
             labels=labels,
             metrics_host=metrics_listen[0] if metrics_listen else "127.0.0.1",
             metrics_port=metrics_listen[1] if metrics_listen else None,
+            metrics_url=metrics_url,
             poll_interval_s=poll_interval,
             telemetry_port=telemetry_port,
             health_timeout_s=health_timeout,

@@ -296,3 +296,23 @@ def test_reload_of_a_config_that_pins_its_instance_id(
     assert applier.collector.pid == pid
     write_lines(logs / "b.log", "pinned", 2)
     wait_until(lambda: "pinned 1" in sink.bodies(), 10, what="lines after the reload")
+
+
+def test_advertised_metrics_url(tmp_path: Path, collector_bin: Path) -> None:
+    from agent.metrics import MetricsServer
+    from agent.runner import outgoing_address
+
+    assert outgoing_address("http://127.0.0.1:9") == "127.0.0.1"
+    agent = _agent(tmp_path, collector_bin)
+    assert agent.advertised_metrics_url() is None  # not serving yet
+    agent.metrics_server = MetricsServer(agent.metrics.registry, "127.0.0.1", 0)
+    try:
+        port = agent.metrics_server.port
+        assert agent.advertised_metrics_url() == f"http://127.0.0.1:{port}/metrics"
+        agent.metrics_server.host = "0.0.0.0"  # as with --metrics-listen 0.0.0.0:PORT (no such bind here)
+        assert agent.advertised_metrics_url() == f"http://127.0.0.1:{port}/metrics"  # the route to the server
+    finally:
+        agent.close()
+    pinned = _agent(tmp_path, collector_bin, metrics_url="http://node-1.example:9464/metrics")
+    assert pinned.advertised_metrics_url() == "http://node-1.example:9464/metrics"
+    pinned.close()
