@@ -53,16 +53,17 @@ class ConfigCache:
         if counters != self._counters:
             with self._lock:
                 if counters != self._counters:
-                    self._agents = {}
+                    # One query loads every agent: cheaper than one per agent on a fleet of 25,000.
+                    self._agents = self.store.all_agent_auth()
                     self._configs = {}
                     self._counters = counters
 
     def agent(self, agent_id: str) -> AgentAuth | None:
         self._check()
         auth = self._agents.get(agent_id)
-        if auth is None:
+        if auth is None:  # registered since the last load (new agents do not bump the counters)
             auth = self.store.agent_auth(agent_id)
-            if auth is not None and len(self._agents) < 200_000:
+            if auth is not None and len(self._agents) < 1_000_000:
                 self._agents[agent_id] = auth
         return auth
 

@@ -127,6 +127,11 @@ class AgentsMixin(StoreBase):
             return None
         return AgentAuth(agent_id, str(row[0]), row[1])
 
+    def all_agent_auth(self) -> dict[str, AgentAuth]:
+        """Every agent's token hash and group, for the config cache (one query)."""
+        rows = self.db.conn().execute("SELECT id, token_hash, group_name FROM agents").fetchall()
+        return {str(r[0]): AgentAuth(str(r[0]), str(r[1]), r[2]) for r in rows}
+
     def report_status(self, agent_id: str, report: StatusReport) -> list[Command]:
         """Record a status report; return the commands the agent has not acknowledged yet."""
         now = self.clock()
