@@ -301,3 +301,50 @@ def test_no_group_is_quiet_and_polling_goes_on(fleet: Fleet) -> None:
     write_lines(logs / "db.log", "db", 4)
     wait_until(lambda: "db 3" in fleet.sink.bodies(), 15, what="lines after the group matched")
     assert fleet.agent_log().count("no group matches") == 1
+
+
+def test_server_scrapes_the_agent_metrics(tmp_path: Path, collector_bin: Path) -> None:
+    """The agent's /metrics, as advertised at registration, feed the server's metrics process."""
+    import time
+
+    extra = ("--metrics-interval", "0.5")
+    with (
+        start_sink("127.0.0.1", 0) as sink,
+        ServerProcess(tmp_path / "server", poll_interval_s=0.5, metrics=True, extra_args=extra) as srv,
+    ):
+        fleet = Fleet(tmp_path, srv, sink, collector_bin)
+        fleet.reconciler = srv.create_token("reconciler")
+        fleet.operator = srv.create_token("operator")
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        fleet.publish(collector_config(f"{logs}/*.log", sink.endpoint))
+        fleet.start_agent()
+        try:
+            view = fleet.wait_view("running", sync_status="Synced", run_state="running")
+            assert view.metrics_url == f"http://127.0.0.1:{fleet.metrics_port}/metrics"
+
+            def latest() -> dict[str, Any] | None:
+                write_lines(logs / "app.log", "steady", 50)  # keep a rate going while we wait
+                r = httpx.get(
+                    f"{srv.base_url}/api/v1/metrics/latest",
+                    params={"agents": view.id},
+                    headers=auth(fleet.operator),
+                    timeout=10,
+                )
+                values = r.json()["agents"].get(view.id) if r.status_code == 200 else None
+                ok = values and not values["stale"] and (values["logs_in"] or 0) > 0 and values["logs_out"]
+                time.sleep(0.2)
+                return values if ok else None
+
+            values = wait_until(latest, 30, interval=0.1, what="server-side log rates for the agent")
+            assert values["memory"] > 1_000_000 and values["send_failed"] == 0
+            health = httpx.get(
+                f"{srv.base_url}/api/v1/metrics/health",
+                params={"agents": view.id},
+                headers=auth(fleet.operator),
+            ).json()["agents"][view.id]
+            assert health["failing"] is False and health["consecutive_failures"] == 0
+        finally:
+            assert fleet.agent is not None
+            fleet.agent.send_signal(signal.SIGTERM)
+            assert fleet.agent.wait(20) == 0
