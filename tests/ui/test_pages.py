@@ -276,3 +276,14 @@ def test_api_still_answers_json_errors(ui_env: UiEnv) -> None:
     client = ui_env.app.test_client()
     response = client.get("/api/v1/agents")
     assert response.status_code == 401 and response.json is not None and "error" in response.json
+
+
+def test_every_ui_route_is_documented(ui_env: UiEnv) -> None:
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "ui.md").read_text()
+    for rule in ui_env.app.url_map.iter_rules():
+        if not rule.endpoint.startswith("ui."):
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            assert f"`{method} {rule.rule}" in text, f"{method} {rule.rule} is not documented in docs/ui.md"
