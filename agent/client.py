@@ -99,7 +99,11 @@ class AgentClient:
     """Talks to one server. The transport is injectable (tests and the default use real HTTP)."""
 
     def __init__(self, base_url: str, timeout: float, transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            transport=transport,
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -32,7 +32,9 @@ class AgentSettings(BaseModel):
     health_settle_s: float = Field(
         default=1.0, ge=0, description="the collector must stay up this long after a start or reload"
     )
-    http_timeout_s: float = Field(default=10.0, gt=0)
+    http_timeout_s: float = Field(
+        default=5.0, gt=0, description="per request to the server; the loop (supervision too) waits this long"
+    )
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
     restart_backoff_initial_s: float = Field(default=0.5, gt=0)
