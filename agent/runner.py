@@ -354,21 +354,21 @@ class Agent:
             host = f"[{host}]"
         return f"http://{host}:{server.port}/metrics"
 
-    def register(self) -> None:
+    def registration(self) -> AgentRegistration:
+        """What the agent registers with (raises pydantic's ValidationError for bad labels/hostname)."""
         settings = self.settings
-        metrics_url = self.advertised_metrics_url()
-        response = self.client.register(
-            settings.enroll_token,
-            AgentRegistration(
-                instance_id=self.instance_id,
-                hostname=settings.hostname or socket.gethostname(),
-                platform=f"{platform.system().lower()}/{platform.machine()}",
-                agent_version=AGENT_VERSION,
-                collector_version=self.collector_version,
-                labels=settings.labels,
-                metrics_url=metrics_url,
-            ),
+        return AgentRegistration(
+            instance_id=self.instance_id,
+            hostname=settings.hostname or socket.gethostname(),
+            platform=f"{platform.system().lower()}/{platform.machine()}",
+            agent_version=AGENT_VERSION,
+            collector_version=self.collector_version,
+            labels=settings.labels,
+            metrics_url=self.advertised_metrics_url(),
         )
+
+    def register(self) -> None:
+        response = self.client.register(self.settings.enroll_token, self.registration())
         self.agent_id, self.token = response.agent_id, response.agent_token
         self.server_poll_interval = response.poll_interval_s
         log.info("registered as agent %s", self.agent_id)

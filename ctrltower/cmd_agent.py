@@ -163,6 +163,12 @@ def agent(
     except OSError as exc:
         click.echo(f"ctrltower agent: {exc}", err=True)
         sys.exit(exit_codes.USAGE)
+    try:
+        runner.registration()  # bad labels or hostname: say so now, not on every retry
+    except ValidationError as exc:
+        runner.close()
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(f"invalid labels or hostname: {problems}") from exc
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

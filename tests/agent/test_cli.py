@@ -75,3 +75,16 @@ def test_taken_metrics_port_is_a_clear_error(tmp_path: Path, collector_bin: Path
         )  # fmt: skip
     assert result.exit_code == exit_codes.USAGE, result.output
     assert f"cannot serve /metrics on 127.0.0.1:{port}" in result.output
+
+
+def test_invalid_label_key_is_a_usage_error(tmp_path: Path, collector_bin: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "agent", "--server", "http://127.0.0.1:1", "--enroll-token", "t",
+            "--collector", str(collector_bin), "--config", str(tmp_path / "c.yaml"),
+            "--state-dir", str(tmp_path / "s"), "--labels", "bad key=1",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == exit_codes.USAGE, result.output
+    assert "invalid labels or hostname: labels.bad key" in result.output
