@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compiler.api import compile_repo
 from compiler.loader import MAX_FILE_BYTES
@@ -81,3 +84,55 @@ def test_cli_on_junk_exits_1_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "pipelines/junk.yaml:" in proc.stdout
     assert "CT107" in proc.stdout
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
+    | st.sampled_from(["{{ x }}", "{% if %}", "logs"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+_node = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["a", "b", "c", "bad id", ""]),
+        "class": st.sampled_from(["receiver", "processor", "exporter", "connector", "extension"]),
+        "type": st.sampled_from(["filelog", "otlp", "batch", "debug", "spanmetrics", "count", "nope"]),
+    },
+    optional={"config": _json, "name": st.sampled_from(["x", "a/b", None])},
+)
+_pipeline = st.fixed_dictionaries(
+    {
+        "kind": st.just("Pipeline"),
+        "name": st.sampled_from(["p", "q", "Bad"]),
+        "groups": st.lists(st.sampled_from(["g", "h"]), max_size=2),
+        "signals": st.lists(st.sampled_from(["logs", "metrics", "traces", "spans"]), max_size=3),
+        "nodes": st.lists(_node, max_size=5),
+        "edges": st.lists(
+            st.fixed_dictionaries(
+                {"from": st.sampled_from(["a", "b", "c", "z"]), "to": st.sampled_from(["a", "b", "c", "z"])},
+                optional={"signals": st.lists(st.sampled_from(["logs", "metrics", "traces"]), max_size=2)},
+            ),
+            max_size=6,
+        ),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_pipeline, max_size=3), st.binary(max_size=64))
+def test_random_repos_never_raise(pipelines: list[dict[str, object]], junk: bytes) -> None:
+    files: dict[str, bytes | str] = {
+        "groups/g.yaml": "kind: AgentGroup\nname: g\nvars: {x: 1}\n",
+        "pipelines/junk.yaml": junk,
+    }
+    for i, p in enumerate(pipelines):
+        files[f"pipelines/p{i}.yaml"] = yaml.safe_dump(p)
+    result = compile_repo(files)
+    assert result.ok == (not any(d.severity == "error" for d in result.diagnostics))
+    if result.ok:
+        assert set(result.configs) == {"g"}
