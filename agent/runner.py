@@ -55,6 +55,7 @@ AGENT_VERSION = _agent_version()
 TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
 DRIFT_SETTLE_S = 0.05
+MAX_RETRY_AFTER_S = 600.0  # honour the server, within reason
 STABLE_AFTER_S = 30.0  # a collector up this long resets the restart backoff
 
 
@@ -306,14 +307,16 @@ class Agent:
     # --- server ---------------------------------------------------------------------------------------
 
     def _retry_later(self, exc: ServerUnavailable) -> None:
-        delay = exc.retry_after if exc.retry_after is not None else self.server_backoff.next_delay()
+        backoff = self.server_backoff.next_delay()
+        delay = min(exc.retry_after, MAX_RETRY_AFTER_S) if exc.retry_after is not None else backoff
         log.warning("server unavailable (%s); retrying in %.1fs", exc, delay)
         self.next_server_at = time.monotonic() + delay
 
     def _forget_registration(self, why: str) -> None:
         log.info("re-registering: %s", why)
         self.agent_id = self.token = None
-        self.next_server_at = time.monotonic()
+        # soon, but backed off: a server that keeps refusing new tokens must not see a hot loop
+        self.next_server_at = time.monotonic() + self.server_backoff.next_delay()
 
     def server_cycle(self) -> None:
         try:

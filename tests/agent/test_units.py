@@ -208,3 +208,50 @@ def test_collector_log_is_trimmed_in_place(tmp_path: Path, monkeypatch: pytest.M
     assert log.read_bytes() == b"after\n"
     assert (tmp_path / "collector.log.1").read_bytes() == b"x" * 150
     assert process.log_since(0) == "after"
+
+
+def test_agent_loop_honours_retry_after_on_registration(tmp_path: Path, collector_bin: Path) -> None:
+    """A busy server (503 + Retry-After: 3) on 127.0.0.1: the next attempt is scheduled 3 s out."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agent.runner import Agent
+    from agent.settings import AgentSettings
+
+    hits: list[str] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            body = b'{"error": {"code": "busy", "message": "try later"}}'
+            self.send_response(503)
+            self.send_header("Retry-After", "3")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = AgentSettings(
+        server=f"http://127.0.0.1:{server.server_address[1]}",
+        enroll_token="t",
+        collector=collector_bin,
+        config_path=tmp_path / "c.yaml",
+        state_dir=tmp_path / "state",
+        backoff_initial_s=0.1,
+    )
+    agent = Agent(settings, CollectorRegistry())
+    try:
+        before = time.monotonic()
+        agent.server_cycle()
+        assert hits == ["/api/agent/v1/agents"] and agent.agent_id is None
+        assert 2.9 <= agent.next_server_at - before <= 3.5  # not the 0.1 s backoff
+    finally:
+        agent.close()
+        server.shutdown()
+        server.server_close()
