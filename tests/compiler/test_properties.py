@@ -152,3 +152,61 @@ def test_back_edge_is_always_rejected_with_a_real_cycle(dag: dict[str, Any], dat
         names = d.message.removeprefix("cycle: ").split(" -> ")
         assert names[0] == names[-1]
         assert all(g.has_edge(x, y) for x, y in itertools.pairwise(names))
+
+
+@st.composite
+def multi_signal_dags(draw: st.DrawFn) -> dict[str, Any]:
+    """One valid DAG per signal over a shared node pool; edges carry the signals of the DAGs using them."""
+    pool_r = [f"r{i}" for i in range(3)]
+    pool_p = [f"p{i}" for i in range(4)]
+    pool_e = [f"e{i}" for i in range(3)]
+    edges: dict[tuple[str, str], set[str]] = {}
+    for signal in ("logs", "traces"):
+        recv = draw(st.lists(st.sampled_from(pool_r), min_size=1, max_size=3, unique=True))
+        proc = sorted(draw(st.lists(st.sampled_from(pool_p), max_size=4, unique=True)))
+        exp = draw(st.lists(st.sampled_from(pool_e), min_size=1, max_size=3, unique=True))
+        for i, p in enumerate(proc):
+            edges.setdefault((draw(st.sampled_from(recv + proc[:i])), p), set()).add(signal)
+            edges.setdefault((p, draw(st.sampled_from(proc[i + 1 :] + exp))), set()).add(signal)
+        for r in recv:
+            edges.setdefault((r, draw(st.sampled_from(proc + exp))), set()).add(signal)
+        for e in exp:
+            edges.setdefault((draw(st.sampled_from(recv + proc)), e), set()).add(signal)
+    used = {n for edge in edges for n in edge}
+    nodes = (
+        [{"id": r, "class": "receiver", "type": "otlp"} for r in pool_r if r in used]
+        + [{"id": p, "class": "processor", "type": "batch", "config": {"n": p}} for p in pool_p if p in used]
+        + [
+            {"id": e, "class": "exporter", "type": draw(st.sampled_from(EXPORTERS))}
+            for e in pool_e
+            if e in used
+        ]
+    )
+    return {"nodes": nodes, "edges": {k: sorted(v) for k, v in sorted(edges.items())}}
+
+
+@SETTINGS
+@given(multi_signal_dags())
+def test_multi_signal_graphs_render_each_signals_paths(dag: dict[str, Any]) -> None:
+    doc = {
+        "kind": "Pipeline",
+        "name": "rand",
+        "groups": ["g"],
+        "signals": ["logs", "traces"],
+        "nodes": dag["nodes"],
+        "edges": [{"from": a, "to": b, "signals": sigs} for (a, b), sigs in dag["edges"].items()],
+    }
+    result = compile_repo({"groups/g.yaml": GROUP, "pipelines/rand.yaml": yaml.safe_dump(doc)})
+    assert result.ok, [d.format_text() for d in result.diagnostics]
+    pipelines = yaml.safe_load(result.configs["g"])["service"]["pipelines"]
+    for signal in ("logs", "traces"):
+        sub = {"nodes": dag["nodes"], "edges": [e for e, sigs in dag["edges"].items() if signal in sigs]}
+        rendered = {k: v for k, v in pipelines.items() if k.startswith(f"{signal}/")}
+        strip = lambda cid: cid.split(".", 1)[1]  # noqa: E731
+        got = {
+            (strip(r), tuple(strip(p) for p in spec["processors"]), strip(e))
+            for spec in rendered.values()
+            for r in spec["receivers"]
+            for e in spec["exporters"]
+        }
+        assert got == graph_paths(sub)
