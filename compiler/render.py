@@ -64,6 +64,11 @@ def render_group(
         "vars": g.vars,
         "group": {"name": g.name, "selector": dict(g.selector), "priority": g.priority},
     }
+    vars_hint = (
+        f"group '{g.name}' defines vars: {', '.join(sorted(map(str, g.vars)))}"
+        if g.vars
+        else f"group '{g.name}' defines no vars"
+    ) + "; templates also see group.name, group.selector, group.priority and pipeline"
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS.values()}
     service_pipelines: dict[str, dict[str, list[str]]] = {}
     diags: list[Diagnostic] = []
@@ -81,6 +86,7 @@ def render_group(
                     Diagnostic(
                         code=prob.code,
                         message=f"{prob.message} (node '{nid}', group '{g.name}')",
+                        hint=vars_hint if prob.code == "CT402" else None,
                         location=Location(
                             file=lp.file,
                             line=pos[0],
@@ -117,6 +123,7 @@ def render_group(
                     Diagnostic(
                         code=prob.code,
                         message=f"{prob.message} (extension '{ext_id}', group '{g.name}')",
+                        hint=vars_hint if prob.code == "CT402" else None,
                         location=Location(
                             file=group.file,
                             line=pos[0],
