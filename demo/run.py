@@ -52,6 +52,9 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+PIDS_FILE = "pids"
+
+
 class DemoError(Exception):
     """The demo cannot start; the message says why and what to do."""
 
@@ -79,6 +82,57 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def stop_leftovers(data_dir: Path, timeout_s: float = 10.0) -> list[int]:
+    """Stop what a previous demo on this data dir left running (it was killed before it could clean
+    up). Only process groups recorded in DATA_DIR/pids with a member that names this data dir in its
+    command line are touched, so a recycled pid is never signalled. Returns the groups stopped."""
+    record = data_dir / PIDS_FILE
+    if not record.exists():
+        return []
+    groups = []
+    for line in record.read_text().splitlines():
+        head = line.split(" ", 1)[0]
+        if head.isdigit():
+            pgid = int(head)
+            members = _group_members(pgid)
+            if any(str(data_dir) in _cmdline(pid) for pid in members):
+                groups.append(pgid)
+    for pgid in groups:
+        with _quiet():
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_group_members(g) for g in groups):
+        time.sleep(0.1)
+    for pgid in groups:
+        if _group_members(pgid):
+            with _quiet():
+                os.killpg(pgid, signal.SIGKILL)
+    record.unlink(missing_ok=True)
+    return groups
 
 
 def git_branch() -> str:
@@ -126,6 +180,8 @@ class Demo:
             )
         child = Child(name, proc, log)
         self.children.append(child)
+        with (self.data_dir / PIDS_FILE).open("a") as record:
+            record.write(f"{proc.pid} {name}\n")  # the process group to stop if we die before Ctrl-C
         return child
 
     def stop(self) -> None:
@@ -149,6 +205,7 @@ class Demo:
             self.loggen.stop()
         if self.sink is not None:
             self.sink.close()
+        (self.data_dir / PIDS_FILE).unlink(missing_ok=True)
 
     # --- steps --------------------------------------------------------------------------------------
 
@@ -290,6 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.port <= 65535:
         print(f"demo: bad port {args.port}", file=sys.stderr)
         return EXIT_USAGE
+    if data_dir.exists():
+        stopped = stop_leftovers(data_dir)
+        if stopped:
+            print(f"demo: stopped {len(stopped)} process groups a previous demo left running", flush=True)
     if not port_is_free(args.port):
         print(
             f"demo: 127.0.0.1:{args.port} is in use (another demo?): stop it or set DEMO_PORT",
