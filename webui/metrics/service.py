@@ -210,7 +210,7 @@ async def run_async(
     settings: MetricsSettings, stop: asyncio.Event, *, clock: Callable[[], float] = time.time
 ) -> None:
     """The process body; also driven directly by tests with their own `stop` event."""
-    store = MetricsStore(settings.db_path)
+    store = MetricsStore(settings.db_path, memory_limit=settings.duckdb_memory_limit)
     state = StateReader(settings.state_db_path)
     scraper = Scraper(settings, store, state, clock=clock)
     service = MetricsService(settings, store, scraper, state, clock=clock)

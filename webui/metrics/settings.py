@@ -30,6 +30,9 @@ class MetricsSettings(BaseModel):
     raw_retention_s: float = Field(default=7 * DAY, gt=0)
     minute_retention_s: float = Field(default=35 * DAY, gt=0)
     hour_retention_s: float = Field(default=400 * DAY, gt=0)
+    duckdb_memory_limit: str = Field(
+        default="1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$", description="DuckDB's memory cap"
+    )
     failing_after: int = Field(default=2, ge=1, description="consecutive failed scrapes that make it failing")
 
     @property

@@ -94,10 +94,12 @@ class Batch:
 class MetricsStore:
     """One DuckDB file. Thread-safe: each call uses its own cursor; writes are serialized."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory_limit: str | None = None) -> None:
         self.path = path
         try:
             self._con = duckdb.connect(str(path))
+            if memory_limit is not None:
+                self._con.execute(f"SET memory_limit = '{memory_limit}'")  # validated by MetricsSettings
             self._con.execute(_SCHEMA)
         except duckdb.Error as exc:
             raise StoreError(f"opening {path}: {exc}") from exc
