@@ -95,3 +95,19 @@ edges: [{from: r, to: e1}, {from: r, to: e2}]
         ("CT308", 7, "r"),
         ("CT308", 9, "e2"),
     ]
+
+
+def test_combinatorial_graph_is_refused_quickly() -> None:
+    # 20 layers of 2 processors, each fully connected to the next: 2**20 paths
+    nodes = ["  - {id: r, class: receiver, type: otlp}", "  - {id: e, class: exporter, type: debug}"]
+    edges = []
+    for layer in range(20):
+        for k in range(2):
+            nodes.append(f"  - {{id: p{layer}-{k}, class: processor, type: batch}}")
+            prev = [f"p{layer - 1}-{j}" for j in range(2)] if layer else ["r"]
+            edges += [f"  - {{from: {src}, to: p{layer}-{k}}}" for src in prev]
+    edges += [f"  - {{from: p19-{k}, to: e}}" for k in range(2)]
+    text = "kind: Pipeline\nname: p\ngroups: [g]\nsignals: [logs]\nnodes:\n" + "\n".join(nodes)
+    text += "\nedges:\n" + "\n".join(edges) + "\n"
+    result = compile_repo({"groups/g.yaml": "kind: AgentGroup\nname: g\n", "pipelines/p.yaml": text})
+    assert [d.code for d in result.diagnostics] == ["CT212"]
