@@ -40,6 +40,7 @@ from webui.settings import ServerSettings  # noqa: E402
 from webui.store import Store  # noqa: E402
 
 GROUPS = 10
+TICK = os.sysconf("SC_CLK_TCK")
 
 LUA_AGENTS = r"""
 local agents = {}
@@ -125,23 +126,30 @@ def parse_wrk(text: str) -> dict[str, float]:
     }
 
 
+def group_cpu_s(pgid: int) -> float:
+    """user+system CPU seconds of every live process in the process group (from /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # after "comm)": state ppid pgrp ...; utime and stime are 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
 def run_wrk(
-    url: str, script: Path, args: list[str], seconds: int, threads: int, conns: int
+    url: str, script: Path, args: list[str], seconds: int, threads: int, conns: int, pgid: int | None = None
 ) -> dict[str, float]:
-    cmd = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{conns}",
-        f"-d{seconds}s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-        "--",
-        *args,
-    ]
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    cmd += ["--", *args]
+    cpu0 = group_cpu_s(pgid) if pgid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    cpu1 = group_cpu_s(pgid) if pgid else 0.0
     result = parse_wrk(out)
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    result["cpu_us_per_req"] = (cpu1 - cpu0) / requests * 1e6 if pgid and requests else float("nan")
     if result["non_3xx"]:
         print(out)
     return result
@@ -265,7 +273,13 @@ def main() -> int:
             lua.write_text(LUA_AGENTS)
             run_wrk(base + "/", lua, [str(agents_file)], 2, args.wrk_threads, args.connections)  # warm-up
             ours = run_wrk(
-                base + "/", lua, [str(agents_file)], args.seconds, args.wrk_threads, args.connections
+                base + "/",
+                lua,
+                [str(agents_file)],
+                args.seconds,
+                args.wrk_threads,
+                args.connections,
+                server.pid,
             )
             body = httpx.get(
                 base + "/api/agent/v1/agents/" + agents_file.read_text().split(" ", 2)[0] + "/config",
@@ -276,15 +290,20 @@ def main() -> int:
             static = work / "static.lua"
             static.write_text(LUA_STATIC)
             run_wrk(url, static, [etag], 2, args.wrk_threads, args.connections)
-            theirs = run_wrk(url, static, [etag], args.seconds, args.wrk_threads, args.connections)
+            theirs = run_wrk(url, static, [etag], args.seconds, args.wrk_threads, args.connections, nginx.pid)
         finally:
             stop(server)
             if nginx is not None:
                 stop(nginx)
     load = os.getloadavg()[0]
-    print(f"\n{'':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-304':>8}")
+    print(f"\n{'':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-304':>8} {'CPU us/req':>11}")
     for name, r in (("ctrltower", ours), ("nginx", theirs)):
-        print(f"{name:<10} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_3xx']:>8.0f}")
+        print(
+            f"{name:<10} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_3xx']:>8.0f} "
+            f"{r['cpu_us_per_req']:>11.1f}"
+        )
+    idle = 2e6 / ours["cpu_us_per_req"]
+    print(f"CPU-bound capacity of 2 idle cores at this cost: ~{idle:,.0f} req/s (server processes only)")
     ratio = ours["rps"] / theirs["rps"]
     shape = f"{args.workers} workers x {args.threads} threads"
     wrk = f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s"
@@ -295,8 +314,8 @@ def main() -> int:
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     print(
         f"| {when} | {args.agents} | {args.workers}x{args.threads} | {ours['rps']:.0f} | "
-        f"{ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {theirs['rps']:.0f} | {theirs['p99_ms']:.2f} | "
-        f"{ratio:.3f} | {load:.1f} |"
+        f"{ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {ours['cpu_us_per_req']:.0f} | {theirs['rps']:.0f} | "
+        f"{theirs['p99_ms']:.2f} | {theirs['cpu_us_per_req']:.0f} | {ratio:.3f} | {load:.1f} |"
     )
     met = ours["rps"] >= 10_000 and ours["p99_ms"] < 50 and ours["non_3xx"] == 0
     print("target (>= 10,000 req/s, p99 < 50 ms, all 304):", "met" if met else "MISSED")
