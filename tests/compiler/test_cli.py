@@ -13,9 +13,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from compiler.api import compile_repo
 from compiler.jsonschema import json_schemas
 from ctrltower.cli import cli
-from tests.compiler.helpers import EXAMPLE, ROOT
+from tests.compiler.helpers import EXAMPLE, ROOT, read_repo
 
 BROKEN = ROOT / "tests" / "golden" / "broken-graph" / "repo"
 
@@ -80,6 +81,9 @@ def test_render_writes_every_group(tmp_path: Path) -> None:
     written = sorted(p.name for p in out.iterdir())
     assert written == ["edge-canary.yaml", "edge.yaml", "gateway.yaml", "k8s-nodes.yaml"]
     assert "filelog/app-logs.tail" in yaml.safe_load((out / "edge.yaml").read_text())["receivers"]
+    configs = compile_repo(read_repo(EXAMPLE)).configs
+    for group, text in configs.items():  # byte for byte what the server will serve
+        assert (out / f"{group}.yaml").read_bytes() == text.encode("utf-8")
 
 
 def test_render_writes_nothing_for_a_broken_repo(tmp_path: Path) -> None:
