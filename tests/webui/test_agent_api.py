@@ -264,3 +264,9 @@ def test_fast_path_and_flask_route_agree(srv: InProcessServer) -> None:
         )
         if get.status_code >= 400:
             assert get.mimetype == head.mimetype == "application/json"
+
+
+def test_status_rejects_integers_sqlite_cannot_hold(srv: InProcessServer) -> None:
+    agent_id, token = register(srv, "inst-int-001")
+    r = status(srv, agent_id, token, collector_pid=2**70, acks=[{"id": 2**64, "result": "done"}])
+    assert r.status_code == 422 and r.json["error"]["details"] == {"fields": ["acks.0.id", "collector_pid"]}

@@ -54,6 +54,26 @@ def test_errors_have_one_shape(tmp_path: Any) -> None:
         (srv.client.get("/api/v1/groups/nope?diff=abc", headers=h), 400, "bad_request"),
         (srv.client.get("/api/v1/pipelines/nope", headers=h), 404, "not_found"),
         (srv.client.delete("/api/v1/tokens/999", headers=h), 404, "not_found"),
+        (srv.client.delete("/api/v1/tokens/" + "9" * 30, headers=h), 404, "not_found"),  # beyond int64
+        (
+            srv.client.post(
+                "/api/v1/revisions",
+                json=publish(sha(1), None, [{**group("edge"), "priority": 10**30}]),
+                headers=h,
+            ),
+            422,
+            "validation_error",
+        ),
+        (
+            srv.client.post(
+                "/api/v1/tokens",
+                data='{"role": "viewer", "name": "\\ud800"}',
+                headers=h,
+                content_type="application/json",
+            ),
+            422,
+            "validation_error",
+        ),  # lone surrogate
         (srv.client.get("/api/v1/nothing-here", headers=h), 404, "not_found"),
         (srv.client.get("/api/agent/v1/agents/x/config/extra"), 404, "not_found"),
         (srv.client.delete("/api/v1/agents", headers=h), 405, "method_not_allowed"),

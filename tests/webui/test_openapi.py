@@ -51,11 +51,24 @@ def test_cli_commands_are_documented() -> None:
         assert option in text, f"option {option} is not documented in docs/server.md"
 
 
-def _fuzz(srv: InProcessServer, mode: GenerationMode, examples: int) -> dict[tuple[str, int], int]:
+def _fuzz(
+    srv: InProcessServer,
+    mode: GenerationMode,
+    examples: int,
+    *,
+    token: str | None = None,
+    path_regex: str | None = None,
+    path_parameters: dict[str, str] | None = None,
+) -> dict[tuple[str, int], int]:
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", srv.app)
+    if path_regex:
+        schema = schema.include(path_regex=path_regex)
     seen: dict[tuple[str, int], int] = {}
+    strategy = schema.as_strategy(
+        mode, headers=srv.auth(token or srv.admin_token), path_parameters=path_parameters
+    )
 
-    @given(case=schema.as_strategy(mode, headers=srv.auth(srv.admin_token)))
+    @given(case=strategy)
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def run(case: schemathesis.Case) -> None:
         # Default checks: no 5xx, documented status codes and content types, responses match their
@@ -82,3 +95,23 @@ def test_fuzz_negative(tmp_path: Path) -> None:
     srv = InProcessServer(tmp_path)
     seen = _fuzz(srv, GenerationMode.NEGATIVE, 80)
     assert any(400 <= status < 500 for _, status in seen), seen
+
+
+def test_fuzz_agent_api_with_an_agent_token(tmp_path: Path) -> None:
+    """Status reports and config polls from a registered agent: bodies fuzzed, never a 5xx."""
+    srv = InProcessServer(tmp_path)
+    reg = srv.client.post(
+        "/api/agent/v1/agents",
+        json={"instance_id": "inst-fuzz-01", "hostname": "h"},
+        headers=srv.auth(srv.enroll_token),
+    ).json
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        seen = _fuzz(
+            srv,
+            mode,
+            50,
+            token=reg["agent_token"],
+            path_regex=r"^/api/agent/v1/agents/\{agent_id\}",
+            path_parameters={"agent_id": reg["agent_id"]},
+        )
+        assert seen, mode

@@ -179,8 +179,21 @@ def post_status(agent_id: str) -> Response:
     store = get_store()
     check_agent(_cache(), agent_id, bearer_token())
     report = parse_body(StatusReport)
+    _check_int64(report)
     commands = store.report_status(agent_id, report)
     return json_response(StatusResponse(commands=commands, poll_interval_s=store.poll_interval_s))
+
+
+_INT64 = 2**63 - 1
+
+
+def _check_int64(report: StatusReport) -> None:
+    """SQLite integers are 64-bit: refuse larger ids/pids with a 422 instead of failing on write."""
+    bad = [f"acks.{i}.id" for i, a in enumerate(report.acks) if not 0 <= a.id <= _INT64]
+    if report.collector_pid is not None and not 0 <= report.collector_pid <= _INT64:
+        bad.append("collector_pid")
+    if bad:
+        raise ApiError("integer out of range", code="validation_error", status=422, details={"fields": bad})
 
 
 # --- the hot path without Flask -----------------------------------------------------------------------

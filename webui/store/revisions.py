@@ -51,6 +51,14 @@ class RevisionsMixin(StoreBase):
         pnames = [p.name for p in rev.pipelines]
         if len(set(pnames)) != len(pnames):
             raise ApiError("pipeline names must be unique", code="validation_error", status=422)
+        huge = [g.name for g in rev.groups if not -(2**63) <= g.priority < 2**63]
+        if huge:
+            raise ApiError(
+                "priority out of range (64-bit)",
+                code="validation_error",
+                status=422,
+                details={"groups": huge},
+            )
         bad = [g.name for g in rev.groups if config_hash(g.config) != g.config_hash]
         if bad:
             raise ApiError(

@@ -74,6 +74,8 @@ class TokensMixin(StoreBase):
         ]
 
     def revoke_token(self, token_id: int, *, actor: str = "", actor_role: str = "") -> TokenView:
+        if not 0 <= token_id < 2**63:
+            raise NotFound(f"no token {token_id}", details={"token_id": token_id})
         now = self.clock()
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
