@@ -1,7 +1,8 @@
 """`make demo` for real: `python -m demo.run` as a subprocess with the real server, reconciler,
 agents and collectors; wait (bounded) until the API shows every agent Synced with non-zero log
 rates and the fleet page shows them, then SIGINT and check that every process it started is gone.
-A second run on the same data directory works and reuses the same agent identities."""
+A second run on the same data directory works and reuses the same agent identities; after a
+SIGKILL of the demo, the next run stops the orphaned processes and works."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -23,25 +25,47 @@ pytestmark = [pytest.mark.slow, pytest.mark.collector]
 READY_TIMEOUT_S = 90.0
 
 
-def _wait_ready(base: str, token_file: Path, proc: subprocess.Popen[bytes], log: Path) -> tuple[str, dict]:
+def _collectors(proc: subprocess.Popen[bytes]) -> int:
+    names = process_names(descendants(proc.pid))
+    return sum("otelcol-contrib" in n for n in names.values())
+
+
+def _wait_ready(
+    base: str, token_file: Path, proc: subprocess.Popen[bytes], log: Path, started: float, run: int
+) -> tuple[str, dict]:
+    """Ready = this run (not the data a previous run left in .demo) printed its banner, runs three
+    collectors, and its server and metrics process have fresh reports: 3 agents Synced and seen since
+    the run started, each scraped since then with a non-zero log rate."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     last: object = None
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"demo exited early ({proc.returncode}):\n{log.read_text()}"
         try:
+            if log.read_text().count("Admin token:") < run or _collectors(proc) < 3:
+                last = "starting"
+                time.sleep(1.0)
+                continue
             token = token_file.read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}
             agents = httpx.get(f"{base}/api/v1/agents", headers=headers, timeout=5).json()["items"]
             ids = [a["id"] for a in agents]
-            synced = len(agents) == 3 and all(a["sync_status"] == "Synced" for a in agents)
+            fresh = all(
+                a["last_seen"] and datetime.fromisoformat(a["last_seen"]).timestamp() > started
+                for a in agents
+            )
+            synced = len(agents) == 3 and fresh and all(a["sync_status"] == "Synced" for a in agents)
             latest: dict = {}
             if synced:
                 params = {"agents": ",".join(ids)}
                 url = f"{base}/api/v1/metrics/latest"
                 latest = httpx.get(url, params=params, headers=headers, timeout=5).json()["agents"]
-                if all((latest.get(i) or {}).get("logs_in") for i in ids):
+                values = [latest.get(i) or {} for i in ids]
+                if all(v.get("logs_in") and (v.get("ts") or 0) > started for v in values):
                     return token, {"agents": agents, "latest": latest}
-            last = {"agents": [(a["hostname"], a["sync_status"]) for a in agents], "latest": latest}
+            last = {
+                "agents": [(a["hostname"], a["sync_status"], a["last_seen"]) for a in agents],
+                "latest": latest,
+            }
         except (OSError, httpx.HTTPError, ValueError, KeyError):
             pass
         time.sleep(1.0)
@@ -96,10 +120,12 @@ def _cleanup(proc: subprocess.Popen[bytes]) -> None:
 def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     log = tmp_path / "demo.out"
+    token_file = data_dir / "server" / "admin.token"
+    started = time.time()
     proc, port = _run_demo(data_dir, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        token, state = _wait_ready(base, data_dir / "server" / "admin.token", proc, log)
+        token, state = _wait_ready(base, token_file, proc, log, started, 1)
         groups = {a["group"] for a in state["agents"]}
         assert groups == {"edge", "edge-canary"}
         output = log.read_text()
@@ -118,11 +144,34 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         _cleanup(proc)
 
-    # a second run on the same .demo works and the agents keep their identities
+    # a second run on the same .demo works and the agents keep their identities; then the demo is
+    # SIGKILLed (no chance to clean up) and its processes are orphaned
+    started = time.time()
+    proc, port = _run_demo(data_dir, log)
+    orphans: set[int] = set()
+    try:
+        _, state = _wait_ready(f"http://127.0.0.1:{port}", token_file, proc, log, started, 2)
+        assert sorted(a["id"] for a in state["agents"]) == first_ids
+        orphans = descendants(proc.pid)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert any(alive(p) for p in orphans)
+    finally:
+        _cleanup(proc)
+
+    # a third run stops what the killed one left, then works as usual
+    started = time.time()
     proc, port = _run_demo(data_dir, log)
     try:
-        _, state = _wait_ready(f"http://127.0.0.1:{port}", data_dir / "server" / "admin.token", proc, log)
+        _, state = _wait_ready(f"http://127.0.0.1:{port}", token_file, proc, log, started, 3)
         assert sorted(a["id"] for a in state["agents"]) == first_ids
+        left = {p: n for p, n in process_names(orphans).items() if alive(p)}
+        assert not left, f"the killed demo's processes are still running: {left}"
+        assert "a previous demo left running" in log.read_text()
         _stop_and_check(proc, log)
     finally:
         _cleanup(proc)
+        for pid in orphans:  # bounded cleanup if the assertion above failed
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
