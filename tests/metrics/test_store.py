@@ -3,6 +3,7 @@ reopened file (a restarted server) keeps its history. Real DuckDB files in tmp_p
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,29 @@ def test_reopened_store_keeps_history(tmp_path: Path) -> None:
     assert again.counts() == counts and again.watermarks() == marks
     assert query.range_query(again, req, NOW, settings) == before
     again.close()
+
+
+def test_concurrent_queries_while_writing(filled: tuple[MetricsSettings, MetricsStore]) -> None:
+    """The internal endpoint answers from several threads while the scraper thread inserts."""
+    settings, store = filled
+    store.rollup(NOW, settings.rollup_lag_s)
+    errors: list[BaseException] = []
+    req = parse_range(_q(agent="a1", metric="logs_in", start="-1d", step="1h"), NOW)
+
+    def reader() -> None:
+        try:
+            for _ in range(5):
+                res = query.range_query(store, req, NOW, settings)
+                assert all(v == pytest.approx(10.0) for _, v in res["points"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for k in range(5):
+        store.insert_arrays(rows("b1", NOW + k * 60, NOW + (k + 1) * 60))
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert store.counts()["raw"] == 3 * 8 * 1440 + 5
