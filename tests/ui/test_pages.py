@@ -287,3 +287,40 @@ def test_every_ui_route_is_documented(ui_env: UiEnv) -> None:
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             assert f"`{method} {rule.rule}" in text, f"{method} {rule.rule} is not documented in docs/ui.md"
+
+
+def test_bad_input_is_a_4xx_or_a_page_never_a_500(
+    ui_env: UiEnv, client_as: Callable[[str], FlaskClient]
+) -> None:
+    admin = client_as("admin")
+    agent_id = ui_env.agent_ids[0]
+    token = csrf_of(admin.get("/").text)
+    weird = ["%00", "x" * 5000, "'; DROP TABLE agents;--", "%F0%9F%92%A5", "..%2F..%2Fetc%2Fpasswd"]
+    for value in weird:
+        for path in (
+            f"/?q={value}",
+            f"/?group={value}",
+            f"/?label=a%3D{value}",
+            f"/?status={value}&sync={value}",
+            f"/?offset=-5&limit={value}",
+            f"/agents/{value}",
+            f"/agents/{agent_id}?range={value}",
+            f"/agents/{agent_id}?range=custom&from={value}&to={value}",
+            f"/agents/{agent_id}/charts/1.svg?range={value}",
+            f"/pipelines/{value}",
+            f"/groups?group={value}",
+            f"/groups?group=edge&from={value}&to={value}",
+            f"/tokens/{value}/revoke",
+        ):
+            response = admin.get(path)
+            assert response.status_code < 500, (path, response.status_code)
+            response.close()
+        for path, data in (
+            (f"/agents/{value}/stop", {"confirm": "yes"}),
+            (f"/agents/{agent_id}/{value}", {"confirm": "yes"}),
+            ("/tokens", {"name": value, "role": value}),
+            ("/login", {"token": value, "next": value}),
+        ):
+            response = admin.post(path, data={"csrf_token": token, **data})
+            assert response.status_code < 500, (path, response.status_code)
+    assert ui_env.store.list_commands(agent_id) == []
