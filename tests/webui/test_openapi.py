@@ -12,6 +12,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import ROOT
 from tests.support.server import InProcessServer
+from tests.webui.helpers import group, pipeline, publish, registration, sha
 from webui.openapi import api_rules
 
 
@@ -85,15 +86,33 @@ def _fuzz(
     return seen
 
 
-def test_fuzz_positive(tmp_path: Path) -> None:
+def populated(tmp_path: Path) -> tuple[InProcessServer, dict[str, str]]:
+    """A server with an agent, a revision with group and pipeline `edge`: path ids that exist."""
     srv = InProcessServer(tmp_path)
-    seen = _fuzz(srv, GenerationMode.POSITIVE, 80)
+    reg = srv.client.post(
+        "/api/agent/v1/agents",
+        json=registration("inst-fuzz-00", {"env": "prod"}),
+        headers=srv.auth(srv.enroll_token),
+    ).json
+    body = publish(sha(1), None, [group("edge", {"env": "prod"})], [pipeline("edge", ["edge"])])
+    assert (
+        srv.client.post("/api/v1/revisions", json=body, headers=srv.auth(srv.admin_token)).status_code == 201
+    )
+    return srv, {"agent_id": reg["agent_id"], "sha": sha(1), "name": "edge"}
+
+
+def test_fuzz_positive(tmp_path: Path) -> None:
+    srv = InProcessServer(tmp_path / "empty")
+    seen = _fuzz(srv, GenerationMode.POSITIVE, 60)
     assert any(status < 300 for _, status in seen), seen  # the fuzzer got past validation sometimes
+    srv, ids = populated(tmp_path / "full")
+    seen = _fuzz(srv, GenerationMode.POSITIVE, 60, path_parameters=ids)
+    assert any(status < 300 for _, status in seen), seen
 
 
 def test_fuzz_negative(tmp_path: Path) -> None:
-    srv = InProcessServer(tmp_path)
-    seen = _fuzz(srv, GenerationMode.NEGATIVE, 80)
+    srv, ids = populated(tmp_path)
+    seen = _fuzz(srv, GenerationMode.NEGATIVE, 80, path_parameters=ids)
     assert any(400 <= status < 500 for _, status in seen), seen
 
 

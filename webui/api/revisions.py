@@ -92,7 +92,7 @@ def list_groups() -> Response:
 def get_group(name: str) -> Response:
     diff = None
     raw = request.args.get("diff")
-    if raw:
+    if raw is not None:
         m = _DIFF.match(raw)
         if m is None:
             raise ApiError("diff must be SHA1..SHA2 (hex, 7-64 digits each)", details={"diff": raw})
