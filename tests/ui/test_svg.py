@@ -47,6 +47,11 @@ def test_values_and_axis() -> None:
     assert format_value(0.25, "cores") == "0.25 cores"
     assert format_value(12500, "/s") == "12.5k/s"
     assert [nice_max(v) for v in (0, 0.7, 3, 10, 11, 4900)] == [1.0, 1.0, 5.0, 10.0, 20.0, 5000.0]
+    # memory axes round in binary units: a 33 MiB peak gets a 50 MiB top and 10 MiB steps
+    svg = render_chart(
+        Chart(title="RSS", unit="bytes", start=0, end=60, series=[Series("memory", [(10, 33 * 2**20)])])
+    )
+    assert ">50.0 MiB<" in svg and ">10.0 MiB<" in svg
 
 
 def _graph(edges: list[tuple[str, str]], classes: dict[str, str]) -> PipelineGraph:

@@ -93,6 +93,16 @@ def nice_max(value: float) -> float:
     return 10.0 ** (exponent + 1)
 
 
+def _axis_top(value: float, unit: str) -> float:
+    """A round axis top; for bytes round in KiB/MiB/GiB so the labels read 10 MiB, not 9.5 MiB."""
+    if unit != "bytes" or value < 1024:
+        return nice_max(value)
+    scale = 1024.0
+    while value / scale >= 1024 and scale < 1024.0**4:
+        scale *= 1024
+    return nice_max(value / scale) * scale
+
+
 def _time_format(span: float) -> Callable[[float], str]:
     def fmt(ts: float) -> str:
         moment = datetime.fromtimestamp(ts, UTC)
@@ -132,7 +142,7 @@ def render_chart(chart: Chart, *, standalone: bool = False) -> str:
     span = max(chart.end - chart.start, 1.0)
     runs_by_series = [_segments(s.points, chart.start, chart.end) for s in chart.series]
     values = [v for runs in runs_by_series for run in runs for _, v in run]
-    y_top = nice_max(max(values)) if values else 1.0
+    y_top = _axis_top(max(values), chart.unit) if values else 1.0
 
     def x(ts: float) -> float:
         return left + (ts - chart.start) / span * plot_w
