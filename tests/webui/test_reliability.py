@@ -147,3 +147,22 @@ def test_deleted_database_agents_reregister_with_same_enroll_token(tmp_path: Pat
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"  # -> the agent re-registers
         with srv.client(enroll) as c:
             assert c.post("/api/agent/v1/agents", json=registration("inst-del-001")).status_code == 200
+
+
+def test_body_limit_on_the_real_server_also_for_chunked_uploads(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "srv", extra_args=("--max-body", "65536")) as srv:
+        url = srv.base_url + "/api/v1/tokens"
+        headers = {**auth(srv.admin_token), "Content-Type": "application/json"}
+
+        def chunks(total: int, piece: bytes = b" " * 4096) -> Any:
+            for _ in range(total // len(piece)):
+                yield piece
+            yield b'{"role": "viewer", "name": "chunked"}'
+
+        declared = httpx.post(url, content=b" " * 70000, headers=headers, timeout=30)
+        assert declared.status_code == 413 and declared.json()["error"]["code"] == "body_too_large"
+        chunked = httpx.post(url, content=chunks(200_000), headers=headers, timeout=30)
+        assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "body_too_large"
+        small = httpx.post(url, content=chunks(8192), headers=headers, timeout=30)  # chunked, under the limit
+        assert small.status_code == 201, small.text
+        assert httpx.get(srv.base_url + "/api/health").status_code == 200

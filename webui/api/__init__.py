@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from webui.errors import ApiError
@@ -62,9 +62,25 @@ def doc(
     return decorate
 
 
+def read_body() -> bytes:
+    """The request body, 413 body_too_large past MAX_CONTENT_LENGTH, also for chunked uploads.
+
+    Werkzeug checks a declared Content-Length itself; a chunked body (no Content-Length, the server sets
+    wsgi.input_terminated) it silently truncates at the limit, so read one byte more and check.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    env = request.environ
+    if limit is not None and request.content_length is None and env.get("wsgi.input_terminated"):
+        raw = env["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise ApiError(f"request body over {limit} bytes", code="body_too_large", status=413)
+        return bytes(raw)
+    return request.get_data(cache=False)  # Content-Length over the limit: werkzeug's 413
+
+
 def parse_body(model: type[M]) -> M:
     """The request's JSON body as `model`: 400 bad_json for malformed JSON, 422 for schema errors."""
-    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH applies: 413 past the limit
+    raw = read_body()
     if not raw:
         raise ApiError("a JSON request body is required", code="bad_json")
     try:
