@@ -180,6 +180,7 @@ def serve(settings: ServerSettings) -> int:
         log_access=False,
         websockets=False,
         workers_kill_timeout=10,
+        respawn_failed_workers=True,  # a worker that dies (OOM, bug) is replaced; a crash loop still stops
     )
     started = time.monotonic()
     log.info("serving on http://%s:%s with %d workers", settings.host, settings.port, settings.workers)

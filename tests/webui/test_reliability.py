@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -166,3 +168,26 @@ def test_body_limit_on_the_real_server_also_for_chunked_uploads(tmp_path: Path) 
         small = httpx.post(url, content=chunks(8192), headers=headers, timeout=30)  # chunked, under the limit
         assert small.status_code == 201, small.text
         assert httpx.get(srv.base_url + "/api/health").status_code == 200
+
+
+def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "srv", workers=1) as srv:
+        assert srv.proc is not None
+        children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
+        workers = [
+            int(pid)
+            for pid in children
+            if "granian" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+            or "ctrltower" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+        ]
+        assert workers, children
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        ok = False
+        while time.monotonic() < deadline and not ok:
+            try:
+                ok = httpx.get(srv.base_url + "/api/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert ok, srv.log_text()
+        assert srv.proc.poll() is None
