@@ -280,20 +280,20 @@ class AgentsMixin(StoreBase):
         cwhere, cparams = self._filter_sql(f, with_status=False)
         with self.db.read() as conn:
             base = f"SELECT * FROM ({_AGENT_VIEW_SQL})"
-            total = int(
-                conn.execute(f"SELECT COUNT(*) FROM ({base}{where})", {**params, **fparams}).fetchone()[0]
-            )
             rows = conn.execute(
                 f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
                 {**params, **fparams, "limit": limit, "offset": offset},
             ).fetchall()
             counts: dict[str, int] = {"online": 0, "degraded": 0, "offline": 0}
+            total = 0
             for r in conn.execute(
                 f"SELECT status, sync_status, COUNT(*) FROM ({base}{cwhere}) GROUP BY status, sync_status",
                 {**params, **cparams},
             ):
                 counts[r[0]] = counts.get(r[0], 0) + int(r[2])
                 counts[r[1]] = counts.get(r[1], 0) + int(r[2])
+                if f.status is None or r[0] == f.status:  # the page's total, from the same scan
+                    total += int(r[2])
         return AgentList(
             items=[self._agent_view(r) for r in rows],
             page=Page(total=total, limit=limit, offset=offset),
