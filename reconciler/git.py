@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -284,10 +284,14 @@ class GitRepo:
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
         """Contents for a listing from list_files, in one `git cat-file --batch` call; blobs already
         read (same SHA, e.g. the files base and head share) are not read again."""
-        missing = sorted({sha for sha in listing.values() if sha not in self._blobs})
+        self.prefetch(listing.values())
+        return {path: self._blobs[sha] for path, sha in listing.items()}
+
+    def prefetch(self, shas: Iterable[str]) -> None:
+        """Read the blobs not read yet, in one `git cat-file --batch` process."""
+        missing = sorted({sha for sha in shas if sha not in self._blobs})
         if missing:
             self._blobs.update(self._cat_blobs(missing))
-        return {path: self._blobs[sha] for path, sha in listing.items()}
 
     def _cat_blobs(self, shas: list[str]) -> dict[str, bytes]:
         with tempfile.TemporaryFile() as requests:
@@ -314,6 +318,35 @@ class GitRepo:
             blobs[sha] = out[eol + 1 : eol + 1 + size]
             pos = eol + 1 + size + 1
         return blobs
+
+    def grep_paths(self, shas: list[str], needles: list[str], subdir: str = "") -> dict[str, set[str]]:
+        """{sha: paths (relative to subdir) of files whose bytes contain any needle}, for several
+        commits in one `git grep` over the object database (no checkout, no blob read in Python)."""
+        found: dict[str, set[str]] = {sha: set() for sha in shas}
+        if not needles or not shas:
+            return found
+        prefix = subdir.strip("/")
+        args = ["git", "grep", "-l", "-z", "-F", "--no-color", "--no-recurse-submodules"]
+        for needle in needles:
+            args += ["-e", needle]
+        args += [*shas, "--", f"{prefix}/" if prefix else "."]
+        try:
+            out = self._repo.git.execute(
+                args, stdout_as_string=False, with_extended_output=True, with_exceptions=False
+            )
+        except GitCommandError as exc:  # pragma: no cover - with_exceptions=False
+            raise _classify(exc, f"searching {self.source} failed") from exc
+        status, stdout, stderr = out
+        if status not in (0, 1):  # 1: nothing matched
+            raise GitError(f"git grep in {self.source} failed: {redact(str(stderr)).strip()}")
+        cut = len(prefix) + 1 if prefix else 0
+        for entry in bytes(stdout).split(b"\0"):
+            if not entry:
+                continue
+            sha, _, path = entry.decode("utf-8", errors="surrogateescape").partition(":")
+            if sha in found:
+                found[sha].add(path[cut:])
+        return found
 
     def read_files(self, sha: str, subdir: str = "") -> dict[str, bytes]:
         return self.read_blobs(self.list_files(sha, subdir))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from compiler.api import CompileResult, compile_repo, load_repo
@@ -94,13 +95,20 @@ def build_plan(
 ) -> Plan:
     """Resolve both refs, compile only what the change needs, and return the plan."""
     subdir = subdir.strip("/")
+    t0 = time.perf_counter()
     base_sha, head_sha = repo.resolve(base_ref), repo.resolve(head_ref)
     base_list = repo.list_files(base_sha, subdir)
     head_list = repo.list_files(head_sha, subdir)
     changed = changed_paths(base_list, head_list)
-    base_files = repo.read_blobs(base_list)
-    head_files = repo.read_blobs(head_list)
-    return plan_files(
+    if full:
+        repo.prefetch([*base_list.values(), *head_list.values()])
+        base_files, head_files = repo.read_blobs(base_list), repo.read_blobs(head_list)
+    else:
+        base_files, head_files = _read_relevant(
+            repo, base_sha, head_sha, base_list, head_list, changed, subdir
+        )
+    git_s = time.perf_counter() - t0
+    plan = plan_files(
         base_files,
         head_files,
         changed,
@@ -110,6 +118,41 @@ def build_plan(
         agents_per_group=agents_per_group,
         full=full,
     )
+    plan.timings_s["git"] = round(git_s, 6)
+    return replace(plan, repo_files=sum(1 for p in head_list if is_repo_file(p)))
+
+
+def _read_relevant(
+    repo: GitRepo,
+    base_sha: str,
+    head_sha: str,
+    base_list: Mapping[str, str],
+    head_list: Mapping[str, str],
+    changed: Collection[str],
+    subdir: str,
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Read only what a scoped plan compiles: the changed files, the settings and group files (for
+    the scope), then the files `git grep` finds mentioning a scoped name (see relevant_files)."""
+
+    def first(listing: Mapping[str, str]) -> dict[str, str]:
+        return {
+            p: sha
+            for p, sha in listing.items()
+            if p in changed or p in SETTINGS_FILES or (p.startswith("groups/") and is_repo_file(p))
+        }
+
+    base_first, head_first = first(base_list), first(head_list)
+    repo.prefetch([*base_first.values(), *head_first.values()])
+    base_files, head_files = repo.read_blobs(base_first), repo.read_blobs(head_first)
+    scope = scope_of(base_files, head_files, changed)
+    needles = ["\\", "!", *sorted(scope.groups), *sorted(scope.pipelines)]
+    hits = repo.grep_paths([base_sha, head_sha], needles, subdir)
+    base_hits = {p: base_list[p] for p in hits[base_sha] if is_repo_file(p) and p in base_list}
+    head_hits = {p: head_list[p] for p in hits[head_sha] if is_repo_file(p) and p in head_list}
+    repo.prefetch([*base_hits.values(), *head_hits.values()])
+    base_files.update(repo.read_blobs(base_hits))
+    head_files.update(repo.read_blobs(head_hits))
+    return base_files, head_files
 
 
 def plan_files(
@@ -129,9 +172,11 @@ def plan_files(
     compiles every file of both sides (slower, and it also reports problems the change did not
     cause).
     """
+    t0 = time.perf_counter()
     changed_set = set(changed)
     scope = scope_of(base_files, head_files, changed_set)
     groups = sorted(scope.groups)
+    t1 = time.perf_counter()
     if full:
         head_in, base_in = dict(head_files), dict(base_files)
         head_result = compile_repo(head_in, only_groups=groups)
@@ -140,6 +185,7 @@ def plan_files(
         needles = [*scope.groups, *scope.pipelines]
         head_in, head_result = _compile_scoped(head_files, needles, changed_set, groups)
         base_in, base_result = _compile_scoped(base_files, needles, changed_set, groups)
+    t2 = time.perf_counter()
     base_errors = sum(1 for d in base_result.diagnostics if d.severity == "error")
     head_diags = list(head_result.diagnostics)
     if not full:
@@ -210,6 +256,7 @@ def plan_files(
         base_diagnostics=base_errors,
         validated_files=sum(1 for p in head_in if is_repo_file(p)),
         repo_files=sum(1 for p in head_files if is_repo_file(p)),
+        timings_s={"scope": round(t1 - t0, 6), "compile": round(t2 - t1, 6)},
     )
 
 
