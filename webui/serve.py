@@ -179,7 +179,7 @@ def serve(settings: ServerSettings) -> int:
         backlog=2048,
         log_access=False,
         websockets=False,
-        workers_kill_timeout=10,
+        workers_kill_timeout=5,  # requests are short; a worker that hangs on shutdown is killed
         respawn_failed_workers=True,  # a worker that dies (OOM, bug) is replaced; a crash loop still stops
     )
     started = time.monotonic()
