@@ -172,7 +172,7 @@ class RevisionsMixin(StoreBase):
     def _summaries(
         self, conn: sqlite3.Connection, where: str, args: tuple[object, ...]
     ) -> list[RevisionSummary]:
-        current = self._current_sha(conn)
+        current_seq = self._current_seq(conn)
         rows = conn.execute(
             "SELECT p.seq, p.commit_sha, p.published_at, r.message, r.author, r.committed_at"
             " FROM publications p JOIN revisions r USING (commit_sha)" + where,
@@ -195,7 +195,7 @@ class RevisionsMixin(StoreBase):
                     author=r["author"],
                     committed_at=None if r["committed_at"] is None else dt_req(r["committed_at"]),
                     groups=groups,
-                    current=r["commit_sha"] == current and r["seq"] == self._current_seq(conn),
+                    current=r["seq"] == current_seq,
                 )
             )
         return out
