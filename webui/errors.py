@@ -14,7 +14,7 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
-from schemas.errors import Permanent
+from schemas.errors import Permanent, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,13 @@ def _handle_api_error(exc: ApiError) -> Response:
     return api_error(exc.status, exc.code, exc.message, exc.details)
 
 
+def _handle_retry_later(exc: RetryLater) -> Response:
+    # e.g. the database stayed locked past its busy timeout: the client should retry, not give up
+    resp = api_error(503, "unavailable", f"temporarily unavailable, retry: {exc}")
+    resp.headers["Retry-After"] = "1"
+    return resp
+
+
 def _handle_http(exc: HTTPException) -> Response | HTTPException:
     if not _wants_json():
         return exc  # the UI renders its own pages
@@ -114,6 +121,7 @@ def _handle_unexpected(exc: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(RetryLater, _handle_retry_later)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)
 
