@@ -191,3 +191,49 @@ def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert ok, srv.log_text()
         assert srv.proc.poll() is None
+
+
+def test_concurrent_agents_across_workers(tmp_path: Path) -> None:
+    """40 agents register, poll and report at once against 2 worker processes: no 5xx, no lost writes."""
+    with ServerProcess(tmp_path / "srv", workers=2, threads=4) as srv:
+        rec = srv.create_token("reconciler")
+        g = group("edge", {"env": "prod"})
+        with srv.client(rec) as c:
+            assert c.post("/api/v1/revisions", json=publish(sha(1), None, [g])).status_code == 201
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def agent(i: int) -> None:
+            with httpx.Client(base_url=srv.base_url, timeout=30) as c:
+                reg = c.post(
+                    "/api/agent/v1/agents",
+                    json=registration(f"inst-conc-{i:03d}", {"env": "prod"}),
+                    headers=auth(srv.enroll_token),
+                )
+                codes = [reg.status_code]
+                body = reg.json()
+                h = auth(body["agent_token"])
+                for n in range(10):
+                    cfg = c.get(f"/api/agent/v1/agents/{body['agent_id']}/config", headers=h)
+                    st = c.post(
+                        f"/api/agent/v1/agents/{body['agent_id']}/status",
+                        headers=h,
+                        json={
+                            "collector_state": "running",
+                            "uptime_s": n,
+                            "effective_config_hash": g["config_hash"],
+                        },
+                    )
+                    codes += [cfg.status_code, st.status_code]
+            with lock:
+                statuses.extend(codes)
+
+        threads = [threading.Thread(target=agent, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(statuses) == 40 * 21 and set(statuses) == {200}, sorted(set(statuses))
+        with srv.client(srv.admin_token) as c:
+            fleet = c.get("/api/v1/agents?limit=100").json()
+        assert fleet["page"]["total"] == 40 and fleet["counts"]["Synced"] == 40
