@@ -82,7 +82,8 @@ def range_query(
     wm = store.watermarks()
     selects: list[str] = []
     args: list[Any] = []
-    where = {"agent": " AND agent = ?", "group": " AND grp = ?", "fleet": ""}[req.scope]
+    # one agent: by its integer key (hash of the id); 64-bit collisions among a fleet are negligible
+    where = {"agent": " AND aid = hash(?::VARCHAR)", "group": " AND grp = ?", "fleet": ""}[req.scope]
     for table, lo, hi in _segments(res, req.start, req.end, wm):
         if table == "raw" and req.metric == "memory":
             src_cols = "memory AS mem_sum, (memory IS NOT NULL)::BIGINT AS mem_n"
@@ -93,13 +94,19 @@ def range_query(
     values: dict[float, float | None] = {}
     agents_seen = 0
     if selects:
-        outer = {"sum": "sum(v)", "avg": "avg(v)", "max": "max(v)"}[req.agg]
-        sql = (
-            f"WITH src AS ({' UNION ALL '.join(selects)}), "
-            f"per AS (SELECT agent, floor(ts / {step!r}) * {step!r} AS b, {value} AS v "
-            "FROM src GROUP BY agent, b) "
-            f"SELECT b, {outer}, count(v) FROM per GROUP BY b ORDER BY b"
-        )
+        bucket = f"floor(ts / {step!r}) * {step!r}"
+        if req.scope == "agent":  # one agent: no per-agent level
+            sql = (
+                f"WITH src AS ({' UNION ALL '.join(selects)}) "
+                f"SELECT {bucket} AS b, {value} AS v, 1 FROM src GROUP BY b ORDER BY b"
+            )
+        else:
+            outer = {"sum": "sum(v)", "avg": "avg(v)", "max": "max(v)"}[req.agg]
+            sql = (
+                f"WITH src AS ({' UNION ALL '.join(selects)}), "
+                f"per AS (SELECT agent, {bucket} AS b, {value} AS v FROM src GROUP BY agent, b) "
+                f"SELECT b, {outer}, count(v) FROM per GROUP BY b ORDER BY b"
+            )
         with store.cursor() as cur:
             for b, v, n in cur.execute(sql, args).fetchall():
                 values[float(b)] = None if v is None or n == 0 else float(v)

@@ -5,6 +5,8 @@ Tables (ts = unix seconds; counter columns hold increases, see rates.py):
 - `raw`: one row per successful scrape: agent, grp, ts, dt, <counters>, memory, up.
 - `roll_60`, `roll_3600`: per agent and minute / hour: agent, grp, ts (bucket start), dt (sum),
   <counters> (sums), mem_sum, mem_n, mem_max, up_min. Rates stay sum(increase) / sum(dt).
+- every table also has `aid` = DuckDB's 64-bit `hash(agent)`: one agent's rows are found by an
+  integer compare, ~3x cheaper than comparing the id strings of every agent's rows.
 - `meta`: rollup watermarks: everything before `roll_<R>` seconds is rolled up into `roll_<R>`.
 """
 
@@ -27,11 +29,11 @@ RESOLUTIONS = (60, 3600)
 _C = ", ".join(f"{c} DOUBLE" for c in COUNTER_COLUMNS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS raw (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
-    memory DOUBLE, up DOUBLE);
+    memory DOUBLE, up DOUBLE, aid UBIGINT);
 CREATE TABLE IF NOT EXISTS roll_60 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
-    mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE);
+    mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE, aid UBIGINT);
 CREATE TABLE IF NOT EXISTS roll_3600 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
-    mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE);
+    mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE, aid UBIGINT);
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value DOUBLE);
 """
 RAW_COLUMNS: tuple[str, ...] = ("agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "memory", "up")
@@ -39,12 +41,12 @@ RAW_COLUMNS: tuple[str, ...] = ("agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "m
 _SUMS = ", ".join(f"sum({c}) AS {c}" for c in COUNTER_COLUMNS)
 _ROLL_FROM_RAW = (
     f"SELECT agent, grp, floor(ts / {{r}}) * {{r}} AS ts, sum(dt) AS dt, {_SUMS}, sum(memory) AS mem_sum, "
-    "count(memory) AS mem_n, max(memory) AS mem_max, min(up) AS up_min FROM raw "
+    "count(memory) AS mem_n, max(memory) AS mem_max, min(up) AS up_min, aid FROM raw "
     "WHERE ts >= ? AND ts < ? GROUP BY ALL"
 )
 _ROLL_FROM_ROLL = (
     f"SELECT agent, grp, floor(ts / {{r}}) * {{r}} AS ts, sum(dt) AS dt, {_SUMS}, sum(mem_sum) AS mem_sum, "
-    "sum(mem_n)::BIGINT AS mem_n, max(mem_max) AS mem_max, min(up_min) AS up_min FROM {src} "
+    "sum(mem_n)::BIGINT AS mem_n, max(mem_max) AS mem_max, min(up_min) AS up_min, aid FROM {src} "
     "WHERE ts >= ? AND ts < ? GROUP BY ALL"
 )
 
@@ -104,6 +106,7 @@ class MetricsStore:
         except duckdb.Error as exc:
             raise StoreError(f"opening {path}: {exc}") from exc
         self._write = threading.Lock()
+        self._marks = self._read_watermarks()
 
     def close(self) -> None:
         self._con.close()
@@ -128,7 +131,9 @@ class MetricsStore:
         with self._write, self.cursor() as cur:
             cur.register("batch_rows", arrays)
             try:
-                cur.execute(f"INSERT INTO raw SELECT {', '.join(RAW_COLUMNS)} FROM batch_rows")
+                cur.execute(
+                    f"INSERT INTO raw SELECT {', '.join(RAW_COLUMNS)}, hash(agent) AS aid FROM batch_rows"
+                )
             finally:
                 cur.unregister("batch_rows")
         return n
@@ -136,13 +141,14 @@ class MetricsStore:
     def insert(self, batch: Batch) -> int:
         return self.insert_arrays(batch.arrays()) if len(batch) else 0
 
-    def watermark(self, resolution: int) -> float | None:
+    def _read_watermarks(self) -> dict[int, float | None]:
         with self.cursor() as cur:
-            row = cur.execute("SELECT value FROM meta WHERE key = ?", [f"roll_{resolution}"]).fetchone()
-        return None if row is None else float(row[0])
+            rows = dict(cur.execute("SELECT key, value FROM meta").fetchall())
+        return {r: (None if rows.get(f"roll_{r}") is None else float(rows[f"roll_{r}"])) for r in RESOLUTIONS}
 
     def watermarks(self) -> dict[int, float | None]:
-        return {r: self.watermark(r) for r in RESOLUTIONS}
+        """Rollup watermarks, cached: this process is the only writer, and rollup() refreshes them."""
+        return dict(self._marks)
 
     def rollup(self, now: float, lag_s: float) -> dict[int, int]:
         """Roll every complete minute older than `now - lag_s` into roll_60, and every complete hour
@@ -177,6 +183,7 @@ class MetricsStore:
                     cur.execute("ROLLBACK")
                     raise
                 done[res] = int(n[0]) if n else 0
+                self._marks[res] = cutoff
                 upto = cutoff  # hours are rolled only from minutes already rolled
         return done
 
