@@ -256,7 +256,9 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=25_000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2, help="granian workers (and nginx worker_processes)")
-    ap.add_argument("--threads", type=int, default=1, help="granian blocking threads per worker")
+    ap.add_argument(
+        "--threads", type=int, default=2, help="granian blocking threads per worker (server default)"
+    )
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--wrk-threads", type=int, default=2)
     args = ap.parse_args()

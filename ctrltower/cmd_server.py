@@ -38,7 +38,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="WSGI processes.")
 @click.option(
-    "--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Threads per worker."
+    "--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="Threads per worker."
 )
 @click.option(
     "--poll-interval",

@@ -16,7 +16,7 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=2, ge=1, le=64, description="granian worker processes")
-    threads: int = Field(default=4, ge=1, le=64, description="blocking threads per worker")
+    threads: int = Field(default=2, ge=1, le=64, description="blocking threads per worker")
     poll_interval_s: float = Field(default=15.0, gt=0, description="what agents are told to poll at")
     offline_after_intervals: float = Field(
         default=3.0, gt=0, description="silence that makes an agent offline"
