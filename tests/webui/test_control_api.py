@@ -269,3 +269,25 @@ def test_revision_by_prefix(srv: InProcessServer) -> None:
     pub(srv, publish("abcdef12" + "1" * 32, full, [group("edge")]))
     ambiguous = srv.client.get("/api/v1/revisions/abcdef1", headers=admin(srv))
     assert ambiguous.status_code == 404 and "ambiguous" in ambiguous.json["error"]["message"]
+
+
+def test_delete_agent(srv: InProcessServer) -> None:
+    r = srv.client.post(
+        "/api/agent/v1/agents", json=registration("inst-gone-01"), headers=srv.auth(srv.enroll_token)
+    )
+    agent_id, token = r.json["agent_id"], r.json["agent_token"]
+    poll = f"/api/agent/v1/agents/{agent_id}/config"
+    assert srv.client.get(poll, headers=srv.auth(token)).json["error"]["code"] == "no_revision"  # cached
+    operator = srv.create_token("operator")
+    assert srv.client.delete(f"/api/v1/agents/{agent_id}", headers=srv.auth(operator)).status_code == 403
+    gone = srv.client.delete(f"/api/v1/agents/{agent_id}", headers=admin(srv))
+    assert gone.status_code == 200 and gone.json["id"] == agent_id
+    assert srv.client.get(poll, headers=srv.auth(token)).json["error"]["code"] == "not_found"
+    assert srv.client.get(f"/api/v1/agents/{agent_id}", headers=admin(srv)).status_code == 404
+    assert srv.client.delete(f"/api/v1/agents/{agent_id}", headers=admin(srv)).status_code == 404
+    audit = srv.client.get("/api/v1/audit?action=agent.delete", headers=admin(srv)).json["items"]
+    assert audit[0]["target"] == agent_id
+    again = srv.client.post(
+        "/api/agent/v1/agents", json=registration("inst-gone-01"), headers=srv.auth(srv.enroll_token)
+    )
+    assert again.status_code == 200 and again.json["agent_id"] != agent_id

@@ -21,6 +21,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/agent/v1/agents/{agent_id}/status"): {"agent"},
     ("GET", "/api/v1/agents"): READ,
     ("GET", "/api/v1/agents/{agent_id}"): READ,
+    ("DELETE", "/api/v1/agents/{agent_id}"): {"admin"},
     ("GET", "/api/v1/agents/{agent_id}/events"): READ,
     ("GET", "/api/v1/agents/{agent_id}/commands"): READ,
     ("POST", "/api/v1/agents/{agent_id}/commands"): {"operator", "admin"},
@@ -122,9 +123,14 @@ def test_endpoint_by_role(
     if method == "POST":
         kwargs["json"] = {}  # an invalid body: auth must be decided before validation
     if method == "DELETE":
-        # revoke a throwaway token each time, so the matrix stays independent of order
+        # delete a throwaway token / agent each time, so the matrix stays independent of order
         victim = srv.store.create_token("viewer", "victim").token.id
-        params = {**params, "token_id": str(victim)}
+        throwaway = srv.client.post(
+            "/api/agent/v1/agents",
+            json=registration(f"inst-del-{victim:04d}"),
+            headers=srv.auth(srv.enroll_token),
+        ).json["agent_id"]
+        params = {**params, "token_id": str(victim), "agent_id": throwaway}
     resp = srv.client.open(_url(path, params), method=method, **kwargs)  # type: ignore[arg-type]
     assert resp.status_code < 500, resp.data
     if "public" in allowed or who in allowed:

@@ -105,6 +105,18 @@ def get_agent(agent_id: str) -> Response:
     return json_response(get_store().get_agent(agent_id))
 
 
+@bp.delete("/agents/<agent_id>")
+@require_role("admin")
+@doc(
+    "Forget a decommissioned agent (its events and commands too); a live one registers again",
+    response=AgentView,
+    errors=(401, 403, 404),
+)
+def delete_agent(agent_id: str) -> Response:
+    actor, role = _principal_fields()
+    return json_response(get_store().delete_agent(agent_id, actor=actor, role=role))
+
+
 @bp.get("/agents/<agent_id>/events")
 @require_role("viewer")
 @doc(

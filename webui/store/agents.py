@@ -309,6 +309,23 @@ class AgentsMixin(StoreBase):
             raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
         return self._agent_view(row)
 
+    def delete_agent(self, agent_id: str, *, actor: str, role: str) -> AgentView:
+        """Forget a (decommissioned) agent: its row, events and commands; its token stops working.
+
+        A live agent answers its next 404 by registering again (a new id). Audited.
+        """
+        view = self.get_agent(agent_id)
+        with self.db.write() as conn:
+            cur = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+            if not cur.rowcount:
+                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            self._bump(conn, agents=True)
+            conn.execute(
+                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.clock(), actor, role, "agent.delete", agent_id, dumps({"hostname": view.hostname})),
+            )
+        return view
+
     def get_agents(self, ids: list[str]) -> list[AgentView]:
         with self.db.read() as conn:
             rows = conn.execute(
