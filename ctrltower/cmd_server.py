@@ -61,6 +61,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     default=None,
     help="Seconds between metrics scrapes of each agent (default: the metrics process's).",
 )
+@click.option(
+    "--retention-days",
+    type=click.FloatRange(0.01, 36500),
+    default=30.0,
+    show_default=True,
+    help="Keep agent events, finished commands and reconcile runs this long (the audit log is kept).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def server(
     data_dir: Path,
@@ -71,6 +78,7 @@ def server(
     max_body: int,
     no_metrics: bool,
     metrics_interval: float | None,
+    retention_days: float,
     log_level: str,
 ) -> None:
     """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
@@ -89,6 +97,7 @@ def server(
         max_body_bytes=max_body,
         metrics=not no_metrics,
         metrics_interval_s=metrics_interval,
+        retention_days=retention_days,
     )
     try:
         code = serve(settings)

@@ -157,6 +157,38 @@ class MetricsSupervisor:
             proc.join(5)
 
 
+class Maintenance:
+    """Hourly retention in the main process (one place, not once per worker)."""
+
+    def __init__(self, settings: ServerSettings, every_s: float = 3600.0) -> None:
+        self.settings = settings
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def run_once(self) -> dict[str, int]:
+        store = Store.from_settings(self.settings)
+        try:
+            keep = self.settings.retention_days * 86400
+            return store.prune(events_older_than_s=keep, runs_older_than_s=keep)
+        finally:
+            store.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                removed = self.run_once()
+                log.info("retention removed %s", removed)
+            except Exception as exc:  # never take the server down for housekeeping; try next hour
+                log.warning("retention failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGTERM/SIGINT. Returns the process exit code."""
     from granian import Granian
@@ -169,6 +201,8 @@ def serve(settings: ServerSettings) -> int:
     if settings.metrics and metrics_available():
         supervisor = MetricsSupervisor(settings)
         supervisor.start()
+    maintenance = Maintenance(settings)
+    maintenance.start()
     server = Granian(
         "webui.app:create_app",  # informative only: load_app builds the app
         address=settings.host,
@@ -187,6 +221,7 @@ def serve(settings: ServerSettings) -> int:
     try:
         server.serve(target_loader=functools.partial(load_app, settings.model_dump_json()))
     finally:
+        maintenance.stop()
         if supervisor is not None:
             supervisor.stop()
         log.info("server stopped after %.1f s", time.monotonic() - started)

@@ -29,6 +29,9 @@ class ServerSettings(BaseModel):
         default=None, gt=0, description="scrape interval of the metrics process (None: its default)"
     )
     ui: bool = Field(default=True, description="mount the web UI (webui.ui.views), if it exists")
+    retention_days: float = Field(
+        default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
+    )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
 
     @property

@@ -62,3 +62,38 @@ def test_a_locked_database_is_a_503_not_a_500(tmp_path: Path) -> None:
         blocker.close()
     r = srv.client.post("/api/v1/tokens", json={"role": "viewer"}, headers=srv.auth(srv.admin_token))
     assert r.status_code == 201
+
+
+def test_retention_prunes_old_events_commands_and_runs(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    srv = InProcessServer(tmp_path, clock=lambda: now[0])
+    h = srv.auth(srv.admin_token)
+    reg = srv.client.post(
+        "/api/agent/v1/agents",
+        json={"instance_id": "inst-ret-01", "hostname": "h"},
+        headers=srv.auth(srv.enroll_token),
+    ).json
+    cmd = srv.client.post(
+        f"/api/v1/agents/{reg['agent_id']}/commands", json={"action": "stop"}, headers=h
+    ).json
+    queued = srv.client.post(
+        f"/api/v1/agents/{reg['agent_id']}/commands", json={"action": "start"}, headers=h
+    ).json
+    srv.client.post(
+        f"/api/agent/v1/agents/{reg['agent_id']}/status",
+        headers=srv.auth(reg["agent_token"]),
+        json={"collector_state": "stopped", "uptime_s": 1, "acks": [{"id": cmd["id"], "result": "done"}]},
+    )
+    now[0] += 40 * 86400
+    srv.client.post(
+        f"/api/agent/v1/agents/{reg['agent_id']}/status",
+        headers=srv.auth(reg["agent_token"]),
+        json={"collector_state": "running", "uptime_s": 1},
+    )
+    removed = srv.store.prune(events_older_than_s=30 * 86400, runs_older_than_s=30 * 86400)
+    assert removed["agent_events"] >= 3 and removed["commands"] == 1
+    left = srv.client.get(f"/api/v1/agents/{reg['agent_id']}/events", headers=h).json["items"]
+    assert [e["kind"] for e in left] == ["state"]  # only the recent one
+    cmds = srv.client.get(f"/api/v1/agents/{reg['agent_id']}/commands", headers=h).json["items"]
+    assert [c["id"] for c in cmds] == [queued["id"]]  # an unacknowledged command is never pruned
+    assert srv.client.get("/api/v1/audit", headers=h).json["page"]["total"] >= 4  # audit kept

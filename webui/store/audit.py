@@ -54,6 +54,25 @@ class AuditMixin(StoreBase):
         ]
         return AuditList(items=items, page=Page(total=total, limit=limit, offset=offset))
 
+    def prune(self, *, events_older_than_s: float, runs_older_than_s: float) -> dict[str, int]:
+        """Retention: drop agent events, finished commands and reconcile runs past their age.
+
+        The audit log is kept (who did what is worth its few rows); so is every revision.
+        """
+        now = self.clock()
+        with self.db.write() as conn:
+            events = conn.execute(
+                "DELETE FROM agent_events WHERE at < ?", (now - events_older_than_s,)
+            ).rowcount
+            commands = conn.execute(
+                "DELETE FROM commands WHERE state IN ('done', 'failed') AND issued_at < ?",
+                (now - events_older_than_s,),
+            ).rowcount
+            runs = conn.execute(
+                "DELETE FROM reconcile_runs WHERE finished_at < ?", (now - runs_older_than_s,)
+            ).rowcount
+        return {"agent_events": events, "commands": commands, "reconcile_runs": runs}
+
     def add_reconcile_run(self, run: ReconcileRunReport) -> ReconcileRunView:
         with self.db.write() as conn:
             cur = conn.execute(
