@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import git
-from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from reconciler.errors import GitError, GitNotFound, GitRefused, GitUnavailable
 
@@ -230,14 +230,44 @@ class GitRepo:
 
     def resolve(self, ref: str) -> str:
         """A branch, tag, full ref name or (abbreviated) SHA -> the commit's full SHA."""
-        candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
-        for name in candidates:
+        return self.resolve_many([ref])[0]
+
+    def resolve_many(self, refs: list[str]) -> list[str]:
+        """Resolve several refs in one `git cat-file --batch-check`; a branch wins over a tag of the
+        same name, then any other name git understands (a SHA, HEAD~1, origin/main)."""
+        lines: list[str] = []
+        for ref in refs:
+            if not ref or any(c.isspace() or ord(c) < 32 for c in ref):
+                raise GitNotFound(f"ref {ref!r} not found in {self.source}")
+            names = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
+            lines.extend(f"{name}^{{commit}}" for name in names)
+        answers = self._batch(["git", "cat-file", "--batch-check"], lines).splitlines()
+        out: list[str] = []
+        pos = 0
+        for ref in refs:
+            count = 1 if ref.startswith("refs/") else 3
+            replies = [a.split() for a in answers[pos : pos + count]]
+            found = [r[0] for r in replies if len(r) == 3 and r[1] == b"commit"]
+            pos += count
+            if not found:
+                kind = "commit" if _HEX_SHA.match(ref) else "ref"
+                raise GitNotFound(f"{kind} {ref!r} not found in {self.source}")
+            out.append(found[0].decode())
+        return out
+
+    def _batch(self, command: list[str], lines: list[str]) -> bytes:
+        """Run a git batch command with `lines` on stdin; its whole stdout."""
+        with tempfile.TemporaryFile() as requests:
+            requests.write("".join(f"{line}\n" for line in lines).encode("utf-8", errors="surrogateescape"))
+            requests.seek(0)
             try:
-                return str(self._repo.rev_parse(f"{name}^{{commit}}").hexsha)
-            except (BadName, ValueError, GitCommandError):
-                continue
-        kind = "commit" if _HEX_SHA.match(ref) else "ref"
-        raise GitNotFound(f"{kind} {ref!r} not found in {self.source}")
+                out = self._repo.git.execute(
+                    command, istream=requests, stdout_as_string=False, strip_newline_in_stdout=False
+                )
+            except GitCommandError as exc:
+                raise _classify(exc, f"reading from {self.source} failed") from exc
+        assert isinstance(out, bytes)
+        return out
 
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self._repo.commit(sha)
@@ -281,6 +311,34 @@ class GitRepo:
                 listing[path.decode("utf-8", errors="surrogateescape")] = blob.decode()
         return listing
 
+    def base_listing(
+        self, base: str, head: str, head_listing: Mapping[str, str], subdir: str = ""
+    ) -> dict[str, str]:
+        """The listing of `base`, derived from head's listing and one `git diff-tree` (whose output
+        is only the changes): cheaper than listing the whole base tree again."""
+        prefix = subdir.strip("/")
+        args = ["git", "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", base, head]
+        if prefix:
+            args += ["--", f"{prefix}/"]
+        try:
+            out = self._repo.git.execute(args, stdout_as_string=False)
+        except GitCommandError as exc:
+            raise _classify(exc, f"comparing {base[:12]}..{head[:12]} failed") from exc
+        assert isinstance(out, bytes)
+        listing = dict(head_listing)
+        cut = len(prefix) + 1 if prefix else 0
+        fields = out.split(b"\0")
+        for meta, raw_path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta.startswith(b":"):
+                continue
+            old_mode, _new_mode, old_sha, _new_sha, _status = meta[1:].split(b" ")
+            path = raw_path.decode("utf-8", errors="surrogateescape")[cut:]
+            if old_mode in (b"000000", b"120000", b"160000"):  # added in head, a symlink or a submodule
+                listing.pop(path, None)
+            else:
+                listing[path] = old_sha.decode()
+        return listing
+
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
         """Contents for a listing from list_files, in one `git cat-file --batch` call; blobs already
         read (same SHA, e.g. the files base and head share) are not read again."""
@@ -294,19 +352,7 @@ class GitRepo:
             self._blobs.update(self._cat_blobs(missing))
 
     def _cat_blobs(self, shas: list[str]) -> dict[str, bytes]:
-        with tempfile.TemporaryFile() as requests:
-            requests.write("".join(f"{sha}\n" for sha in shas).encode())
-            requests.seek(0)
-            try:
-                out = self._repo.git.execute(
-                    ["git", "cat-file", "--batch"],
-                    istream=requests,
-                    stdout_as_string=False,
-                    strip_newline_in_stdout=False,
-                )
-            except GitCommandError as exc:
-                raise _classify(exc, f"reading blobs from {self.source} failed") from exc
-        assert isinstance(out, bytes)
+        out = self._batch(["git", "cat-file", "--batch"], shas)
         blobs: dict[str, bytes] = {}
         pos = 0
         for sha in shas:
@@ -320,13 +366,15 @@ class GitRepo:
         return blobs
 
     def grep_paths(self, shas: list[str], needles: list[str], subdir: str = "") -> dict[str, set[str]]:
-        """{sha: paths (relative to subdir) of files whose bytes contain any needle}, for several
-        commits in one `git grep` over the object database (no checkout, no blob read in Python)."""
+        """{sha: paths (relative to subdir) of files containing any of the fixed strings}, for several
+        commits in one `git grep -F` over the object database (no checkout, no blob read)."""
         found: dict[str, set[str]] = {sha: set() for sha in shas}
         if not needles or not shas:
             return found
         prefix = subdir.strip("/")
-        args = ["git", "grep", "-l", "-z", "-F", "--no-color", "--no-recurse-submodules"]
+        # one thread: for a few MB of small blobs, starting threads costs more than it saves
+        # fixed strings: git's regex engine is twenty times slower with bounded alternatives
+        args = ["git", "grep", "-l", "-z", "-F", "--threads=1", "--no-color", "--no-recurse-submodules"]
         for needle in needles:
             args += ["-e", needle]
         args += [*shas, "--", f"{prefix}/" if prefix else "."]

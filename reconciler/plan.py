@@ -96,9 +96,9 @@ def build_plan(
     """Resolve both refs, compile only what the change needs, and return the plan."""
     subdir = subdir.strip("/")
     t0 = time.perf_counter()
-    base_sha, head_sha = repo.resolve(base_ref), repo.resolve(head_ref)
-    base_list = repo.list_files(base_sha, subdir)
+    base_sha, head_sha = repo.resolve_many([base_ref, head_ref])
     head_list = repo.list_files(head_sha, subdir)
+    base_list = repo.base_listing(base_sha, head_sha, head_list, subdir)
     changed = changed_paths(base_list, head_list)
     if full:
         repo.prefetch([*base_list.values(), *head_list.values()])
@@ -145,7 +145,8 @@ def _read_relevant(
     repo.prefetch([*base_first.values(), *head_first.values()])
     base_files, head_files = repo.read_blobs(base_first), repo.read_blobs(head_first)
     scope = scope_of(base_files, head_files, changed)
-    needles = ["\\", "!", *sorted(scope.groups), *sorted(scope.pipelines)]
+    # git grep finds a superset fast (fixed strings); relevant_files narrows it with word bounds
+    needles = ["\\", "!", *sorted(n for n in (*scope.groups, *scope.pipelines) if _NAME.match(n))]
     hits = repo.grep_paths([base_sha, head_sha], needles, subdir)
     base_hits = {p: base_list[p] for p in hits[base_sha] if is_repo_file(p) and p in base_list}
     head_hits = {p: head_list[p] for p in hits[head_sha] if is_repo_file(p) and p in head_list}
@@ -272,13 +273,34 @@ def relevant_files(
     and so is every file that could clash with a changed pipeline's or group's name. Files left out
     are unchanged and in no scoped group: their diagnostics are the base's.
     """
-    alternatives = [b"\\\\", b"!", *(re.escape(n.encode()) for n in needles)]
-    mark = re.compile(b"|".join(alternatives))
+    mark = _marker(needles)
     return {
         path: data
         for path, data in files.items()
         if is_repo_file(path) and (path in SETTINGS_FILES or path in changed or mark.search(data))
     }
+
+
+# A name ([a-z0-9-]+) written as a whole YAML scalar is never directly next to a character that
+# could continue it: "edges:" does not mention the group "edge".
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_NOT_NAME_CHAR = b"[^A-Za-z0-9_.-]"
+
+
+def _mark_patterns(names: Collection[str]) -> list[bytes]:
+    """Regexes (for re.MULTILINE) matching a line that may spell one of `names`, or that holds an
+    escape or a tag (either can spell anything). Strings that are not valid names cannot name a
+    group or pipeline, and are skipped."""
+    bounded = [
+        b"(^|" + _NOT_NAME_CHAR + b")" + n.encode() + b"(" + _NOT_NAME_CHAR + b"|$)"
+        for n in sorted(names)
+        if _NAME.match(n)
+    ]
+    return [b"[\\\\]", b"!", *bounded]
+
+
+def _marker(names: Collection[str]) -> re.Pattern[bytes]:
+    return re.compile(b"|".join(_mark_patterns(names)), re.MULTILINE)
 
 
 def _compile_scoped(
@@ -294,7 +316,7 @@ def _compile_scoped(
         missing = named - defined
         if not missing:
             break
-        mark = re.compile(b"|".join([b"\\\\", b"!", *(re.escape(g.encode()) for g in sorted(missing))]))
+        mark = _marker(missing)
         extra = {
             p: d for p, d in files.items() if p.startswith("groups/") and p not in subset and mark.search(d)
         }

@@ -41,12 +41,14 @@ def test_branch_tag_sha_and_files_from_object_db(tmp_path: Path) -> None:
     src = init_repo(tmp_path / "src")
     first = head(src)
     git(src, "tag", "v1")
+    git(src, "tag", "main")  # a tag named like the branch: the branch wins
     second = commit(src, "tweak", pipelines__extra_note="not a repo file\n")
     with mirror(src, tmp_path / "cache") as repo:
         assert repo.resolve("main") == second
         assert repo.resolve("v1") == first
         assert repo.resolve(first[:10]) == first
         assert repo.resolve("refs/heads/main") == second
+        assert repo.resolve_many(["v1", "main", first[:10]]) == [first, second, first]
         files = repo.read_files(first)
         assert files["groups/edge.yaml"] == (src / "groups/edge.yaml").read_bytes()
         listing_a, listing_b = repo.list_files(first), repo.list_files(second)
@@ -58,6 +60,8 @@ def test_branch_tag_sha_and_files_from_object_db(tmp_path: Path) -> None:
             repo.resolve("nope")
         with pytest.raises(GitNotFound, match="commit"):
             repo.resolve("deadbeefdeadbeef")
+        with pytest.raises(GitNotFound):
+            repo.resolve("main\nHEAD")  # one ref per line on git's stdin: never smuggle a second
 
 
 def test_subdir_and_missing_subdir(tmp_path: Path) -> None:
@@ -95,6 +99,23 @@ def test_merge_force_push_and_deleted_branch(tmp_path: Path) -> None:
         assert repo.resolve("main") == rewritten
         with pytest.raises(GitNotFound, match="'feature' not found"):
             repo.resolve("feature")  # pruned
+
+
+def test_base_listing_from_diff_tree_equals_ls_tree(tmp_path: Path) -> None:
+    src = init_repo(tmp_path / "src", subdir="cfg")
+    base = head(src)
+    git(src, "rm", "-q", "cfg/groups/edge.yaml")
+    (src / "cfg" / "pipelines" / "app-logs.yaml").write_text("changed\n")
+    (src / "cfg" / "new.yaml").write_text("new\n")
+    (src / "outside.txt").write_text("outside\n")
+    (src / "cfg" / "link.yaml").symlink_to("new.yaml")
+    new = commit(src, "add, remove, modify, symlink")
+    with GitRepo.open(src) as repo:
+        for subdir in ("", "cfg"):
+            head_listing = repo.list_files(new, subdir)
+            assert "link.yaml" not in head_listing and "cfg/link.yaml" not in head_listing
+            assert repo.base_listing(base, new, head_listing, subdir) == repo.list_files(base, subdir)
+            assert repo.base_listing(new, base, repo.list_files(base, subdir), subdir) == head_listing
 
 
 def test_unreachable_and_not_a_repo(tmp_path: Path) -> None:

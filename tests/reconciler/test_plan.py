@@ -195,3 +195,71 @@ def test_base_and_head_may_be_shas(repo: Path) -> None:
     edit(repo, "pipelines/app-logs.yaml", "start_at: end", "start_at: beginning")
     new = commit(repo, "x")
     assert plan_of(repo, base[:8], new).changes[0].group == "edge"
+
+
+MULTI_GROUP = """kind: Pipeline
+name: shared-audit
+groups: [gateway, k8s-nodes]
+signals: [logs]
+nodes:
+  - {id: tail, class: receiver, type: filelog, config: {include: [/var/log/audit.log]}}
+  - {id: ship, class: exporter, type: otlphttp, config: {endpoint: "http://127.0.0.1:4318"}}
+edges:
+  - {from: tail, to: ship}
+"""
+
+
+def _change_app_logs(repo: Path) -> None:
+    edit(repo, "pipelines/app-logs.yaml", "start_at: end", "start_at: beginning")
+
+
+def _multi_group_pipeline(repo: Path) -> None:
+    (repo / "pipelines/shared-audit.yaml").write_text(MULTI_GROUP)
+
+
+def _duplicate_pipeline_name(repo: Path) -> None:
+    # a new file reusing the name of an unchanged pipeline of another group: CT112
+    (repo / "pipelines/zz-dup.yaml").write_text(NEW_PIPELINE.replace("gateway-audit", "app-logs"))
+
+
+def _remove_group_still_named(repo: Path) -> None:
+    git(repo, "rm", "-q", "groups/edge-canary.yaml")  # app-logs-canary still names it: CT211
+
+
+def _escaped_member_of_changed_group(repo: Path) -> None:
+    # already at base: a pipeline that names group edge only through a YAML escape ("\x65" = "e")
+    escaped = NEW_PIPELINE.replace("gateway-audit", "escaped").replace("[gateway]", '["\\x65dge"]')
+    (repo / "pipelines/escaped.yaml").write_text(escaped)
+    commit(repo, "escaped member")
+    _change_app_logs(repo)
+
+
+def _rename_group_file(repo: Path) -> None:
+    git(repo, "mv", "groups/edge.yaml", "groups/edge-hosts.yaml")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _change_app_logs,
+        _multi_group_pipeline,
+        _duplicate_pipeline_name,
+        _remove_group_still_named,
+        _rename_group_file,
+        _escaped_member_of_changed_group,
+    ],
+)
+def test_scoped_plan_equals_full_plan(repo: Path, change: object) -> None:
+    """The scoped plan (a subset of files compiled) says exactly what the full plan says."""
+    change(repo)  # type: ignore[operator]
+    commit(repo, "change")
+    scoped, full = plan_of(repo), plan_of(repo, full=True)
+    assert scoped.validated_files < full.validated_files == full.repo_files
+    assert scoped.changes == full.changes
+    assert [d.format_text() for d in scoped.diagnostics] == [d.format_text() for d in full.diagnostics]
+    # (old_hash/new_hash in `changes` differ if a member pipeline were left out of a render)
+    assert (scoped.pipelines_added, scoped.pipelines_removed, scoped.pipelines_changed) == (
+        full.pipelines_added,
+        full.pipelines_removed,
+        full.pipelines_changed,
+    )
