@@ -127,6 +127,8 @@ def test_latest_goes_stale_on_failed_scrape_never_zero(tmp_path: Path) -> None:
         assert latest["a"]["stale"] is True
         assert latest["a"]["logs_in"] is None and latest["a"]["memory"] is None
         assert latest["b"]["logs_in"] == pytest.approx(10.0)
+        top = query.top(store, "logs_in", 1, clock.now, settings.stale_after_s, failing=scraper.last_failed())
+        assert top == [{"agent": "b", "value": pytest.approx(10.0)}]  # stale "a" is left out
         # no scrape at all within the window: stale too; unknown agents are reported stale
         later = query.latest(store, T0 + 600, settings.stale_after_s, agents=["b", "nobody"])
         assert later["b"]["stale"] is True and later["b"]["cpu"] is None

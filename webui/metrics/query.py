@@ -145,12 +145,15 @@ def latest(
     """The newest values of every metric per agent, from scrapes within `window_s`. Agents with no
     recent scrape, or whose last scrape failed, are stale: every value None, never zero."""
     rates = ", ".join(f"sum({c}) / nullif(sum(dt), 0)" for c in COUNTER_COLUMNS)
-    sql = (
-        f"SELECT agent, max(ts), {rates}, arg_max(memory, ts) FROM raw WHERE ts >= ? "
-        + ("AND grp = ? " if group is not None else "")
-        + "GROUP BY agent"
-    )
-    args: list[Any] = [now - window_s] + ([group] if group is not None else [])
+    sql = f"SELECT agent, max(ts), {rates}, arg_max(memory, ts) FROM raw WHERE ts >= ? "
+    args: list[Any] = [now - window_s]
+    if group is not None:
+        sql += "AND grp = ? "
+        args.append(group)
+    if agents is not None:  # only these agents: a semi-join on the integer key
+        sql += "AND aid IN (SELECT hash(unnest(?::VARCHAR[]))) "
+        args.append(list(agents))
+    sql += "GROUP BY agent"
     with store.cursor() as cur:
         rows = cur.execute(sql, args).fetchall()
     wanted = set(agents) if agents is not None else None
@@ -182,10 +185,18 @@ def top(
     group: str | None = None,
     failing: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """The n agents with the highest latest value of `metric` (stale agents excluded)."""
-    values = latest(store, now, window_s, group=group, failing=failing)
-    ranked = sorted(
-        ((a, v[metric]) for a, v in values.items() if v[metric] is not None),
-        key=lambda av: (-av[1], av[0]),
-    )
-    return [{"agent": a, "value": v} for a, v in ranked[:n]]
+    """The n agents with the highest latest value of `metric` (stale agents excluded), ranked in SQL."""
+    value = "arg_max(memory, ts)" if metric == "memory" else f"sum({metric}) / nullif(sum(dt), 0)"
+    assert metric == "memory" or metric in COUNTER_COLUMNS
+    sql = f"SELECT agent, {value} AS v FROM raw WHERE ts >= ? "
+    args: list[Any] = [now - window_s]
+    if group is not None:
+        sql += "AND grp = ? "
+        args.append(group)
+    # failing agents are dropped after the ranking, so ask for enough extra rows to still return n
+    sql += "GROUP BY agent HAVING v IS NOT NULL ORDER BY v DESC, agent LIMIT ?"
+    args.append(n + len(failing))
+    with store.cursor() as cur:
+        rows = cur.execute(sql, args).fetchall()
+    ranked = [{"agent": str(a), "value": float(v)} for a, v in rows if str(a) not in failing]
+    return ranked[:n]
