@@ -86,7 +86,11 @@ def _meta_blueprint() -> Blueprint:
         """The OpenAPI 3.1 document of every /api route. No auth."""
         from flask import current_app
 
-        return json_response(openapi_document(current_app))
+        # Routes do not change once the app serves: build the document once per worker.
+        doc = current_app.extensions.get("ctrltower.openapi")
+        if doc is None:
+            doc = current_app.extensions["ctrltower.openapi"] = openapi_document(current_app)
+        return json_response(doc)
 
     health.api_doc_public = True  # type: ignore[attr-defined]
     openapi.api_doc_public = True  # type: ignore[attr-defined]
