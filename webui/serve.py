@@ -6,7 +6,8 @@ Process tree:
   supervisor, which forks the WSGI worker processes (each builds its own app with `create_app`);
 - on SIGTERM/SIGINT granian stops its workers, then this process stops the metrics process.
 
-Why granian: measured here at ~16k req/s for a trivial route against ~5.5k for gunicorn (sync workers);
+Why granian: measured on this machine at project setup, ~16k req/s for a trivial route against ~5.5k for
+gunicorn (sync workers);
 see docs/benchmarks.md for the config-poll benchmark.
 """
 
