@@ -7,8 +7,7 @@ Process tree:
 - on SIGTERM/SIGINT granian stops its workers, then this process stops the metrics process.
 
 Why granian: measured on this machine at project setup, ~16k req/s for a trivial route against ~5.5k for
-gunicorn (sync workers);
-see docs/benchmarks.md for the config-poll benchmark.
+gunicorn (sync workers); see docs/benchmarks.md for the config-poll benchmark.
 """
 
 from __future__ import annotations
