@@ -135,9 +135,22 @@ class Scraper:
             self._inflight.discard(target.agent_id)
 
     def flush(self) -> int:
-        """Bulk-insert the buffered samples (called from a worker thread or directly in tests)."""
+        """Bulk-insert the buffered samples now (tests, and the final flush after the loop stopped)."""
         batch, self.batch = self.batch, Batch()
         return self.store.insert(batch)
+
+    async def flush_async(self) -> int:
+        """Swap the buffer on the loop thread (where scrapes append to it), insert it in a worker
+        thread, so scraping goes on during the insert and no half-added row is ever written."""
+        batch, self.batch = self.batch, Batch()
+        return await asyncio.to_thread(self.store.insert, batch)
+
+    async def flush_loop(self, stop: asyncio.Event) -> None:
+        while not await _wait(stop, self.settings.flush_every_s):
+            try:
+                await self.flush_async()
+            except Exception as exc:  # disk full, ...: that batch is lost, scraping goes on
+                log.warning("metrics flush failed: %s", exc)
 
     # --- rounds -----------------------------------------------------------------------------
 

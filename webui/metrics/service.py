@@ -219,7 +219,7 @@ async def run_async(
     try:
         await asyncio.gather(
             scraper.run(stop),
-            _every(s.flush_every_s, stop, scraper.flush, "metrics flush"),
+            scraper.flush_loop(stop),
             _every(s.rollup_every_s, stop, lambda: store.rollup(clock(), s.rollup_lag_s), "rollup"),
             _every(
                 s.retention_every_s,
