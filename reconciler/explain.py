@@ -263,7 +263,7 @@ def to_github(plan: Plan) -> str:
     """Workflow commands: diagnostics as errors/warnings, and a notice on each changed line range."""
     lines = [_diag_annotation(plan, d) for d in plan.diagnostics]
     by_group = {c.group: c for c in plan.changes}
-    for f in plan.files:
+    for f in plan.files if plan.valid else ():  # an invalid head renders nothing to point at
         touched = [by_group[g] for g in f.groups if g in by_group and by_group[g].changes_config]
         if touched:
             what = ", ".join(f"{c.group} ({c.kind}{_agents(c)})" for c in touched)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -300,3 +301,37 @@ def test_plan_with_live_agent_counts(
     assert result.exit_code == 0, result.output
     (change,) = json.loads(result.output)["changes"]
     assert change["group"] == "gateway" and change["kind"] == "no-op" and change["agents"] == 2
+
+
+def test_loop_stops_cleanly_on_sigterm(server: ServerProcess, token: str, tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "cfg")
+    env = {**os.environ, "CTRLTOWER_TOKEN": token}
+    args = [
+        "reconcile",
+        "--source",
+        str(repo),
+        "--server",
+        server.base_url,
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctrltower", *args, "--interval", "1h"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the first run is done when its line is printed
+        assert "reconcile " in first, first
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # stops during the wait, not after an hour
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
