@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,8 @@ def prepare(settings: ServerSettings) -> dict[str, Path]:
         store = Store.from_settings(settings)
     except OSError as exc:
         raise ServeError(f"data dir {settings.data_dir} is not usable: {exc}") from exc
+    except sqlite3.Error as exc:  # not a database, or a damaged one
+        raise ServeError(f"{settings.db_path} is not usable: {exc}") from exc
     paths = {"admin": settings.admin_token_path, "enroll": settings.enroll_token_path}
     existing = {}
     for role, path in paths.items():

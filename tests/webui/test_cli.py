@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,18 @@ def test_subprocess_token_and_server_usage_errors(tmp_path: Path) -> None:
     unusable = run("server", "--data-dir", str(blocker / "sub"), "--listen", "127.0.0.1:1", "--no-metrics")
     assert unusable.returncode == exit_codes.SERVER_ERROR, unusable.stderr
     assert "not usable" in unusable.stderr and "Traceback" not in unusable.stderr
+
+
+def test_server_refuses_a_damaged_or_newer_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "state.db").write_bytes(b"this is not a database" * 100)
+    out = run("server", "--data-dir", str(bad), "--listen", "127.0.0.1:1", "--no-metrics")
+    assert out.returncode == exit_codes.SERVER_ERROR and "not usable" in out.stderr, out.stderr
+    newer = tmp_path / "newer"
+    prepare(ServerSettings(data_dir=newer))
+    with sqlite3.connect(newer / "state.db") as conn:
+        conn.execute("PRAGMA user_version = 999")
+    out = run("server", "--data-dir", str(newer), "--listen", "127.0.0.1:1", "--no-metrics")
+    assert out.returncode == exit_codes.SERVER_ERROR and "newer than this server" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from schemas.errors import RetryLater
+from schemas.errors import Permanent, RetryLater
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -171,7 +171,7 @@ def migrate(path: Path) -> int:
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > len(MIGRATIONS):
-                raise RuntimeError(
+                raise Permanent(
                     f"{path} has schema version {version}, newer than this server ({len(MIGRATIONS)})"
                 )
             for number in range(version, len(MIGRATIONS)):
