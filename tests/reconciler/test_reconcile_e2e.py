@@ -335,3 +335,38 @@ def test_loop_stops_cleanly_on_sigterm(server: ServerProcess, token: str, tmp_pa
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_deleted_database_next_reconcile_republishes(tmp_path: Path) -> None:
+    """docs/reconciler.md: delete the server's SQLite file, agents re-register, the next reconcile
+    republishes (Git is the source of truth)."""
+    repo = init_repo(tmp_path / "cfg")
+    with ServerProcess(tmp_path / "srv" / "data", poll_interval_s=0.5) as srv:
+        args = [
+            "reconcile",
+            "--source",
+            str(repo),
+            "--server",
+            srv.base_url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+        assert run_cli(*args, token=srv.create_token("reconciler")).exit_code == 0
+        agent = Agent(srv, {"tier": "edge"}, "edge-host-0042")
+        before = agent.config()
+        agent.close()
+        assert before.status_code == 200
+        srv.stop()
+        for suffix in ("", "-wal", "-shm"):
+            (srv.data_dir / f"state.db{suffix}").unlink(missing_ok=True)
+        srv.start()
+        agent = Agent(srv, {"tier": "edge"}, "edge-host-0042")  # re-registers with the enroll token
+        try:
+            assert agent.config().json()["error"]["code"] == "no_revision"
+            result = run_cli(*args, "--format", "json", token=srv.create_token("reconciler"))
+            assert result.exit_code == 0 and '"outcome": "published"' in result.output
+            after = agent.config()
+            assert after.status_code == 200 and after.text == before.text
+            assert after.headers[HEADER_REVISION] == head(repo)
+        finally:
+            agent.close()
