@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -118,7 +119,11 @@ def _store(data_dir: Path) -> Store:
     if not (data_dir / "state.db").exists():
         click.echo(f"ctrltower token: no state.db in {data_dir} (start the server once first)", err=True)
         sys.exit(exit_codes.USAGE)
-    return Store.open(data_dir / "state.db")
+    try:
+        return Store.open(data_dir / "state.db")
+    except (sqlite3.Error, CtrlTowerError) as exc:
+        click.echo(f"ctrltower token: {data_dir / 'state.db'} is not usable: {exc}", err=True)
+        sys.exit(exit_codes.SERVER_ERROR)
 
 
 @token.command("create")

@@ -83,6 +83,8 @@ def test_server_refuses_a_damaged_or_newer_database(tmp_path: Path) -> None:
     (bad / "state.db").write_bytes(b"this is not a database" * 100)
     out = run("server", "--data-dir", str(bad), "--listen", "127.0.0.1:1", "--no-metrics")
     assert out.returncode == exit_codes.SERVER_ERROR and "not usable" in out.stderr, out.stderr
+    listed = CliRunner().invoke(cli, ["token", "list", "--data-dir", str(bad)])
+    assert listed.exit_code == exit_codes.SERVER_ERROR and "not usable" in listed.output
     newer = tmp_path / "newer"
     prepare(ServerSettings(data_dir=newer))
     with sqlite3.connect(newer / "state.db") as conn:
