@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import InProcessServer
+from tests.support.server import InProcessServer, live_server  # noqa: F401  (fixture)
 
 
 class Clock:

@@ -28,3 +28,9 @@ def test_first_start_writes_tokens_and_sigterm_stops_all(tmp_path: Path) -> None
         assert srv.admin_token == admin_before
         with srv.client(viewer) as c:
             assert c.get("/api/v1/agents").status_code == 200
+
+
+def test_live_server_fixture(live_server: ServerProcess) -> None:
+    with live_server.client(live_server.create_token("enroll")) as c:
+        r = c.post("/api/agent/v1/agents", json={"instance_id": "inst-fixture", "hostname": "h"})
+    assert r.status_code == 200 and r.json()["poll_interval_s"] == 0.5
