@@ -10,18 +10,17 @@ parse) widens the scope, and the plan says why. Head is always validated in full
 from __future__ import annotations
 
 import difflib
-import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from compiler.api import CompileResult, compile_repo, load_repo
+from compiler.api import CompileResult, compile_repo
 from reconciler.git import GitRepo, changed_paths
+from reconciler.scope import NAME, SETTINGS_FILES, compile_scoped, is_repo_file, scope_of
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 ChangeKind = Literal["create", "update", "delete", "no-op"]
-SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")  # the compiler's repo layout (compiler/repo.py)
 FileStatus = Literal["added", "modified", "deleted"]
 
 
@@ -146,7 +145,7 @@ def _read_relevant(
     base_files, head_files = repo.read_blobs(base_first), repo.read_blobs(head_first)
     scope = scope_of(base_files, head_files, changed)
     # git grep finds a superset fast (fixed strings); relevant_files narrows it with word bounds
-    needles = ["\\", "!", *sorted(n for n in (*scope.groups, *scope.pipelines) if _NAME.match(n))]
+    needles = ["\\", "!", *sorted(n for n in (*scope.groups, *scope.pipelines) if NAME.match(n))]
     hits = repo.grep_paths([base_sha, head_sha], needles, subdir)
     base_hits = {p: base_list[p] for p in hits[base_sha] if is_repo_file(p) and p in base_list}
     head_hits = {p: head_list[p] for p in hits[head_sha] if is_repo_file(p) and p in head_list}
@@ -184,8 +183,8 @@ def plan_files(
         base_result = compile_repo(base_in, only_groups=groups)
     else:
         needles = [*scope.groups, *scope.pipelines]
-        head_in, head_result = _compile_scoped(head_files, needles, changed_set, groups)
-        base_in, base_result = _compile_scoped(base_files, needles, changed_set, groups)
+        head_in, head_result = compile_scoped(head_files, needles, changed_set, groups)
+        base_in, base_result = compile_scoped(base_files, needles, changed_set, groups)
     t2 = time.perf_counter()
     base_errors = sum(1 for d in base_result.diagnostics if d.severity == "error")
     head_diags = list(head_result.diagnostics)
@@ -261,72 +260,6 @@ def plan_files(
     )
 
 
-def relevant_files(
-    files: Mapping[str, bytes], needles: Collection[str], changed: Collection[str]
-) -> dict[str, bytes]:
-    """The subset of the repo a scoped plan compiles: settings, the changed files, and every group
-    or pipeline file whose text mentions a scoped group or a changed pipeline's name.
-
-    Sound as a superset: a group or pipeline name (`[a-z0-9-]+`) can only be spelled in YAML without
-    its literal characters through an escape (a backslash) or a tag (`!`), and files holding either
-    are always included. So every pipeline of a scoped group is compiled (its render is complete),
-    and so is every file that could clash with a changed pipeline's or group's name. Files left out
-    are unchanged and in no scoped group: their diagnostics are the base's.
-    """
-    mark = _marker(needles)
-    return {
-        path: data
-        for path, data in files.items()
-        if is_repo_file(path) and (path in SETTINGS_FILES or path in changed or mark.search(data))
-    }
-
-
-# A name ([a-z0-9-]+) written as a whole YAML scalar is never directly next to a character that
-# could continue it: "edges:" does not mention the group "edge".
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_NOT_NAME_CHAR = b"[^A-Za-z0-9_.-]"
-
-
-def _mark_patterns(names: Collection[str]) -> list[bytes]:
-    """Regexes (for re.MULTILINE) matching a line that may spell one of `names`, or that holds an
-    escape or a tag (either can spell anything). Strings that are not valid names cannot name a
-    group or pipeline, and are skipped."""
-    bounded = [
-        b"(^|" + _NOT_NAME_CHAR + b")" + n.encode() + b"(" + _NOT_NAME_CHAR + b"|$)"
-        for n in sorted(names)
-        if _NAME.match(n)
-    ]
-    return [b"[\\\\]", b"!", *bounded]
-
-
-def _marker(names: Collection[str]) -> re.Pattern[bytes]:
-    return re.compile(b"|".join(_mark_patterns(names)), re.MULTILINE)
-
-
-def _compile_scoped(
-    files: Mapping[str, bytes], needles: Collection[str], changed: Collection[str], groups: list[str]
-) -> tuple[dict[str, bytes], CompileResult]:
-    """Compile the relevant subset; add the group files its pipelines name (so an existing group
-    never looks undefined) and compile again; bounded: the second round adds every one of them."""
-    subset = relevant_files(files, needles, changed)
-    result = compile_repo(subset, only_groups=groups)
-    for _ in range(2):
-        named = {g for p in result.pipelines for g in p.groups}
-        defined = {g for names in result.file_groups.values() for g in names}
-        missing = named - defined
-        if not missing:
-            break
-        mark = _marker(missing)
-        extra = {
-            p: d for p, d in files.items() if p.startswith("groups/") and p not in subset and mark.search(d)
-        }
-        if not extra:
-            break
-        subset.update(extra)
-        result = compile_repo(subset, only_groups=groups)
-    return subset, result
-
-
 def _pipeline_files(result: CompileResult) -> dict[str, str]:
     """pipeline name -> source path."""
     return {name: path for path, names in result.file_pipelines.items() for name in names}
@@ -388,91 +321,3 @@ def _changed_lines(old: bytes | None, new: bytes | None) -> tuple[tuple[int, int
             line = min(j1 + 1, max(len(new_lines), 1))
             ranges.append((line, line))
     return tuple(ranges)
-
-
-# --- scope: changed files -> pipelines -> groups ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scope:
-    groups: frozenset[str]
-    reasons: dict[str, tuple[str, ...]]  # group -> why it is in scope
-    widened: tuple[str, ...]  # repo-wide inputs that widened the scope, said in words
-    file_groups: dict[str, tuple[str, ...]]  # changed path -> groups it touches
-    pipelines: frozenset[str] = frozenset()  # names of the pipelines in changed files (both sides)
-
-
-def is_repo_file(path: str) -> bool:
-    """The files the compiler reads (compiler/repo.py); anything else (README, CI) renders nothing."""
-    if path in SETTINGS_FILES:
-        return True
-    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
-
-
-def scope_of(
-    base_files: Mapping[str, bytes], head_files: Mapping[str, bytes], changed: Collection[str]
-) -> Scope:
-    """Which groups the change can affect, and why, parsing only the changed files and group files.
-
-    ctrltower.yaml -> every group. A group file -> the groups it defines (base and head). A pipeline
-    file -> the groups its pipeline names (base and head). A changed file that does not load on
-    either side names nothing we can trust -> every group.
-    """
-    relevant = sorted(p for p in changed if is_repo_file(p))
-    old = load_repo({p: base_files[p] for p in relevant if p in base_files})
-    new = load_repo({p: head_files[p] for p in relevant if p in head_files})
-    every: list[set[str]] = []
-
-    def everyone() -> set[str]:
-        """Every group of both sides; loads the group files only when the scope must widen."""
-        if not every:
-            names: set[str] = set()
-            for files in (base_files, head_files):
-                loaded = load_repo({p: d for p, d in files.items() if p.startswith("groups/")})
-                names |= set(loaded.groups) | loaded.broken_groups
-            every.append(names)
-        return every[0]
-
-    reasons: dict[str, list[str]] = {}
-    file_groups: dict[str, set[str]] = {}
-    widened: list[str] = []
-    pipeline_names: set[str] = set()
-
-    def add(path: str, groups: Collection[str], why: str) -> None:
-        for g in groups:
-            reasons.setdefault(g, [])
-            if why not in reasons[g]:
-                reasons[g].append(why)
-        file_groups.setdefault(path, set()).update(groups)
-
-    for path in relevant:
-        if path in SETTINGS_FILES:
-            widened.append(f"{path} changed: it applies to every group")
-            add(path, everyone(), f"{path} changed")
-            continue
-        for label, repo, files in (("base", old, base_files), ("head", new, head_files)):
-            if path not in files:
-                continue
-            if path.startswith("groups/"):
-                names = set(repo.file_groups.get(path, ()))
-                if names:
-                    widened.append(f"{path} changed: group {', '.join(sorted(names))} re-rendered in full")
-                    add(path, names, f"{path} changed (the group's definition)")
-                    continue
-            pipelines = repo.file_pipelines.get(path, ())
-            pipeline_names.update(pipelines)
-            loaded = [repo.pipelines.get(n) for n in pipelines]
-            if not pipelines or any(lp is None for lp in loaded):
-                widened.append(f"{path} does not load at {label}: every group is re-rendered")
-                add(path, everyone(), f"{path} does not load at {label}")
-                continue
-            for name, lp in zip(pipelines, loaded, strict=True):
-                assert lp is not None  # checked above
-                add(path, lp.model.groups, f"pipeline {name} ({path}) changed")
-    return Scope(
-        groups=frozenset(reasons),
-        reasons={g: tuple(r) for g, r in reasons.items()},
-        widened=tuple(dict.fromkeys(widened)),
-        file_groups={p: tuple(sorted(g)) for p, g in file_groups.items()},
-        pipelines=frozenset(pipeline_names),
-    )

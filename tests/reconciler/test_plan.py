@@ -10,7 +10,8 @@ import pytest
 
 from reconciler.explain import MARKER, to_github, to_json, to_markdown, to_text
 from reconciler.git import GitRepo
-from reconciler.plan import GroupChange, Plan, build_plan, scope_of
+from reconciler.plan import GroupChange, Plan, build_plan
+from reconciler.scope import scope_of
 from tests.reconciler.gitutil import EXAMPLE, commit, edit, git, head, init_repo
 
 NEW_PIPELINE = """kind: Pipeline
