@@ -211,6 +211,8 @@ def reconcile(
     fmt: str,
 ) -> None:
     """Publish the commit REF points at to the server (once, or every --interval)."""
+    if not source.strip():
+        raise click.BadParameter("must name a repository (URL or path)", param_hint="--source")
     settings = ReconcileSettings(
         source=source,
         ref=ref,

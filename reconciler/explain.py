@@ -145,7 +145,7 @@ def to_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         head.append("")
     if plan.diagnostics:
         head.append("<details open><summary>Diagnostics</summary>\n")
-        head.extend(f"- `{_md_escape(d.format_text())}`" for d in plan.diagnostics)
+        head.extend(f"- {_md_escape(d.format_text())}" for d in plan.diagnostics)
         head.append("\n</details>\n")
     if plan.changes:
         agents_col = any(c.agents is not None for c in plan.changes)
@@ -202,7 +202,10 @@ def _cut_note(remaining: int) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Plain text inside Markdown: no table breaks, no HTML, no code spans or emphasis."""
+    for ch in "\\`*_|":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --- json -------------------------------------------------------------------------------------------

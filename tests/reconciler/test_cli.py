@@ -118,3 +118,18 @@ def test_parse_duration() -> None:
     for bad in ("", "soon", "-1s", "0s"):
         with pytest.raises(click.BadParameter):
             parse_duration(bad)
+
+
+def test_reconcile_server_down_and_bad_options(repo: Path, tmp_path: Path) -> None:
+    base = ["reconcile", "--source", str(repo), "--cache-dir", str(tmp_path / "cache")]
+    down = CliRunner().invoke(cli, [*base, "--server", "http://127.0.0.1:9"], env={"CTRLTOWER_TOKEN": "t"})
+    assert down.exit_code == exit_codes.SERVER_ERROR, down.output
+    assert "cannot reach the server" in down.output and "Traceback" not in down.output
+    bad = CliRunner().invoke(
+        cli, [*base, "--server", "http://127.0.0.1:9", "--interval", "soon"], env={"CTRLTOWER_TOKEN": "t"}
+    )
+    assert bad.exit_code == exit_codes.USAGE and "not a duration" in bad.output
+    empty = CliRunner().invoke(
+        cli, ["reconcile", "--source", "", "--server", "http://127.0.0.1:9"], env={"CTRLTOWER_TOKEN": "t"}
+    )
+    assert empty.exit_code == exit_codes.USAGE
