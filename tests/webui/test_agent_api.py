@@ -270,3 +270,19 @@ def test_status_rejects_integers_sqlite_cannot_hold(srv: InProcessServer) -> Non
     agent_id, token = register(srv, "inst-int-001")
     r = status(srv, agent_id, token, collector_pid=2**70, acks=[{"id": 2**64, "result": "done"}])
     assert r.status_code == 422 and r.json["error"]["details"] == {"fields": ["acks.0.id", "collector_pid"]}
+
+
+def test_repeated_drift_events_are_recorded_once(srv: InProcessServer, clock: Clock) -> None:
+    agent_id, token = register(srv, "inst-drift-1")
+    drift = [{"at": iso(clock.now), "local_hash": None, "desired_hash": "d" * 64}]
+    for _ in range(3):
+        status(srv, agent_id, token, drift_events=drift)
+    clock.advance(1)
+    status(
+        srv,
+        agent_id,
+        token,
+        drift_events=[*drift, {"at": iso(clock.now), "local_hash": "e" * 64, "desired_hash": "d" * 64}],
+    )
+    events = srv.client.get(f"/api/v1/agents/{agent_id}/events?kind=drift", headers=srv.auth(srv.admin_token))
+    assert [e["detail"]["local_hash"] for e in events.json["items"]] == ["e" * 64, None]

@@ -166,6 +166,8 @@ class AgentsMixin(StoreBase):
             drift_at = row["last_drift_at"]
             for d in report.drift_events:
                 at = ts(d.at) or now
+                if row["last_drift_at"] is not None and at <= row["last_drift_at"]:
+                    continue  # already recorded (an agent may send a drift again until it sees it stored)
                 self._event(conn, agent_id, at, "drift", None, d.desired_hash, {"local_hash": d.local_hash})
                 drift_at = at if drift_at is None else max(drift_at, at)
             for ack in report.acks:
