@@ -48,6 +48,9 @@ class MetricsClient:
 
     def get(self, path: str, params: Mapping[str, Sequence[str]] | None = None) -> tuple[int, Any]:
         """(status, JSON body) of GET `path`; 4xx bodies are the ErrorBody shape."""
+        if not self.socket_path.exists():
+            # (also spares httpcore's failed-connect path, which leaks the socket object)
+            raise MetricsUnavailable(f"metrics process at {self.socket_path}: not running (no socket)")
         query = httpx.QueryParams([(k, v) for k, values in (params or {}).items() for v in values])
         try:
             resp = self._client.get(path, params=query)
