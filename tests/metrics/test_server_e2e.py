@@ -4,7 +4,9 @@ failing scrapes make the agent `degraded`; a restarted server keeps the history.
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,7 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.slow
 
 
-def _register(srv: ServerProcess, url: str) -> str:
+def _register(srv: ServerProcess, url: str) -> tuple[str, str]:
     r = httpx.post(
         srv.base_url + "/api/agent/v1/agents",
         json={"instance_id": "metrics-e2e-1", "hostname": "h1", "metrics_url": url},
@@ -24,7 +26,7 @@ def _register(srv: ServerProcess, url: str) -> str:
         timeout=10,
     )
     assert r.status_code in (200, 201), r.text
-    return str(r.json()["agent_id"])
+    return str(r.json()["agent_id"]), str(r.json()["agent_token"])
 
 
 def test_metrics_api_through_the_real_server(tmp_path: Path) -> None:
@@ -38,7 +40,25 @@ def test_metrics_api_through_the_real_server(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "srv", poll_interval_s=30, metrics=True, metrics_interval_s=0.3)
     try:
         with srv:
-            agent = _register(srv, exp.url)
+            agent, agent_token = _register(srv, exp.url)
+            applied_at = datetime.now(UTC)
+            report = {
+                "collector_state": "running",
+                "uptime_s": 1.0,
+                "last_apply": {
+                    "result": "applied",
+                    "config_hash": "0" * 64,
+                    "revision": "abc1234",
+                    "at": applied_at,
+                },
+            }
+            r = httpx.post(
+                f"{srv.base_url}/api/agent/v1/agents/{agent}/status",
+                content=json.dumps(report, default=str),
+                headers={"Authorization": f"Bearer {agent_token}", "Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
             viewer = srv.create_token("viewer")
             with srv.client(viewer) as c:
 
@@ -54,6 +74,10 @@ def test_metrics_api_through_the_real_server(tmp_path: Path) -> None:
                 assert r.status_code == 200
                 body = r.json()
                 assert body["resolution"] == "raw" and any(v is not None for _, v in body["points"])
+                # the revision apply reported over the agent API is a chart annotation
+                assert body["annotations"] == [
+                    {"agent": agent, "at": pytest.approx(applied_at.timestamp()), "revision": "abc1234"}
+                ]
                 r = c.get("/api/v1/metrics/top", params={"metric": "memory"})
                 assert r.json()["items"] == [{"agent": agent, "value": 3e7}]
                 r = c.get("/api/v1/metrics/query", params={"metric": "nope"})
