@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
