@@ -135,3 +135,27 @@ def test_latest_goes_stale_on_failed_scrape_never_zero(tmp_path: Path) -> None:
         assert later["nobody"]["stale"] is True
         assert "a" not in later
         assert scraper.health["a"].last_error is not None
+
+
+def test_quick_restart_keeps_the_rate_baseline(tmp_path: Path) -> None:
+    """Baselines saved at shutdown: the first scrape after a restart within the gap limit has a rate."""
+    clock = Clock()
+    settings, store, scraper = make(tmp_path, clock)
+    with exporters({}) as (a,):
+        target = [ScrapeTarget("a", a.url, "g")]
+        for k in range(2):
+            clock.now = T0 + 15 * k
+            a.values = {"cpu": 1.5 * k, "logs:accepted": 1500.0 * k}
+            asyncio.run(scraper.round(target))
+        scraper.flush()
+        scraper.save_baselines()
+        store.close()
+        _, store, scraper = make(tmp_path, clock)  # the restarted process
+        clock.now = T0 + 30
+        a.values = {"cpu": 3.0, "logs:accepted": 3000.0}
+        asyncio.run(scraper.round(target))
+        scraper.flush()
+    req = parse_range(
+        _q(agent="a", metric="logs_in", start=str(T0 + 30), end=str(T0 + 45), step="15"), T0 + 45
+    )
+    assert query.range_query(store, req, T0 + 45, settings)["points"] == [(T0 + 30, pytest.approx(100.0))]

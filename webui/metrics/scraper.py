@@ -70,7 +70,8 @@ class Scraper:
         self.scrapes_ok = 0
         self.scrapes_failed = 0
         self.skipped = 0
-        self._prev: dict[str, tuple[float, list[float]]] = {}
+        # each agent's last successful scrape (ts, raw counters); survives restarts via the store
+        self._prev: dict[str, tuple[float, list[float]]] = store.load_baselines()
         self._targets: dict[str, Target | FetchError] = {}
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -215,6 +216,9 @@ class Scraper:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def save_baselines(self) -> None:
+        self.store.save_baselines(dict(self._prev))
 
     def failing(self) -> frozenset[str]:
         """Agents whose last `failing_after` scrapes or more all failed."""

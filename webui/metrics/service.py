@@ -236,6 +236,8 @@ async def run_async(
         server.server_close()
         with contextlib.suppress(Exception):
             scraper.flush()
+        with contextlib.suppress(Exception):
+            scraper.save_baselines()
         store.close()
         with contextlib.suppress(FileNotFoundError):
             settings.socket_path.unlink()

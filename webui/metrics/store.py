@@ -7,6 +7,8 @@ Tables (ts = unix seconds; counter columns hold increases, see rates.py):
   <counters> (sums), mem_sum, mem_n, mem_max, up_min. Rates stay sum(increase) / sum(dt).
 - every table also has `aid` = DuckDB's 64-bit `hash(agent)`: one agent's rows are found by an
   integer compare, ~3x cheaper than comparing the id strings of every agent's rows.
+- `baseline`: each agent's last scrape (ts, raw counter values), saved at shutdown, so the first
+  scrape after a quick restart already yields a rate.
 - `meta`: rollup watermarks: everything before `roll_<R>` seconds is rolled up into `roll_<R>`.
 """
 
@@ -23,10 +25,12 @@ import duckdb
 import numpy as np
 
 from schemas.errors import RetryLater
+from webui.metrics.parse import RAW_COUNTERS
 from webui.metrics.rates import COUNTER_COLUMNS
 
 RESOLUTIONS = (60, 3600)
 _C = ", ".join(f"{c} DOUBLE" for c in COUNTER_COLUMNS)
+_B = ", ".join(f"c{i} DOUBLE" for i in range(len(RAW_COUNTERS)))  # raw counter values, RAW_COUNTERS order
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS raw (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
     memory DOUBLE, up DOUBLE, aid UBIGINT);
@@ -35,6 +39,7 @@ CREATE TABLE IF NOT EXISTS roll_60 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DO
 CREATE TABLE IF NOT EXISTS roll_3600 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
     mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE, aid UBIGINT);
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value DOUBLE);
+CREATE TABLE IF NOT EXISTS baseline (agent VARCHAR, ts DOUBLE, {_B});
 """
 RAW_COLUMNS: tuple[str, ...] = ("agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "memory", "up")
 # The uniform shape every query reads, whichever table it comes from.
@@ -195,6 +200,32 @@ class MetricsStore:
                 row = cur.execute(f"DELETE FROM {table} WHERE ts < ?", [now - keep]).fetchone()
                 deleted[table] = int(row[0]) if row else 0
         return deleted
+
+    def save_baselines(self, baselines: dict[str, tuple[float, list[float]]]) -> None:
+        """Each agent's last scrape (time, raw counter values), kept so that after a quick restart the
+        first scrape already yields a rate instead of a gap. Written at shutdown; replaces the old set."""
+        n = len(RAW_COUNTERS)
+        agents = list(baselines)
+        cols: dict[str, np.ndarray[Any, Any]] = {
+            "agent": np.array(agents, dtype=object),
+            "ts": np.array([baselines[a][0] for a in agents], dtype=np.float64),
+        }
+        values = np.array([baselines[a][1] for a in agents], dtype=np.float64).reshape(len(agents), n)
+        for i in range(n):
+            cols[f"c{i}"] = values[:, i].copy()
+        with self._write, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            cur.execute("DELETE FROM baseline")
+            if agents:
+                cur.register("baseline_rows", cols)
+                cur.execute(f"INSERT INTO baseline SELECT {', '.join(cols)} FROM baseline_rows")
+                cur.unregister("baseline_rows")
+            cur.execute("COMMIT")
+
+    def load_baselines(self) -> dict[str, tuple[float, list[float]]]:
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT * FROM baseline").fetchall()
+        return {str(r[0]): (float(r[1]), [float(v) for v in r[2:]]) for r in rows}
 
     def counts(self) -> dict[str, int]:
         with self.cursor() as cur:
