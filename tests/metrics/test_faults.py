@@ -59,3 +59,20 @@ def test_concurrency_bound_holds_across_event_loops(tmp_path: Path) -> None:
             clock.now += 15 * k
             asyncio.run(scraper.round(targets))
     assert scraper.scrapes_ok == 12 and scraper.scrapes_failed == 0
+
+
+def test_host_names_are_resolved_and_cached(tmp_path: Path) -> None:
+    clock = Clock()
+    _, _, scraper = make(tmp_path, clock, timeout_s=1.0)  # bounds a resolver that never answers
+    with exporters({"values": GOOD}) as (exp,):
+        url = exp.url.replace("127.0.0.1", "localhost")  # may resolve to ::1 first: the next address is tried
+        targets = [
+            ScrapeTarget("named", url, None),
+            ScrapeTarget("nowhere", "http://no-such-host.invalid/m", None),
+        ]
+        for _ in range(2):
+            asyncio.run(scraper.round(targets))
+            clock.now += 15
+    assert scraper.health["named"].failures == 0 and scraper.scrapes_ok == 2
+    assert scraper.health["nowhere"].failures == 2
+    assert scraper._targets[url]._addrs[0] == "127.0.0.1"  # type: ignore[union-attr]

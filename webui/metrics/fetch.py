@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import math
+import socket
 from urllib.parse import urlsplit
 
 from schemas.errors import RetryLater
@@ -19,10 +22,14 @@ class FetchError(RetryLater):
     """The scrape failed (unreachable, timeout, bad HTTP, too large); the next interval retries."""
 
 
-class Target:
-    """A parsed metrics URL, kept between rounds so the URL is parsed once."""
+DNS_TTL_S = 300.0
 
-    __slots__ = ("host", "port", "request", "url")
+
+class Target:
+    """A parsed metrics URL, kept between rounds so the URL is parsed once (and a host name is
+    resolved once per DNS_TTL_S, not on every scrape through the thread pool)."""
+
+    __slots__ = ("_addrs", "_resolved_at", "host", "port", "request", "url")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -39,6 +46,13 @@ class Target:
         self.url = url
         self.host = parts.hostname
         self.port = port
+        self._addrs: list[str] = []
+        self._resolved_at = 0.0
+        try:
+            ipaddress.ip_address(self.host)
+            self._addrs, self._resolved_at = [self.host], math.inf  # a literal address: nothing to resolve
+        except ValueError:
+            pass
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ctrltower-scraper\r\n"
             "Accept: text/plain\r\nConnection: close\r\n\r\n"
@@ -60,8 +74,34 @@ async def fetch(target: Target, *, timeout_s: float, max_bytes: int) -> bytes:
         raise FetchError(f"{type(exc).__name__}: {exc}") from exc
 
 
+async def _connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the first address that answers (e.g. localhost: ::1, then 127.0.0.1); the one
+    that answered is tried first next time."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    if not target._addrs or now - target._resolved_at > DNS_TTL_S:
+        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        target._addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        target._resolved_at = now
+        if not target._addrs:
+            raise FetchError(f"cannot resolve {target.host!r}")
+    error: OSError | None = None
+    for addr in list(target._addrs):
+        try:
+            conn = await asyncio.open_connection(addr, target.port, limit=65536)
+        except OSError as exc:
+            error = exc
+            continue
+        if addr != target._addrs[0]:
+            target._addrs.remove(addr)
+            target._addrs.insert(0, addr)
+        return conn
+    assert error is not None
+    raise error
+
+
 async def _get(target: Target, max_bytes: int) -> bytes:
-    reader, writer = await asyncio.open_connection(target.host, target.port, limit=65536)
+    reader, writer = await _connect(target)
     try:
         writer.write(target.request)
         head = await reader.readuntil(b"\r\n\r\n")
