@@ -286,3 +286,11 @@ def test_repeated_drift_events_are_recorded_once(srv: InProcessServer, clock: Cl
     )
     events = srv.client.get(f"/api/v1/agents/{agent_id}/events?kind=drift", headers=srv.auth(srv.admin_token))
     assert [e["detail"]["local_hash"] for e in events.json["items"]] == ["e" * 64, None]
+
+
+def test_status_types_are_strict(srv: InProcessServer) -> None:
+    """What the OpenAPI document says is what is accepted: no false for an integer, no "1" for a number."""
+    agent_id, token = register(srv, "inst-strict-1")
+    assert status(srv, agent_id, token, collector_pid=False).status_code == 422
+    assert status(srv, agent_id, token, uptime_s="1").status_code == 422
+    assert status(srv, agent_id, token, collector_pid=12, uptime_s=3).status_code == 200

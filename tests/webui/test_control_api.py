@@ -26,6 +26,11 @@ def test_errors_have_one_shape(tmp_path: Any) -> None:
         (srv.client.post("/api/v1/revisions", data=b"", headers=h), 400, "bad_json"),
         (srv.client.post("/api/v1/revisions", data=b"\xff\xfe", headers=h), 400, "bad_json"),
         (srv.client.post("/api/v1/revisions", json=[1, 2], headers=h), 422, "validation_error"),
+        (
+            srv.client.post("/api/v1/tokens", json={"role": "viewer", "name": 5}, headers=h),
+            422,
+            "validation_error",
+        ),
         (srv.client.post("/api/v1/revisions", data=b"x" * 5000, headers=h), 413, "body_too_large"),
         (
             srv.client.post("/api/v1/tokens", json={"role": "admin", "nmae": "typo"}, headers=h),
@@ -71,9 +76,9 @@ def test_errors_have_one_shape(tmp_path: Any) -> None:
                 headers=h,
                 content_type="application/json",
             ),
-            422,
-            "validation_error",
-        ),  # lone surrogate
+            400,
+            "bad_json",
+        ),  # a lone surrogate escape is not interoperable JSON (RFC 8259 8.2)
         (srv.client.get("/api/v1/nothing-here", headers=h), 404, "not_found"),
         (srv.client.get("/api/agent/v1/agents/x/config/extra"), 404, "not_found"),
         (srv.client.delete("/api/v1/agents", headers=h), 405, "method_not_allowed"),

@@ -6,7 +6,6 @@ model, response model, query parameters and the error statuses it can answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -79,23 +78,25 @@ def read_body() -> bytes:
 
 
 def parse_body(model: type[M]) -> M:
-    """The request's JSON body as `model`: 400 bad_json for malformed JSON, 422 for schema errors."""
+    """The request's JSON body as `model`: 400 bad_json for malformed JSON, 422 for schema errors.
+
+    Strict: JSON types must match the schema (no `false` for an integer, no `"1"` for a number), so
+    what the OpenAPI document says is exactly what is accepted.
+    """
     raw = read_body()
     if not raw:
         raise ApiError("a JSON request body is required", code="bad_json")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"malformed JSON: {exc}", code="bad_json") from None
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
-        details = exc.errors(include_url=False, include_context=False, include_input=False)
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise ApiError(f"malformed JSON: {errors[0]['msg']}", code="bad_json") from None
         raise ApiError(
             f"invalid {model.__name__}: {exc.error_count()} error(s)",
             code="validation_error",
             status=422,
-            details=details,
+            details=errors,
         ) from None
 
 
