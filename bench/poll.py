@@ -169,50 +169,56 @@ def setup_server(
     cmd += ["--no-metrics", "--log-level", "warning"]
     with open(work / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    wait_http(base + "/api/health")
-    admin = (data / "admin.token").read_text().strip()
-    groups = []
-    for g in range(GROUPS):
-        text = f"# group g{g}\n" + (ROOT / "bench" / "poll.py").read_text()[:3000]  # ~3 KB of YAML-ish text
-        groups.append(
-            {
-                "name": f"g{g}",
-                "selector": {"shard": str(g)},
-                "priority": 0,
-                "config": text,
-                "config_hash": config_hash(text),
-            }
-        )
-    r = httpx.post(
-        base + "/api/v1/revisions",
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=60,
-        json={"commit_sha": "b" * 40, "previous_commit_sha": None, "groups": groups, "pipelines": []},
-    )
-    r.raise_for_status()
-    t0 = time.monotonic()
-    lines = []
-    for i in range(agents):
-        shard = i % GROUPS
-        reg = store.register_agent(
-            AgentRegistration(
-                instance_id=f"bench-agent-{i:06d}", hostname=f"host-{i:06d}", labels={"shard": str(shard)}
+    try:
+        wait_http(base + "/api/health")
+        admin = (data / "admin.token").read_text().strip()
+        groups = []
+        for g in range(GROUPS):
+            text = (
+                f"# group g{g}\n" + (ROOT / "bench" / "poll.py").read_text()[:3000]
+            )  # ~3 KB of YAML-ish text
+            groups.append(
+                {
+                    "name": f"g{g}",
+                    "selector": {"shard": str(g)},
+                    "priority": 0,
+                    "config": text,
+                    "config_hash": config_hash(text),
+                }
             )
+        r = httpx.post(
+            base + "/api/v1/revisions",
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=60,
+            json={"commit_sha": "b" * 40, "previous_commit_sha": None, "groups": groups, "pipelines": []},
         )
-        lines.append(f'{reg.agent_id} {reg.agent_token} "{groups[shard]["config_hash"]}"')
-    store.close()
-    print(f"registered {agents} agents in {time.monotonic() - t0:.1f} s")
-    agents_file = work / "agents.txt"
-    agents_file.write_text("\n".join(lines) + "\n")
-    for line in lines[:: max(1, agents // 20)]:  # a sample must get 304 (and the body path works)
-        agent_id, token, etag = line.split(" ")
-        headers = {"Authorization": f"Bearer {token}"}
-        full = httpx.get(f"{base}/api/agent/v1/agents/{agent_id}/config", headers=headers)
-        assert full.status_code == 200 and f'"{config_hash(full.content)}"' == etag, full.status_code
-        cached = httpx.get(
-            f"{base}/api/agent/v1/agents/{agent_id}/config", headers={**headers, "If-None-Match": etag}
-        )
-        assert cached.status_code == 304, cached.status_code
+        r.raise_for_status()
+        t0 = time.monotonic()
+        lines = []
+        for i in range(agents):
+            shard = i % GROUPS
+            reg = store.register_agent(
+                AgentRegistration(
+                    instance_id=f"bench-agent-{i:06d}", hostname=f"host-{i:06d}", labels={"shard": str(shard)}
+                )
+            )
+            lines.append(f'{reg.agent_id} {reg.agent_token} "{groups[shard]["config_hash"]}"')
+        store.close()
+        print(f"registered {agents} agents in {time.monotonic() - t0:.1f} s")
+        agents_file = work / "agents.txt"
+        agents_file.write_text("\n".join(lines) + "\n")
+        for line in lines[:: max(1, agents // 20)]:  # a sample must get 304 (and the body path works)
+            agent_id, token, etag = line.split(" ")
+            headers = {"Authorization": f"Bearer {token}"}
+            full = httpx.get(f"{base}/api/agent/v1/agents/{agent_id}/config", headers=headers)
+            assert full.status_code == 200 and f'"{config_hash(full.content)}"' == etag, full.status_code
+            cached = httpx.get(
+                f"{base}/api/agent/v1/agents/{agent_id}/config", headers={**headers, "If-None-Match": etag}
+            )
+            assert cached.status_code == 304, cached.status_code
+    except BaseException:
+        stop(proc)  # never leave a server behind
+        raise
     return proc, base, agents_file
 
 
@@ -231,9 +237,13 @@ def setup_nginx(work: Path, workers: int, body: bytes) -> tuple[subprocess.Popen
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/config.yaml"
-    wait_http(url)
-    etag = httpx.get(url).headers["ETag"]
-    assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
+    try:
+        wait_http(url)
+        etag = httpx.get(url).headers["ETag"]
+        assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
+    except BaseException:
+        stop(proc)  # never leave an nginx behind
+        raise
     return proc, url, etag
 
 
