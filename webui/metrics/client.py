@@ -58,7 +58,7 @@ class MetricsClient:
         except (httpx.HTTPError, ValueError) as exc:
             raise MetricsUnavailable(f"metrics process at {self.socket_path}: {exc}") from exc
 
-    def _ok(self, path: str, params: Mapping[str, Sequence[str]] | None = None) -> Any:
+    def get_json(self, path: str, params: Mapping[str, Sequence[str]] | None = None) -> Any:
         status, body = self.get(path, params)
         if status != 200:
             message = body.get("error", {}).get("message") if isinstance(body, dict) else body
@@ -66,15 +66,15 @@ class MetricsClient:
         return body
 
     def failing(self) -> list[str]:
-        return list(self._ok("/failing")["agents"])
+        return list(self.get_json("/failing")["agents"])
 
     def latest(self, agent_ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         params = {"agents": [",".join(agent_ids)]} if agent_ids else None
-        return dict(self._ok("/latest", params)["agents"])
+        return dict(self.get_json("/latest", params)["agents"])
 
     def health(self, agent_ids: Sequence[str] | None = None) -> dict[str, Any]:
         params = {"agents": [",".join(agent_ids)]} if agent_ids else None
-        return dict(self._ok("/health", params)["agents"])
+        return dict(self.get_json("/health", params)["agents"])
 
 
 def failing_agents(settings: Any) -> Collection[str]:

@@ -13,10 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 from flask import current_app
 
-from schemas.errors import RetryLater
+from webui.metrics.client import MetricsClient, MetricsUnavailable
 from webui.ui.charts import Point
 
 EXTENSION_KEY = "ctrltower.ui.metrics"
@@ -25,39 +24,24 @@ PARALLEL_QUERIES = 4
 
 
 class MetricsSource:
-    """Reads latest values and time series from the metrics process (read only)."""
+    """Reads latest values and time series from the metrics process (read only), through the
+    metrics part's own client, and turns "unavailable" into an honest note for the page."""
 
     def __init__(self, socket_path: Path, timeout_s: float = TIMEOUT_S) -> None:
         self.socket_path = socket_path
-        self._client = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(socket_path)),
-            base_url="http://metrics",
-            timeout=timeout_s,
-        )
+        self._client = MetricsClient(socket_path, timeout_s=timeout_s)
 
     def close(self) -> None:
         self._client.close()
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
-        if not self.socket_path.exists():
-            raise _Unavailable("the metrics process is not running")
-        try:
-            response = self._client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise _Unavailable(f"metrics process unreachable ({type(exc).__name__})") from exc
-        if response.status_code != 200:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {response.status_code}"
-            raise _Unavailable(f"metrics query failed: {message}")
-        return response.json()
+        return self._client.get_json(path, {k: [v] for k, v in params.items()})
 
     def latest(self, agent_ids: Sequence[str]) -> tuple[dict[str, dict[str, float | None]], str | None]:
         """Latest cpu, memory and rates per agent; stale agents get None values (shown as '—')."""
         try:
             body = self._get("/latest", {"agents": ",".join(agent_ids)})
-        except _Unavailable as exc:
+        except MetricsUnavailable as exc:
             return {}, f"Metrics unavailable: {exc}."
         agents = body.get("agents") if isinstance(body, dict) else None
         if not isinstance(agents, dict):
@@ -96,15 +80,11 @@ class MetricsSource:
             for metric, future in futures.items():
                 try:
                     out[metric] = future.result()
-                except _Unavailable as exc:
+                except MetricsUnavailable as exc:
                     return {}, f"Charts unavailable: {exc}."
         if not any(v is not None for s in out.values() for _, v in s):
             return out, "No metrics scraped for this agent in this range yet."
         return out, None
-
-
-class _Unavailable(RetryLater):
-    pass
 
 
 def from_app() -> MetricsSource:
