@@ -4,7 +4,8 @@ Two ways in: `GitRepo.open(path)` reads a local repository as it is (the pull-re
 `plan` runs in), and `GitRepo.mirror(source, cache_dir)` fetches a local path or URL (https, ssh,
 file) into a bare cache repository reused between runs (`reconcile`). Files are read straight from
 the object database at a commit (tree blobs, no checkout), which also gives each file's blob SHA for
-cheap change detection.
+cheap change detection. Refs, trees and blobs all go through one `git cat-file --batch` process per
+GitRepo (reconciler/objects.py), started on first use and ended by `close`.
 
 Hygiene: credentials come from the environment (`CTRLTOWER_GIT_USERNAME`, `CTRLTOWER_GIT_PASSWORD`
 or `CTRLTOWER_GIT_TOKEN`, or userinfo in the URL, which is stripped before git sees the URL) and
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from reconciler.errors import GitError, GitNotFound, GitRefused, GitUnavailable
+from reconciler.objects import GitObject, ObjectReader, ReaderDied, Trees
 
 USERNAME_ENV = "CTRLTOWER_GIT_USERNAME"
 PASSWORD_ENV = "CTRLTOWER_GIT_PASSWORD"
@@ -157,6 +159,8 @@ class GitRepo:
         self._repo = repo
         self.source = source  # display form, safe to print
         self._blobs: dict[str, bytes] = {}
+        self._objects = ObjectReader(self._start_cat_file)
+        self._trees = Trees(self._objects)
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -199,6 +203,7 @@ class GitRepo:
 
     def fetch(self, source: Source, *, timeout_s: float = 120.0) -> None:
         """Fetch branches and tags; forced updates are taken, deleted refs are pruned."""
+        self._objects.close()  # a reader started before the fetch could answer with the old refs
         try:
             self._repo.git.execute(
                 [
@@ -218,7 +223,10 @@ class GitRepo:
             raise _classify(exc, f"git fetch from {source.display} failed") from exc
 
     def close(self) -> None:
-        self._repo.close()
+        try:
+            self._objects.close()
+        finally:
+            self._repo.close()
 
     def __enter__(self) -> GitRepo:
         return self
@@ -233,41 +241,44 @@ class GitRepo:
         return self.resolve_many([ref])[0]
 
     def resolve_many(self, refs: list[str]) -> list[str]:
-        """Resolve several refs in one `git cat-file --batch-check`; a branch wins over a tag of the
-        same name, then any other name git understands (a SHA, HEAD~1, origin/main)."""
+        """Resolve several refs in one round trip to the cat-file process; a branch wins over a tag
+        of the same name, then any other name git understands (a SHA, HEAD~1, origin/main)."""
         lines: list[str] = []
         for ref in refs:
             if not ref or any(c.isspace() or ord(c) < 32 for c in ref):
                 raise GitNotFound(f"ref {ref!r} not found in {self.source}")
             names = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
             lines.extend(f"{name}^{{commit}}" for name in names)
-        answers = self._batch(["git", "cat-file", "--batch-check"], lines).splitlines()
+        answers = self._read(lines)
         out: list[str] = []
         pos = 0
         for ref in refs:
             count = 1 if ref.startswith("refs/") else 3
-            replies = [a.split() for a in answers[pos : pos + count]]
-            found = [r[0] for r in replies if len(r) == 3 and r[1] == b"commit"]
+            found = [a.sha for a in answers[pos : pos + count] if a is not None and a.type == "commit"]
             pos += count
             if not found:
                 kind = "commit" if _HEX_SHA.match(ref) else "ref"
                 raise GitNotFound(f"{kind} {ref!r} not found in {self.source}")
-            out.append(found[0].decode())
+            out.append(found[0])
         return out
 
-    def _batch(self, command: list[str], lines: list[str]) -> bytes:
-        """Run a git batch command with `lines` on stdin; its whole stdout."""
-        with tempfile.TemporaryFile() as requests:
-            requests.write("".join(f"{line}\n" for line in lines).encode("utf-8", errors="surrogateescape"))
-            requests.seek(0)
-            try:
-                out = self._repo.git.execute(
-                    command, istream=requests, stdout_as_string=False, strip_newline_in_stdout=False
-                )
-            except GitCommandError as exc:
-                raise _classify(exc, f"reading from {self.source} failed") from exc
-        assert isinstance(out, bytes)
-        return out
+    def _start_cat_file(self) -> subprocess.Popen[bytes]:
+        command = ["git", "cat-file", "--batch"]
+        try:
+            wrapper = self._repo.git.execute(command, istream=subprocess.PIPE, as_process=True)
+        except GitCommandError as exc:
+            raise _classify(exc, f"reading from {self.source} failed") from exc
+        proc = wrapper.proc
+        assert proc is not None
+        wrapper.proc = None  # ours to end and reap (ObjectReader.close), not GitPython's finaliser's
+        return proc
+
+    def _read(self, names: list[str]) -> list[GitObject | None]:
+        try:
+            return self._objects.read(names)
+        except ReaderDied as exc:
+            failed = GitCommandError(["git", "cat-file", "--batch"], exc.status or 128, exc.stderr)
+            raise _classify(failed, f"reading from {self.source} failed") from exc
 
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self._repo.commit(sha)
@@ -282,62 +293,32 @@ class GitRepo:
     # --- files -------------------------------------------------------------------------------------------
 
     def list_files(self, sha: str, subdir: str = "") -> dict[str, str]:
-        """{path relative to subdir: blob SHA} of every file at the commit, without reading any blob.
+        """{path relative to subdir: blob SHA} of every regular file at the commit (what `git ls-tree
+        -r` lists, minus symlinks and submodules), without reading any blob.
 
-        One `git ls-tree -r` call: parsing 1,000 tree entries in Python costs ten times more.
+        Trees are read through the cat-file process and kept by SHA: listing a second commit (the
+        base of a plan) reads and parses only the trees the two commits do not share.
         """
         prefix = subdir.strip("/")
-        try:
+        if prefix and ("\n" in prefix or "\r" in prefix):
+            raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}")
+        (root,) = self._read([f"{sha}:{prefix}" if prefix else f"{sha}^{{tree}}"])
+        if root is None:
             if prefix:
-                kind = self._repo.git.execute(["git", "cat-file", "-t", f"{sha}:{prefix}"])
-                if kind != "tree":
-                    raise GitNotFound(f"path {prefix!r} at commit {sha[:12]} is not a directory")
-            out = self._repo.git.execute(
-                ["git", "ls-tree", "-r", "-z", "--full-tree", sha if not prefix else f"{sha}:{prefix}"],
-                stdout_as_string=False,
-            )
-        except GitCommandError as exc:
-            if prefix:
-                raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}") from exc
-            raise _classify(exc, f"listing commit {sha[:12]} failed") from exc
-        assert isinstance(out, bytes)
-        listing: dict[str, str] = {}
-        for entry in out.split(b"\0"):
-            if not entry:
-                continue
-            meta, _, path = entry.partition(b"\t")
-            mode, otype, blob = meta.split(b" ")
-            if otype == b"blob" and mode != b"120000":  # files, not symlinks or submodules
-                listing[path.decode("utf-8", errors="surrogateescape")] = blob.decode()
-        return listing
-
-    def base_listing(
-        self, base: str, head: str, head_listing: Mapping[str, str], subdir: str = ""
-    ) -> dict[str, str]:
-        """The listing of `base`, derived from head's listing and one `git diff-tree` (whose output
-        is only the changes): cheaper than listing the whole base tree again."""
-        prefix = subdir.strip("/")
-        args = ["git", "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", base, head]
-        if prefix:
-            args += ["--", f"{prefix}/"]
+                raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}")
+            raise GitNotFound(f"commit {sha[:12]} not found in {self.source}")
+        if root.type != "tree":
+            raise GitNotFound(f"path {prefix!r} at commit {sha[:12]} is not a directory")
         try:
-            out = self._repo.git.execute(args, stdout_as_string=False)
-        except GitCommandError as exc:
-            raise _classify(exc, f"comparing {base[:12]}..{head[:12]} failed") from exc
-        assert isinstance(out, bytes)
-        listing = dict(head_listing)
-        cut = len(prefix) + 1 if prefix else 0
-        fields = out.split(b"\0")
-        for meta, raw_path in zip(fields[0::2], fields[1::2], strict=False):
-            if not meta.startswith(b":"):
-                continue
-            old_mode, _new_mode, old_sha, _new_sha, _status = meta[1:].split(b" ")
-            path = raw_path.decode("utf-8", errors="surrogateescape")[cut:]
-            if old_mode in (b"000000", b"120000", b"160000"):  # added in head, a symlink or a submodule
-                listing.pop(path, None)
-            else:
-                listing[path] = old_sha.decode()
-        return listing
+            self._trees.add(root)
+            return dict(self._trees.files(root.sha))
+        except ReaderDied as exc:
+            failed = GitCommandError(["git", "cat-file", "--batch"], exc.status or 128, exc.stderr)
+            raise _classify(failed, f"listing commit {sha[:12]} failed") from exc
+        except (LookupError, ValueError) as exc:
+            raise GitUnavailable(f"listing commit {sha[:12]} in {self.source} failed: {exc}") from exc
+        except RecursionError as exc:
+            raise GitUnavailable(f"commit {sha[:12]} nests directories too deeply to list") from exc
 
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
         """Contents for a listing from list_files, in one `git cat-file --batch` call; blobs already
@@ -352,17 +333,11 @@ class GitRepo:
             self._blobs.update(self._cat_blobs(missing))
 
     def _cat_blobs(self, shas: list[str]) -> dict[str, bytes]:
-        out = self._batch(["git", "cat-file", "--batch"], shas)
         blobs: dict[str, bytes] = {}
-        pos = 0
-        for sha in shas:
-            eol = out.index(b"\n", pos)
-            header = out[pos:eol].split()
-            if len(header) != 3 or header[0].decode() != sha:
+        for sha, obj in zip(shas, self._read(shas), strict=True):
+            if obj is None or obj.type != "blob":
                 raise GitNotFound(f"object {sha} missing from {self.source}")
-            size = int(header[2])
-            blobs[sha] = out[eol + 1 : eol + 1 + size]
-            pos = eol + 1 + size + 1
+            blobs[sha] = obj.data
         return blobs
 
     def grep_paths(self, shas: list[str], needles: list[str], subdir: str = "") -> dict[str, set[str]]:

@@ -97,7 +97,7 @@ def build_plan(
     t0 = time.perf_counter()
     base_sha, head_sha = repo.resolve_many([base_ref, head_ref])
     head_list = repo.list_files(head_sha, subdir)
-    base_list = repo.base_listing(base_sha, head_sha, head_list, subdir)
+    base_list = repo.list_files(base_sha, subdir)  # re-reads only the trees head does not share
     changed = changed_paths(base_list, head_list)
     if full:
         repo.prefetch([*base_list.values(), *head_list.values()])
@@ -131,7 +131,11 @@ def _read_relevant(
     subdir: str,
 ) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """Read only what a scoped plan compiles: the changed files, the settings and group files (for
-    the scope), then the files `git grep` finds mentioning a scoped name (see relevant_files)."""
+    the scope), then the files `git grep` finds mentioning a scoped name (see relevant_files).
+
+    One grep, over head only: a file unchanged between the commits (same blob) matches on both
+    sides or on neither, and every changed file is read on both sides anyway.
+    """
 
     def first(listing: Mapping[str, str]) -> dict[str, str]:
         return {
@@ -146,9 +150,9 @@ def _read_relevant(
     scope = scope_of(base_files, head_files, changed)
     # git grep finds a superset fast (fixed strings); relevant_files narrows it with word bounds
     needles = ["\\", "!", *sorted(n for n in (*scope.groups, *scope.pipelines) if NAME.match(n))]
-    hits = repo.grep_paths([base_sha, head_sha], needles, subdir)
-    base_hits = {p: base_list[p] for p in hits[base_sha] if is_repo_file(p) and p in base_list}
-    head_hits = {p: head_list[p] for p in hits[head_sha] if is_repo_file(p) and p in head_list}
+    hits = repo.grep_paths([head_sha], needles, subdir)[head_sha]
+    head_hits = {p: head_list[p] for p in hits if is_repo_file(p) and p in head_list}
+    base_hits = {p: sha for p, sha in head_hits.items() if base_list.get(p) == sha}
     repo.prefetch([*base_hits.values(), *head_hits.values()])
     base_files.update(repo.read_blobs(base_hits))
     head_files.update(repo.read_blobs(head_hits))

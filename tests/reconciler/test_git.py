@@ -4,6 +4,8 @@ GIT_* isolation, and credentials over a real HTTP server with Basic auth (Git's 
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -14,7 +16,7 @@ import pytest
 
 from reconciler.errors import GitNotFound, GitRefused, GitUnavailable
 from reconciler.git import GitRepo, Source, changed_paths, default_cache_dir, redact
-from tests.reconciler.gitutil import commit, edit, git, head, init_repo
+from tests.reconciler.gitutil import clean_env, commit, edit, git, head, init_repo
 
 
 def mirror(src: Path | str, cache: Path, environ: dict[str, str] | None = None) -> GitRepo:
@@ -101,7 +103,29 @@ def test_merge_force_push_and_deleted_branch(tmp_path: Path) -> None:
             repo.resolve("feature")  # pruned
 
 
-def test_base_listing_from_diff_tree_equals_ls_tree(tmp_path: Path) -> None:
+def _ls_tree(repo: Path, sha: str, subdir: str = "") -> dict[str, str]:
+    """The oracle: what `git ls-tree -r` lists (regular files; no symlinks, no submodules)."""
+    spec = f"{sha}:{subdir}" if subdir else sha
+    out = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", "--full-tree", spec],
+        cwd=repo,
+        env=clean_env(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    listing: dict[str, str] = {}
+    for entry in out.split(b"\0"):
+        if entry:
+            meta, _, path = entry.partition(b"\t")
+            mode, kind, blob = meta.split(b" ")
+            if kind == b"blob" and mode != b"120000":
+                listing[path.decode("utf-8", errors="surrogateescape")] = blob.decode()
+    return listing
+
+
+def test_list_files_equals_ls_tree(tmp_path: Path) -> None:
+    """Trees read and parsed through the cat-file process list exactly what `git ls-tree -r` does,
+    in the same order, for both commits of a change (which share most subtrees)."""
     src = init_repo(tmp_path / "src", subdir="cfg")
     base = head(src)
     git(src, "rm", "-q", "cfg/groups/edge.yaml")
@@ -109,13 +133,62 @@ def test_base_listing_from_diff_tree_equals_ls_tree(tmp_path: Path) -> None:
     (src / "cfg" / "new.yaml").write_text("new\n")
     (src / "outside.txt").write_text("outside\n")
     (src / "cfg" / "link.yaml").symlink_to("new.yaml")
-    new = commit(src, "add, remove, modify, symlink")
+    odd = src / "cfg" / "deep" / "a b" / "tab\there" / "new\nline é.yaml"
+    odd.parent.mkdir(parents=True)
+    odd.write_text("odd\n")
+    tool = src / "cfg" / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    git(src, "add", "-A")
+    # a submodule entry (a commit in the tree), without a .gitmodules: ls-tree lists it as a commit
+    git(src, "update-index", "--add", "--cacheinfo", f"160000,{base},cfg/vendored")
+    new = commit(src, "add, remove, modify, symlink, submodule, odd names")
     with GitRepo.open(src) as repo:
-        for subdir in ("", "cfg"):
-            head_listing = repo.list_files(new, subdir)
-            assert "link.yaml" not in head_listing and "cfg/link.yaml" not in head_listing
-            assert repo.base_listing(base, new, head_listing, subdir) == repo.list_files(base, subdir)
-            assert repo.base_listing(new, base, repo.list_files(base, subdir), subdir) == head_listing
+        for subdir in ("", "cfg", "cfg/deep/a b"):
+            for sha in (new, base, new):
+                if subdir == "cfg/deep/a b" and sha == base:
+                    continue
+                listing = repo.list_files(sha, subdir)
+                assert list(listing.items()) == list(_ls_tree(src, sha, subdir).items())
+        listing = repo.list_files(new, "cfg")
+        assert "link.yaml" not in listing and "vendored" not in listing and "tool.sh" in listing
+        assert "deep/a b/tab\there/new\nline é.yaml" in listing
+        listing["extra"] = "x"  # a caller's copy: the kept listing is unchanged
+        assert "extra" not in repo.list_files(new, "cfg")
+        assert changed_paths(repo.list_files(base), repo.list_files(new)) == sorted(
+            set(_ls_tree(src, base)) ^ set(_ls_tree(src, new)) | {"cfg/pipelines/app-logs.yaml"}
+        )
+        with pytest.raises(GitNotFound, match="not a directory"):
+            repo.list_files(new, "cfg/link.yaml")
+        with pytest.raises(GitNotFound, match="not found"):
+            repo.list_files(new, "cfg/\nHEAD")
+
+
+def _child_processes() -> list[str]:
+    """Our child processes (zombies included), as `pid (comm) state`."""
+    me = os.getpid()
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+        except OSError:  # ended while we looked
+            continue
+        rest = fields[1].split()
+        if int(rest[1]) == me:
+            found.append(f"{fields[0]}) {rest[0]}")
+    return found
+
+
+def test_one_cat_file_process_reaped_on_close(tmp_path: Path) -> None:
+    src = init_repo(tmp_path / "src")
+    before = _child_processes()
+    with GitRepo.open(src) as repo:
+        sha = repo.resolve("main")
+        repo.read_files(sha)
+        assert any("(git)" in p for p in _child_processes())  # the reader, kept between calls
+    assert _child_processes() == before  # ended and waited for: no process, no zombie left
+    with GitRepo.open(src) as repo, pytest.raises(GitNotFound, match="not found"):
+        repo.list_files("0" * 40)
 
 
 def test_unreachable_and_not_a_repo(tmp_path: Path) -> None:
