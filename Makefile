@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy schemas compiler reconciler agent webui ctrltower
+	$(BIN)/mypy schemas compiler reconciler agent webui ctrltower demo
 
 test: install system-deps lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
