@@ -139,8 +139,24 @@ def _mark_patterns(names: Collection[str]) -> list[bytes]:
     return [b"[\\\\]", b"!", *bounded]
 
 
-def _marker(names: Collection[str]) -> re.Pattern[bytes]:
-    return re.compile(b"|".join(_mark_patterns(names)), re.MULTILINE)
+class _Marker:
+    """`search(data)`: does `data` hold a line that may spell one of the names (see _mark_patterns)?
+
+    Every alternative of the regex needs one literal (a name, a backslash or `!`) in the text, so
+    text holding none of them cannot match: a substring test rules most files out at a fraction of
+    the regex's cost (which tries every position), and the answer is the regex's own.
+    """
+
+    def __init__(self, names: Collection[str]) -> None:
+        self._regex = re.compile(b"|".join(_mark_patterns(names)), re.MULTILINE)
+        self._literals = [b"\\", b"!", *(n.encode() for n in sorted(names) if NAME.match(n))]
+
+    def search(self, data: bytes) -> bool:
+        return any(lit in data for lit in self._literals) and self._regex.search(data) is not None
+
+
+def _marker(names: Collection[str]) -> _Marker:
+    return _Marker(names)
 
 
 def compile_scoped(

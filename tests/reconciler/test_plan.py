@@ -4,14 +4,17 @@ per-group diffs, pipelines added/removed/changed, invalid head, and every output
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.explain import MARKER, to_github, to_json, to_markdown, to_text
 from reconciler.git import GitRepo
 from reconciler.plan import GroupChange, Plan, build_plan
-from reconciler.scope import scope_of
+from reconciler.scope import _mark_patterns, _marker, scope_of
 from tests.reconciler.gitutil import EXAMPLE, commit, edit, git, head, init_repo
 
 NEW_PIPELINE = """kind: Pipeline
@@ -264,3 +267,19 @@ def test_scoped_plan_equals_full_plan(repo: Path, change: object) -> None:
         full.pipelines_removed,
         full.pipelines_changed,
     )
+
+
+_NAMES = st.lists(st.sampled_from(["edge", "g20", "app-logs", "e", "Not A Name", "x.y"]), max_size=4)
+_TEXT = st.lists(
+    st.sampled_from(
+        ["edge", "g20", "g200", "app-logs", "-", ".", "_", ":", " ", "\n", "\\", "!", "[", "]", "x"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(names=_NAMES, text=_TEXT)
+def test_marker_prefilter_answers_like_the_regex(names: list[str], text: str) -> None:
+    """The substring pre-filter in front of the mention regex never changes its answer."""
+    regex = re.compile(b"|".join(_mark_patterns(names)), re.MULTILINE)
+    assert _marker(names).search(text.encode()) == (regex.search(text.encode()) is not None)
