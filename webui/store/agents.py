@@ -386,8 +386,7 @@ class AgentsMixin(StoreBase):
             args.append(until)
         where = " WHERE " + " AND ".join(clauses)
         with self.db.read() as conn:
-            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
-                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            self._require_agent(conn, agent_id)
             total = int(conn.execute("SELECT COUNT(*) FROM agent_events" + where, args).fetchone()[0])
             rows = conn.execute(
                 "SELECT * FROM agent_events" + where + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",

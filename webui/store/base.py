@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
+from webui.errors import NotFound
 from webui.store.db import Database
 from webui.store.groups import GroupSelector
 
@@ -39,6 +40,12 @@ class StoreBase:
             return sorted(self.scrape_failing())
         except Exception:  # metrics process down: show online/offline only, never fail the page
             return []
+
+    @staticmethod
+    def _require_agent(conn: sqlite3.Connection, agent_id: str) -> None:
+        """Raise NotFound (a 404 with the JSON error body) unless the agent exists."""
+        if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
+            raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
 
     def _bump(self, conn: sqlite3.Connection, *, config: bool = False, agents: bool = False) -> None:
         conn.execute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from schemas.api import Action, CommandView
-from webui.errors import NotFound
 from webui.store.base import StoreBase, dt, dt_req, dumps
 
 
@@ -12,8 +11,7 @@ class CommandsMixin(StoreBase):
         """Queue `action` for the agent (delivered with its next status answer) and audit it."""
         now = self.clock()
         with self.db.write() as conn:
-            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
-                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            self._require_agent(conn, agent_id)
             cur = conn.execute(
                 "INSERT INTO commands (agent_id, action, state, issued_by, issued_at)"
                 " VALUES (?, ?, 'queued', ?, ?)",
@@ -39,8 +37,7 @@ class CommandsMixin(StoreBase):
 
     def list_commands(self, agent_id: str, *, limit: int = 50) -> list[CommandView]:
         with self.db.read() as conn:
-            if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
-                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            self._require_agent(conn, agent_id)
             rows = conn.execute(
                 "SELECT * FROM commands WHERE agent_id = ? ORDER BY id DESC LIMIT ?", (agent_id, limit)
             ).fetchall()
