@@ -11,31 +11,26 @@ exact for the covered time whatever the bucket size: the same formula serves raw
 
 from __future__ import annotations
 
+from schemas.metrics import QUERY_METRICS
 from webui.metrics.parse import RAW_COUNTERS
 
-# Stored counter columns (increases), in order; "send_failed" sums the three signals' failures.
-COUNTER_COLUMNS: tuple[str, ...] = (
-    "cpu",
-    "logs_in",
-    "logs_out",
-    "metrics_in",
-    "metrics_out",
-    "traces_in",
-    "traces_out",
-    "send_failed",
+# Stored counter columns (increases): the "rate" metrics of the query contract, in its order.
+COUNTER_COLUMNS: tuple[str, ...] = tuple(
+    name for name, (_, _, kind) in QUERY_METRICS.items() if kind == "rate"
 )
+# Which raw counters of a scraped page make each column; "send_failed" sums the three signals'.
+_RAW_SOURCES: dict[str, tuple[str, ...]] = {
+    "cpu": ("cpu",),
+    "logs_in": ("logs:accepted",),
+    "logs_out": ("logs:sent",),
+    "metrics_in": ("metrics:accepted",),
+    "metrics_out": ("metrics:sent",),
+    "traces_in": ("traces:accepted",),
+    "traces_out": ("traces:sent",),
+    "send_failed": ("logs:send_failed", "metrics:send_failed", "traces:send_failed"),
+}
 _SOURCES: tuple[tuple[int, ...], ...] = tuple(
-    tuple(RAW_COUNTERS.index(src) for src in srcs)
-    for srcs in (
-        ("cpu",),
-        ("logs:accepted",),
-        ("logs:sent",),
-        ("metrics:accepted",),
-        ("metrics:sent",),
-        ("traces:accepted",),
-        ("traces:sent",),
-        ("logs:send_failed", "metrics:send_failed", "traces:send_failed"),
-    )
+    tuple(RAW_COUNTERS.index(src) for src in _RAW_SOURCES[column]) for column in COUNTER_COLUMNS
 )
 
 
