@@ -53,6 +53,39 @@ def telemetry_block(settings: TelemetrySettings) -> dict[str, Any]:
     }
 
 
+def _template_diagnostics(
+    problems: list[TemplateProblem],
+    source: LoadedGroup | LoadedPipeline,
+    what: str,
+    group: str,
+    vars_hint: str | None,
+    *,
+    pipeline: str | None = None,
+    node: str | None = None,
+) -> list[Diagnostic]:
+    """Template problems found while rendering `group`, placed at the value's line in `source`."""
+    out = []
+    for prob in problems:
+        line, column = source.positions.value(prob.path)[:2]
+        out.append(
+            Diagnostic(
+                code=prob.code,
+                message=f"{prob.message} ({what}, group '{group}')",
+                hint=vars_hint if prob.code == "CT402" else None,
+                location=Location(
+                    file=source.file,
+                    line=line,
+                    column=column,
+                    pipeline=pipeline,
+                    node=node,
+                    key_path=".".join(str(x) for x in prob.path),
+                ),
+                group=group,
+            )
+        )
+    return out
+
+
 def render_group(
     group: LoadedGroup,
     pipelines: list[tuple[LoadedPipeline, PipelinePlan]],
@@ -80,24 +113,11 @@ def render_group(
             problems: list[TemplateProblem] = []
             base: tuple[str | int, ...] = ("nodes", index[nid], "config")
             config = templater.render_value(node.config, context, base, problems)
-            for prob in problems:
-                pos = lp.positions.value(prob.path)
-                diags.append(
-                    Diagnostic(
-                        code=prob.code,
-                        message=f"{prob.message} (node '{nid}', group '{g.name}')",
-                        hint=vars_hint if prob.code == "CT402" else None,
-                        location=Location(
-                            file=lp.file,
-                            line=pos[0],
-                            column=pos[1],
-                            pipeline=plan.name,
-                            node=nid,
-                            key_path=".".join(str(x) for x in prob.path),
-                        ),
-                        group=g.name,
-                    )
+            diags.extend(
+                _template_diagnostics(
+                    problems, lp, f"node '{nid}'", g.name, vars_hint, pipeline=plan.name, node=nid
                 )
+            )
             sections[SECTIONS[node.class_]][ids[nid]] = config if config is not None else {}
         for pname, cp in plan.collector_pipelines:
             service_pipelines[pname] = {
@@ -117,22 +137,9 @@ def render_group(
         for ext_id, ext_config in sorted(g.extensions.items()):
             ext_problems: list[TemplateProblem] = []
             rendered_ext = templater.render_value(ext_config, context, ("extensions", ext_id), ext_problems)
-            for prob in ext_problems:
-                pos = group.positions.value(prob.path)
-                diags.append(
-                    Diagnostic(
-                        code=prob.code,
-                        message=f"{prob.message} (extension '{ext_id}', group '{g.name}')",
-                        hint=vars_hint if prob.code == "CT402" else None,
-                        location=Location(
-                            file=group.file,
-                            line=pos[0],
-                            column=pos[1],
-                            key_path=".".join(str(x) for x in prob.path),
-                        ),
-                        group=g.name,
-                    )
-                )
+            diags.extend(
+                _template_diagnostics(ext_problems, group, f"extension '{ext_id}'", g.name, vars_hint)
+            )
             extensions[ext_id] = rendered_ext if rendered_ext is not None else {}
         doc["extensions"] = extensions
         service["extensions"] = sorted(g.extensions)
