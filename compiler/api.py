@@ -43,6 +43,8 @@ class CompileResult:
     pipelines: list[PipelineGraph] = field(default_factory=list)
     file_pipelines: dict[str, list[str]] = field(default_factory=dict)  # repo path -> pipeline names
     file_groups: dict[str, list[str]] = field(default_factory=dict)  # repo path -> group names
+    # The parsed repo the result came from (positions included), so callers need not parse it again.
+    repo: LoadedRepo | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +181,7 @@ def compile_repo(
         pipelines=graphs,
         file_pipelines={k: sorted(v) for k, v in sorted(repo.file_pipelines.items())},
         file_groups={k: sorted(v) for k, v in sorted(repo.file_groups.items())},
+        repo=repo,
     )
 
 

@@ -21,7 +21,7 @@ import click
 from compiler.api import compile_repo
 from compiler.importer import import_collector_config
 from compiler.jsonschema import json_schemas
-from compiler.repo import LoadedRepo, is_repo_file, load_repo
+from compiler.repo import LoadedRepo, is_repo_file
 from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
 from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnostics
@@ -137,8 +137,8 @@ def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str)
     files = read_repo_dir(repo_dir)
     result = compile_repo(files)
     diags = list(result.diagnostics)
-    if collector is not None and result.ok:
-        diags = sort_diagnostics(diags + collector_check(collector, result.configs, load_repo(files)))
+    if collector is not None and result.ok and result.repo is not None:
+        diags = sort_diagnostics(diags + collector_check(collector, result.configs, result.repo))
     _emit(diags, fmt, files, path_prefix)
     sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
 

@@ -26,7 +26,7 @@ from reconciler.errors import ConflictError, GitError, ServerError
 from reconciler.git import GitRepo, Source, redact
 from reconciler.lock import RunLock
 from schemas.api import ReconcileRunReport, RevisionPublish, RunOutcome
-from schemas.diagnostics import Diagnostic, sort_diagnostics
+from schemas.diagnostics import Diagnostic
 from schemas.errors import CtrlTowerError, Permanent
 
 Clock = Callable[[], datetime]
@@ -140,7 +140,7 @@ def _run(
             t = timer.lap("read", t)
         compiled = compile_repo(files)
         t = timer.lap("compile", t)
-        diagnostics = tuple(sort_diagnostics(list(compiled.diagnostics)))
+        diagnostics = tuple(compiled.diagnostics)  # compile_repo sorts them
         base = _with(base, diagnostics=diagnostics)
         if not compiled.ok:
             return _with(base, outcome="invalid")
