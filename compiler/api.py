@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from compiler.catalog import Catalog
 from compiler.graph import PipelinePlan, check_pipeline
 from compiler.render import render_group
-from compiler.repo import SETTINGS_FILES, LoadedPipeline, LoadedRepo, is_repo_file, load_repo
+from compiler.repo import ROLLOUT_DIR, SETTINGS_FILES, LoadedPipeline, LoadedRepo, is_repo_file, load_repo
+from compiler.rollouts import check_rollouts
 from compiler.template import Templater
 from schemas.api import GroupRevision, PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.common import config_hash
 from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnostics
+from schemas.repo import RolloutPolicy
 
 __all__ = [
     "CompileResult",
@@ -43,6 +45,7 @@ class CompileResult:
     pipelines: list[PipelineGraph] = field(default_factory=list)
     file_pipelines: dict[str, list[str]] = field(default_factory=dict)  # repo path -> pipeline names
     file_groups: dict[str, list[str]] = field(default_factory=dict)  # repo path -> group names
+    rollouts: list[RolloutPolicy] = field(default_factory=list)  # every policy that loaded, by name
     # The parsed repo the result came from (positions included), so callers need not parse it again.
     repo: LoadedRepo | None = field(default=None, compare=False, repr=False)
 
@@ -149,6 +152,8 @@ def compile_repo(
                 )
             )
 
+    diags.extend(check_rollouts(repo))
+
     configs: dict[str, str] = {}
     revisions: list[GroupRevision] = []
     if not has_errors(diags):
@@ -181,6 +186,7 @@ def compile_repo(
         pipelines=graphs,
         file_pipelines={k: sorted(v) for k, v in sorted(repo.file_pipelines.items())},
         file_groups={k: sorted(v) for k, v in sorted(repo.file_groups.items())},
+        rollouts=[repo.rollouts[n].model for n in sorted(repo.rollouts)],
         repo=repo,
     )
 
@@ -192,14 +198,17 @@ def validate_repo(files: Mapping[str, bytes | str]) -> list[Diagnostic]:
 def affected_groups(before: Mapping[str, bytes | str], after: Mapping[str, bytes | str]) -> set[str]:
     """Groups whose rendered config may differ between two versions of the repo (a superset).
 
-    ctrltower.yaml changed -> every group. A changed groups/ file -> the groups it defines (before
-    and after). A changed pipelines/ file -> every group its pipelines name (before and after).
+    ctrltower.yaml changed -> every group. A rollouts/ file changes no config. A changed groups/
+    file -> the groups it defines (before and after). A changed pipelines/ file -> every group its
+    pipelines name (before and after).
     Files that are not repo files (README, CI) affect nothing.
     """
     changed = {
         p
         for p in set(before) | set(after)
-        if is_repo_file(p) and _as_bytes(before.get(p)) != _as_bytes(after.get(p))
+        if is_repo_file(p)
+        and not p.startswith(ROLLOUT_DIR)  # a rollout policy renders nothing
+        and _as_bytes(before.get(p)) != _as_bytes(after.get(p))
     }
     if not changed:
         return set()

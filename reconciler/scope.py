@@ -29,7 +29,7 @@ def is_repo_file(path: str) -> bool:
     """The files the compiler reads (compiler/repo.py); anything else (README, CI) renders nothing."""
     if path in SETTINGS_FILES:
         return True
-    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
+    return path.startswith(("groups/", "pipelines/", "rollouts/")) and path.endswith((".yaml", ".yml"))
 
 
 def scope_of(
@@ -41,7 +41,8 @@ def scope_of(
     file -> the groups its pipeline names (base and head). A changed file that does not load on
     either side names nothing we can trust -> every group.
     """
-    relevant = sorted(p for p in changed if is_repo_file(p))
+    # a rollouts/ policy renders nothing: it decides how a change is rolled out, not what it is
+    relevant = sorted(p for p in changed if is_repo_file(p) and not p.startswith("rollouts/"))
     old = load_repo({p: base_files[p] for p in relevant if p in base_files})
     new = load_repo({p: head_files[p] for p in relevant if p in head_files})
     every: list[set[str]] = []
@@ -168,6 +169,7 @@ def compile_scoped(
     result = compile_repo(subset, only_groups=groups)
     for _ in range(2):
         named = {g for p in result.pipelines for g in p.groups}
+        named |= {g for r in result.rollouts for g in r.groups}  # a policy's groups must be defined too
         defined = {g for names in result.file_groups.values() for g in names}
         missing = named - defined
         if not missing:
