@@ -1,13 +1,11 @@
 """The compiler's public entry points (pure: files in, configs and diagnostics out).
 
-Owned by the compiler; reconciler and webui import only from here (`from compiler.api import ...`).
+Owned by the compiler; reconciler and webui import from here (`from compiler.api import ...`), and
+the reconciler's plan asks `compiler.scope` which groups a change can affect.
 
 - `compile_repo(files, only_groups=None) -> CompileResult`: validate everything, render groups.
 - `load_repo(files) -> LoadedRepo`: parse only (cheap): models, positions, load/schema diagnostics,
   `file_pipelines` / `file_groups` (path -> names) and `group_pipelines(group)`.
-- `affected_groups(before, after) -> set[str]`: the groups whose rendered config may change between
-  two versions of the repo, from the changed paths alone (a plan compiles only those, then compares
-  config hashes to know which really changed).
 - `validate_repo(files)`: the diagnostics of compile_repo (every group rendered, templates checked).
 """
 
@@ -19,7 +17,7 @@ from dataclasses import dataclass, field
 from compiler.catalog import Catalog
 from compiler.graph import PipelinePlan, check_pipeline
 from compiler.render import render_group
-from compiler.repo import SETTINGS_FILES, LoadedPipeline, LoadedRepo, is_repo_file, load_repo
+from compiler.repo import LoadedPipeline, LoadedRepo, load_repo
 from compiler.template import Templater
 from schemas.api import GroupRevision, PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.common import config_hash
@@ -28,7 +26,6 @@ from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnosti
 __all__ = [
     "CompileResult",
     "LoadedRepo",
-    "affected_groups",
     "compile_repo",
     "load_repo",
     "validate_repo",
@@ -187,47 +184,3 @@ def compile_repo(
 
 def validate_repo(files: Mapping[str, bytes | str]) -> list[Diagnostic]:
     return compile_repo(files).diagnostics
-
-
-def affected_groups(before: Mapping[str, bytes | str], after: Mapping[str, bytes | str]) -> set[str]:
-    """Groups whose rendered config may differ between two versions of the repo (a superset).
-
-    ctrltower.yaml changed -> every group. A changed groups/ file -> the groups it defines (before
-    and after). A changed pipelines/ file -> every group its pipelines name (before and after).
-    Files that are not repo files (README, CI) affect nothing.
-    """
-    changed = {
-        p
-        for p in set(before) | set(after)
-        if is_repo_file(p) and _as_bytes(before.get(p)) != _as_bytes(after.get(p))
-    }
-    if not changed:
-        return set()
-    old, new = load_repo(before), load_repo(after)
-    everyone = set(old.groups) | set(new.groups)
-    if any(p in SETTINGS_FILES for p in changed):
-        return everyone
-    out: set[str] = set()
-    for repo in (old, new):
-        for path in changed:
-            out.update(repo.file_groups.get(path, []))
-            for pname in repo.file_pipelines.get(path, []):
-                lp = repo.pipelines.get(pname)
-                if lp is not None:
-                    out.update(lp.model.groups)
-                else:  # a pipeline file that does not load: be safe
-                    return everyone
-    # a file that fails to load names no group: be safe
-    if any(
-        path not in old.file_groups and path not in old.file_pipelines for path in changed if path in before
-    ) or any(
-        path not in new.file_groups and path not in new.file_pipelines for path in changed if path in after
-    ):
-        return everyone
-    return out
-
-
-def _as_bytes(value: bytes | str | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return value.encode("utf-8")

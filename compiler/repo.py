@@ -164,7 +164,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
     """Parse every repo file into models, collecting load, schema and duplicate-name diagnostics.
 
     Cheap (no graph checks, no templating): the reconciler's plan can use `file_pipelines` and
-    `file_groups` to map changed paths to groups (see compiler.api.affected_groups).
+    `file_groups` to map changed paths to groups (see compiler.scope.scope_of).
     """
     base = catalog or builtin_catalog()
     diags: list[Diagnostic] = []
