@@ -15,13 +15,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from compiler.catalog import Catalog
-from compiler.graph import PipelinePlan, check_pipeline
+from compiler.graph import PipelinePlan, check_pipeline, graph_view
+from compiler.refs import check_references
 from compiler.render import render_group
-from compiler.repo import LoadedPipeline, LoadedRepo, load_repo
+from compiler.repo import LoadedRepo, load_repo
 from compiler.template import Templater
-from schemas.api import GroupRevision, PipelineEdgeView, PipelineGraph, PipelineNodeView
+from schemas.api import GroupRevision, PipelineGraph
 from schemas.common import config_hash
-from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnostics
+from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 __all__ = [
     "CompileResult",
@@ -48,35 +49,6 @@ class CompileResult:
         return not has_errors(self.diagnostics)
 
 
-def _graph_view(lp: LoadedPipeline, plan: PipelinePlan | None) -> PipelineGraph:
-    p = lp.model
-    if plan is not None:
-        edges = [
-            PipelineEdgeView.model_validate({"from": a, "to": b, "signals": list(sigs)})
-            for a, b, sigs in plan.edge_signals
-        ]
-    else:
-        edges = [
-            PipelineEdgeView.model_validate(
-                {"from": e.from_, "to": e.to, "signals": e.signals if e.signals is not None else p.signals}
-            )
-            for e in p.edges
-        ]
-    return PipelineGraph(
-        name=p.name,
-        file=lp.file,
-        groups=list(p.groups),
-        signals=list(p.signals),
-        nodes=[
-            PipelineNodeView.model_validate(
-                {"id": n.id, "class": n.class_, "type": n.type, "config": n.config}
-            )
-            for n in p.nodes
-        ],
-        edges=edges,
-    )
-
-
 def compile_repo(
     files: Mapping[str, bytes | str],
     *,
@@ -100,51 +72,8 @@ def compile_repo(
         diags.extend(result.diagnostics)
         if result.plan is not None:
             plans[name] = result.plan
-        graphs.append(_graph_view(lp, result.plan))
-        for k, group in enumerate(lp.model.groups):
-            if group not in repo.groups and group not in repo.broken_groups:
-                pos = lp.positions.value(("groups", k))
-                close = sorted(repo.groups)
-                diags.append(
-                    Diagnostic(
-                        code="CT211",
-                        message=f"pipeline '{name}' names group '{group}', which no groups/ file defines",
-                        hint=f"defined groups: {', '.join(close)}" if close else "add groups/<name>.yaml",
-                        location=Location(
-                            file=lp.file, line=pos[0], column=pos[1], pipeline=name, key_path=f"groups.{k}"
-                        ),
-                    )
-                )
-    for gname in sorted(repo.groups):
-        lg = repo.groups[gname]
-        for ext_id in lg.model.extensions:
-            ext_type = ext_id.split("/", 1)[0]
-            if repo.catalog.lookup("extension", ext_type) is None:
-                line, col = lg.positions.key(("extensions", ext_id))
-                close = repo.catalog.suggest("extension", ext_type)
-                diags.append(
-                    Diagnostic(
-                        code="CT301",
-                        message=f"unknown extension type '{ext_type}' (group '{gname}')",
-                        hint=f"did you mean {' or '.join(repr(c) for c in close)}?"
-                        if close
-                        else "declare it in ctrltower.yaml under components: (class: extension)",
-                        location=Location(
-                            file=lg.file, line=line, column=col, key_path=f"extensions.{ext_id}"
-                        ),
-                    )
-                )
-        if not repo.group_pipelines(gname):
-            lg = repo.groups[gname]
-            pos = lg.positions.value(("name",))
-            diags.append(
-                Diagnostic(
-                    code="CT213",
-                    severity="warning",
-                    message=f"group '{gname}' has no pipelines: its collector config would do nothing",
-                    location=Location(file=lg.file, line=pos[0], column=pos[1]),
-                )
-            )
+        graphs.append(graph_view(lp, result.plan))
+    diags.extend(check_references(repo))
 
     configs: dict[str, str] = {}
     revisions: list[GroupRevision] = []

@@ -20,6 +20,7 @@ import networkx as nx
 
 from compiler.catalog import Catalog, ComponentInfo, signal_order
 from compiler.repo import LoadedPipeline
+from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.diagnostics import Diagnostic, Location
 from schemas.repo import Node
 
@@ -402,3 +403,34 @@ class _Checker:
 def check_pipeline(lp: LoadedPipeline, catalog: Catalog) -> GraphResult:
     """Every graph, component and signal problem of one pipeline; a plan when there is none."""
     return _Checker(lp, catalog).run()
+
+
+def graph_view(lp: LoadedPipeline, plan: PipelinePlan | None) -> PipelineGraph:
+    """The pipeline as the API shows it: node configs before templating, edges with their signals
+    (as planned when the pipeline is valid, as written otherwise)."""
+    p = lp.model
+    if plan is not None:
+        edges = [
+            PipelineEdgeView.model_validate({"from": a, "to": b, "signals": list(sigs)})
+            for a, b, sigs in plan.edge_signals
+        ]
+    else:
+        edges = [
+            PipelineEdgeView.model_validate(
+                {"from": e.from_, "to": e.to, "signals": e.signals if e.signals is not None else p.signals}
+            )
+            for e in p.edges
+        ]
+    return PipelineGraph(
+        name=p.name,
+        file=lp.file,
+        groups=list(p.groups),
+        signals=list(p.signals),
+        nodes=[
+            PipelineNodeView.model_validate(
+                {"id": n.id, "class": n.class_, "type": n.type, "config": n.config}
+            )
+            for n in p.nodes
+        ],
+        edges=edges,
+    )
