@@ -15,13 +15,15 @@ import difflib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
 import networkx as nx
 
 from compiler.catalog import Catalog, ComponentInfo, signal_order
+from compiler.loader import diagnostic
 from compiler.repo import LoadedPipeline
 from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
-from schemas.diagnostics import Diagnostic, Location
+from schemas.diagnostics import Diagnostic
 from schemas.repo import Node
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -79,24 +81,20 @@ class _Checker:
         *,
         node: str | None = None,
         hint: str | None = None,
-        severity: str = "error",
+        severity: Literal["error", "warning"] = "error",
         key: bool = False,
     ) -> None:
-        pos = self.lp.positions.key(path) if key else self.lp.positions.value(path)
         self.diags.append(
-            Diagnostic(
-                code=code,
-                severity="warning" if severity == "warning" else "error",
-                message=message,
+            diagnostic(
+                self.lp,
+                path,
+                code,
+                message,
+                severity=severity,
                 hint=hint,
-                location=Location(
-                    file=self.lp.file,
-                    line=pos[0],
-                    column=pos[1],
-                    pipeline=self.p.name,
-                    node=node,
-                    key_path=".".join(str(x) for x in path) or None,
-                ),
+                at_key=key,
+                pipeline=self.p.name,
+                node=node,
             )
         )
 

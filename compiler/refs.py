@@ -9,8 +9,9 @@ Graph checks inside one pipeline are compiler/graph.py's; these need the whole l
 
 from __future__ import annotations
 
+from compiler.loader import diagnostic
 from compiler.repo import LoadedRepo
-from schemas.diagnostics import Diagnostic, Location
+from schemas.diagnostics import Diagnostic
 
 
 def check_references(repo: LoadedRepo) -> list[Diagnostic]:
@@ -24,16 +25,15 @@ def _pipeline_groups(repo: LoadedRepo) -> list[Diagnostic]:
         lp = repo.pipelines[name]
         for k, group in enumerate(lp.model.groups):
             if group not in repo.groups and group not in repo.broken_groups:
-                pos = lp.positions.value(("groups", k))
                 close = sorted(repo.groups)
                 diags.append(
-                    Diagnostic(
-                        code="CT211",
-                        message=f"pipeline '{name}' names group '{group}', which no groups/ file defines",
+                    diagnostic(
+                        lp,
+                        ("groups", k),
+                        "CT211",
+                        f"pipeline '{name}' names group '{group}', which no groups/ file defines",
                         hint=f"defined groups: {', '.join(close)}" if close else "add groups/<name>.yaml",
-                        location=Location(
-                            file=lp.file, line=pos[0], column=pos[1], pipeline=name, key_path=f"groups.{k}"
-                        ),
+                        pipeline=name,
                     )
                 )
     return diags
@@ -46,28 +46,27 @@ def _group_references(repo: LoadedRepo) -> list[Diagnostic]:
         for ext_id in lg.model.extensions:
             ext_type = ext_id.split("/", 1)[0]
             if repo.catalog.lookup("extension", ext_type) is None:
-                line, col = lg.positions.key(("extensions", ext_id))
                 close = repo.catalog.suggest("extension", ext_type)
                 diags.append(
-                    Diagnostic(
-                        code="CT301",
-                        message=f"unknown extension type '{ext_type}' (group '{gname}')",
+                    diagnostic(
+                        lg,
+                        ("extensions", ext_id),
+                        "CT301",
+                        f"unknown extension type '{ext_type}' (group '{gname}')",
                         hint=f"did you mean {' or '.join(repr(c) for c in close)}?"
                         if close
                         else "declare it in ctrltower.yaml under components: (class: extension)",
-                        location=Location(
-                            file=lg.file, line=line, column=col, key_path=f"extensions.{ext_id}"
-                        ),
+                        at_key=True,
                     )
                 )
         if not repo.group_pipelines(gname):
-            pos = lg.positions.value(("name",))
             diags.append(
-                Diagnostic(
-                    code="CT213",
+                diagnostic(
+                    lg,
+                    ("name",),
+                    "CT213",
+                    f"group '{gname}' has no pipelines: its collector config would do nothing",
                     severity="warning",
-                    message=f"group '{gname}' has no pipelines: its collector config would do nothing",
-                    location=Location(file=lg.file, line=pos[0], column=pos[1]),
                 )
             )
     return diags
