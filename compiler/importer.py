@@ -412,10 +412,11 @@ def _existing_mapping(raw: bytes | str, path: str, result: ImportResult) -> dict
         return {}
     if not isinstance(data, dict):
         result.diagnostics.append(
-            Diagnostic(
-                code="CT103",
-                message="the top level must be a mapping (with kind:) to merge the import into it",
-                location=Location(file=path, line=1, column=1),
+            diagnostic(
+                Source(path),
+                (),
+                "CT103",
+                "the top level must be a mapping (with kind:) to merge the import into it",
             )
         )
         return None
