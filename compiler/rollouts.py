@@ -8,9 +8,11 @@ one the server understands, so a bad policy is a review comment, not a stuck rol
 from __future__ import annotations
 
 import difflib
+from typing import Literal
 
+from compiler.loader import Source, diagnostic
 from compiler.repo import LoadedRepo, LoadedRollout
-from schemas.diagnostics import Diagnostic, Location
+from schemas.diagnostics import Diagnostic
 from schemas.repo import CHECK_METRICS, parse_duration
 
 
@@ -21,17 +23,9 @@ def _diag(
     path: tuple[str | int, ...],
     *,
     hint: str | None = None,
-    severity: str = "error",
+    severity: Literal["error", "warning"] = "error",
 ) -> Diagnostic:
-    line, col = lr.positions.value(path)
-    dotted = ".".join(str(p) for p in path) or None
-    return Diagnostic(
-        code=code,
-        severity="warning" if severity == "warning" else "error",
-        message=message,
-        hint=hint,
-        location=Location(file=lr.file, line=line, column=col, key_path=dotted),
-    )
+    return diagnostic(Source(lr.file, lr.positions), path, code, message, hint=hint, severity=severity)
 
 
 def _group_hint(name: str, defined: list[str]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compiler.api import affected_groups, compile_repo
+from compiler.api import compile_repo
+from compiler.scope import scope_of
 from reconciler.explain import to_json, to_text
 from reconciler.git import GitRepo
 from reconciler.plan import build_plan
@@ -112,7 +113,7 @@ def test_a_policy_change_renders_nothing() -> None:
     before = read_repo(EXAMPLE)
     after = dict(before)
     after["rollouts/edge.yaml"] = before["rollouts/edge.yaml"].replace(b"2m", b"3m")
-    assert affected_groups(before, after) == set()
+    assert scope_of(before, after, ["rollouts/edge.yaml"]).groups == frozenset()
 
 
 def test_plan_shows_the_steps_of_covered_groups(tmp_path: Path) -> None:

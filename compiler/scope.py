@@ -1,8 +1,9 @@
-"""The scope of a plan: changed files -> pipelines -> groups, and the subset of files to compile.
+"""The scope rule: which groups a change can affect, and the subset of files to compile for them.
 
-Pure functions over {path: bytes} maps (the compiler's loader does the parsing). `scope_of` says
-which groups a change can affect and why; `relevant_files` and `compile_scoped` compile only the
-files those groups and names depend on.
+The one place that decides what a change touches (the reconciler's plan only reads Git and asks
+here). Pure functions over {path: bytes} maps (the loader does the parsing). `scope_of` says which
+groups a change can affect and why; `relevant_files` and `compile_scoped` compile only the files
+those groups and names depend on. Which paths are repo files at all is `compiler.repo.is_repo_file`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from compiler.api import CompileResult, compile_repo, load_repo
+from compiler.repo import ROLLOUT_DIR, SETTINGS_FILES, is_repo_file
 
-SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")  # the compiler's repo layout (compiler/repo.py)
+__all__ = [
+    "NAME",
+    "SETTINGS_FILES",
+    "Scope",
+    "compile_scoped",
+    "is_repo_file",
+    "relevant_files",
+    "scope_of",
+]
 
 
 @dataclass(frozen=True)
@@ -25,24 +35,17 @@ class Scope:
     pipelines: frozenset[str] = frozenset()  # names of the pipelines in changed files (both sides)
 
 
-def is_repo_file(path: str) -> bool:
-    """The files the compiler reads (compiler/repo.py); anything else (README, CI) renders nothing."""
-    if path in SETTINGS_FILES:
-        return True
-    return path.startswith(("groups/", "pipelines/", "rollouts/")) and path.endswith((".yaml", ".yml"))
-
-
 def scope_of(
     base_files: Mapping[str, bytes], head_files: Mapping[str, bytes], changed: Collection[str]
 ) -> Scope:
     """Which groups the change can affect, and why, parsing only the changed files and group files.
 
     ctrltower.yaml -> every group. A group file -> the groups it defines (base and head). A pipeline
-    file -> the groups its pipeline names (base and head). A changed file that does not load on
-    either side names nothing we can trust -> every group.
+    file -> the groups its pipeline names (base and head). A rollouts/ file -> no group. A changed
+    file that does not load on either side names nothing we can trust -> every group.
     """
     # a rollouts/ policy renders nothing: it decides how a change is rolled out, not what it is
-    relevant = sorted(p for p in changed if is_repo_file(p) and not p.startswith("rollouts/"))
+    relevant = sorted(p for p in changed if is_repo_file(p) and not p.startswith(ROLLOUT_DIR))
     old = load_repo({p: base_files[p] for p in relevant if p in base_files})
     new = load_repo({p: head_files[p] for p in relevant if p in head_files})
     every: list[set[str]] = []
