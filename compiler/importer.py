@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from compiler.catalog import Catalog, builtin_catalog, signal_order
 from compiler.jsonschema import json_schemas
 from compiler.loader import LoadError, dump_yaml, load_yaml
@@ -339,7 +337,9 @@ def import_collector_config(
             group_doc["extensions"] = extensions
         result.files[group_path] = _schema_comment("agent-group", 1) + dump_yaml(group_doc)
     elif extensions:
-        old = yaml.safe_load(old_group) or {}
+        old = _existing_mapping(old_group, group_path, result)
+        if old is None:
+            return result
         merged = dict(old.get("extensions") or {})
         if any(merged.get(k, v) != v for k, v in extensions.items()):
             diag("CT604", f"{group_path} already has different configs for some of these extensions")
@@ -352,7 +352,10 @@ def import_collector_config(
     if declare:
         settings_path = next((p for p in SETTINGS_FILES if p in existing), SETTINGS_FILES[0])
         raw = existing.get(settings_path)
-        settings = (yaml.safe_load(raw) if raw is not None else None) or {"kind": "Settings"}
+        loaded_settings = _existing_mapping(raw, settings_path, result) if raw is not None else {}
+        if loaded_settings is None:
+            return result
+        settings = loaded_settings or {"kind": "Settings"}
         declared = {(c.get("class"), c.get("type")) for c in settings.get("components") or []}
         new = [d for d in declare if (d["class"], d["type"]) not in declared]
         if new:
@@ -362,3 +365,27 @@ def import_collector_config(
         if f"{SCHEMA_DIR}/{filename}" not in existing:
             result.files[f"{SCHEMA_DIR}/{filename}"] = text
     return result
+
+
+def _existing_mapping(raw: bytes | str, path: str, result: ImportResult) -> dict[str, Any] | None:
+    """An existing repo file to merge into, read with the project's loader and its limits (an alias
+    bomb in a group file is CT107 before anything is expanded; dumping it back would write it out in
+    full). None, with the diagnostic added to `result`, when it does not load as a mapping."""
+    try:
+        loaded, _ = load_yaml(raw)
+    except LoadError as err:
+        result.diagnostics.append(err.diagnostic(path))
+        return None
+    data = loaded.data if loaded is not None else None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        result.diagnostics.append(
+            Diagnostic(
+                code="CT103",
+                message="the top level must be a mapping (with kind:) to merge the import into it",
+                location=Location(file=path, line=1, column=1),
+            )
+        )
+        return None
+    return data

@@ -23,7 +23,7 @@ from ctrltower import exit_codes
 from reconciler.client import ControlClient, make_http_client
 from reconciler.errors import ConflictError, GitError, ServerError
 from reconciler.explain import FORMATS, render
-from reconciler.git import GitRepo, default_cache_dir, redact
+from reconciler.git import BadSource, GitRepo, Source, default_cache_dir, redact
 from reconciler.plan import build_plan
 from reconciler.run import ReconcileSettings, RunResult, reconcile_once, run_loop
 from schemas.errors import CtrlTowerError
@@ -177,7 +177,9 @@ def _run_exit_code(result: RunResult) -> int:
 
 
 @click.command()
-@click.option("--source", required=True, help="Config repo: a URL (https, ssh, file) or a local path.")
+@click.option(
+    "--source", required=True, help="Config repo: a URL (https, http, ssh, git, file) or a local path."
+)
 @click.option("--ref", default="main", show_default=True, help="Branch, tag or commit SHA.")
 @click.option("--path", "subdir", default="", help="Subdirectory holding the config repo.")
 @_server_options(required=True)
@@ -231,6 +233,10 @@ def reconcile(
 
     if not source.strip():
         raise click.BadParameter("must name a repository (URL or path)", param_hint="--source")
+    try:
+        Source.parse(source)  # refuse what git could read as an option or a command, before git runs
+    except BadSource as exc:
+        raise click.BadParameter(str(exc), param_hint="--source") from None
     signer = None
     if signing_key is not None:
         try:
