@@ -27,7 +27,8 @@ def keys() -> None:
 )
 def generate(out: Path) -> None:
     """Write a new key pair; never overwrites an existing one."""
-    from schemas.signing import generate_keys, key_id, load_public_key
+    from ctrltower.keyfiles import generate_keys, load_public_key
+    from schemas.signing import key_id
 
     try:
         private, public = generate_keys(out)

@@ -229,7 +229,8 @@ def reconcile(
     fmt: str,
 ) -> None:
     """Publish the commit REF points at to the server (once, or every --interval)."""
-    from schemas.signing import KeyFileError, Signer
+    from ctrltower.keyfiles import load_signer
+    from schemas.signing import KeyFileError
 
     if not source.strip():
         raise click.BadParameter("must name a repository (URL or path)", param_hint="--source")
@@ -240,7 +241,7 @@ def reconcile(
     signer = None
     if signing_key is not None:
         try:
-            signer = Signer.from_file(signing_key)
+            signer = load_signer(signing_key)
         except KeyFileError as exc:
             raise click.BadParameter(str(exc), param_hint="--signing-key") from exc
     validity = parse_duration(signature_validity)

@@ -10,8 +10,8 @@ keys, no whitespace, ASCII) and `signature` is the 64-byte ed25519 signature of 
 never re-serialises: it checks the signature over the payload bytes it received, then parses them.
 docs/architecture.md ("Signed statements") is the contract for other implementations.
 
-Pure apart from key files: the clock is passed in. Needs only `cryptography` (a base dependency:
-the agent verifies).
+Pure: no files (the CLI reads and writes key files: ctrltower/keyfiles.py), the clock passed in.
+Needs only `cryptography` (a base dependency: the agent verifies).
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -39,8 +37,6 @@ CONFIG_TYPE = "ctrltower.config/v1"
 COLLECTOR_TYPE = "ctrltower.collector/v1"
 MAX_STATEMENT_CHARS = 8192  # a statement is a few hundred bytes; refuse to parse anything large
 CLOCK_SKEW_S = 300  # an issued_at this far in the future is accepted (hosts' clocks differ)
-PRIVATE_KEY_NAME = "signing.key"
-PUBLIC_KEY_NAME = "signing.pub"
 
 _SHA256 = r"^[0-9a-f]{64}$"
 
@@ -92,12 +88,9 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def generate_keys(out: Path) -> tuple[Path, Path]:
-    """Write a new key pair to OUT/signing.key (PKCS#8 PEM, mode 0600) and OUT/signing.pub (PEM).
-
-    Refuses to overwrite either file (raises FileExistsError): replacing a key by accident would
-    lock every agent out.
-    """
+def generate_pem() -> tuple[bytes, bytes]:
+    """A new key pair as (private PKCS#8 PEM, public SubjectPublicKeyInfo PEM). Writing them (the
+    private one 0600) is the caller's job: this module does no I/O."""
     private = Ed25519PrivateKey.generate()
     priv_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -105,54 +98,32 @@ def generate_keys(out: Path) -> tuple[Path, Path]:
     pub_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    out.mkdir(parents=True, exist_ok=True)
-    priv_path, pub_path = out / PRIVATE_KEY_NAME, out / PUBLIC_KEY_NAME
-    for path in (priv_path, pub_path):
-        if path.exists():
-            raise FileExistsError(f"{path} exists: refusing to overwrite a key")
-    _write_new(priv_path, priv_pem, 0o600)
-    _write_new(pub_path, pub_pem, 0o644)
-    return priv_path, pub_path
+    return priv_pem, pub_pem
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    # O_EXCL with the final mode: the private key is never readable by others, not even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def private_key_from_pem(data: bytes, where: str) -> Ed25519PrivateKey:
     try:
-        os.fchmod(fd, mode)  # the umask must not loosen or tighten what we promise
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def load_private_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise KeyFileError(f"cannot read signing key {path}: {exc.strerror or exc}") from exc
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key: {exc}") from exc
+        raise KeyFileError(f"{where} is not an unencrypted PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path} is not an ed25519 private key")
+        raise KeyFileError(f"{where} is not an ed25519 private key")
     return key
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
+def public_key_from_pem(data: bytes, where: str) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise KeyFileError(f"cannot read trust key {path}: {exc.strerror or exc}") from exc
+        key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not a PEM public key: {exc}") from exc
+        raise KeyFileError(f"{where} is not a PEM public key: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path} is not an ed25519 public key")
+        raise KeyFileError(f"{where} is not an ed25519 public key")
     return key
 
 
-def trust_set(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:
-    """key id -> public key, from --trust-key files (several during a rotation)."""
-    return {key_id(k): k for k in (load_public_key(p) for p in paths)}
+def trust_set(keys: Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+    """key id -> public key, from the --trust-key files (several during a rotation)."""
+    return {key_id(k): k for k in keys}
 
 
 # --- wire form ----------------------------------------------------------------------------------------------
@@ -179,8 +150,8 @@ class Signer:
     private: Ed25519PrivateKey
 
     @classmethod
-    def from_file(cls, path: Path) -> Signer:
-        return cls(load_private_key(path))
+    def from_pem(cls, data: bytes, where: str) -> Signer:
+        return cls(private_key_from_pem(data, where))
 
     @property
     def key_id(self) -> str:

@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from ctrltower.cli import cli
+from ctrltower.keyfiles import generate_keys, load_signer, load_trust_keys
 from schemas.api import HEADER_REVISION
-from schemas.signing import STATEMENT_HEADER, Signer, generate_keys, peek_config, trust_set, verify_config
+from schemas.signing import STATEMENT_HEADER, peek_config, verify_config
 from tests.reconciler.gitutil import edit, git, head, init_repo
 from tests.support.server import ServerProcess, auth
 
@@ -40,7 +41,7 @@ def _reconcile(server: ServerProcess, token: str, repo: Path, cache: Path, *extr
 def test_signed_publish_served_verified_and_resigned(server: ServerProcess, tmp_path: Path) -> None:
     token = server.create_token("reconciler")
     priv, pub = generate_keys(tmp_path / "keys")
-    keys = trust_set([pub])
+    keys = load_trust_keys([pub])
     repo = init_repo(tmp_path / "cfg")
     cache = tmp_path / "cache"
     with server.client() as http:
@@ -98,7 +99,7 @@ def test_signed_publish_served_verified_and_resigned(server: ServerProcess, tmp_
 
 def test_server_refuses_a_statement_about_something_else(server: ServerProcess, tmp_path: Path) -> None:
     priv, _ = generate_keys(tmp_path / "keys")
-    signer = Signer.from_file(priv)
+    signer = load_signer(priv)
     config = "receivers: {}\n"
     digest = hashlib.sha256(config.encode()).hexdigest()
     statement = signer.sign_config(

@@ -13,15 +13,13 @@ from click.testing import CliRunner
 
 from ctrltower import exit_codes
 from ctrltower.cli import cli
+from ctrltower.keyfiles import generate_keys, load_public_key, load_signer, load_trust_keys
 from schemas.signing import (
     KeyFileError,
     Signer,
     Untrusted,
     canonical,
-    generate_keys,
-    load_public_key,
     peek_config,
-    trust_set,
     verify_collector,
     verify_config,
 )
@@ -32,7 +30,7 @@ NOW = 1_800_000_000
 
 def _signer(tmp_path: Path, name: str = "k") -> tuple[Signer, Path]:
     priv, pub = generate_keys(tmp_path / name)
-    return Signer.from_file(priv), pub
+    return load_signer(priv), pub
 
 
 def _sign(signer: Signer, **over: object) -> str:
@@ -67,17 +65,17 @@ def test_bad_key_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError, match="not a PEM public key"):
         load_public_key(junk)
     with pytest.raises(KeyFileError, match="not an unencrypted PEM private key"):
-        Signer.from_file(junk)
+        load_signer(junk)
     with pytest.raises(KeyFileError, match="cannot read"):
         load_public_key(tmp_path / "missing.pub")
     _, pub = generate_keys(tmp_path / "k")
     with pytest.raises(KeyFileError, match="private key"):
-        Signer.from_file(pub)  # the public half given where the private one belongs
+        load_signer(pub)  # the public half given where the private one belongs
 
 
 def test_round_trip_and_the_documented_wire_form(tmp_path: Path) -> None:
     signer, pub = _signer(tmp_path)
-    keys = trust_set([pub])
+    keys = load_trust_keys([pub])
     token = _sign(signer)
     st = verify_config(token, keys, data=DATA, labels={"tier": "edge", "zone": "a"}, now=NOW + 10)
     assert (st.group, st.seq, st.key_id) == ("edge", 3, signer.key_id)
@@ -107,7 +105,7 @@ def test_round_trip_and_the_documented_wire_form(tmp_path: Path) -> None:
 )
 def test_refusals(tmp_path: Path, case: str, reason: str) -> None:
     signer, pub = _signer(tmp_path)
-    keys = trust_set([pub])
+    keys = load_trust_keys([pub])
     token: str | None = _sign(signer)
     data, now = DATA, NOW + 10
     if case == "missing":
@@ -141,16 +139,16 @@ def test_refusals(tmp_path: Path, case: str, reason: str) -> None:
 def test_rotation_trusts_either_key(tmp_path: Path) -> None:
     old, old_pub = _signer(tmp_path, "old")
     new, new_pub = _signer(tmp_path, "new")
-    keys = trust_set([old_pub, new_pub])
+    keys = load_trust_keys([old_pub, new_pub])
     for signer in (old, new):
         verify_config(_sign(signer), keys, data=DATA, labels={"tier": "edge"}, now=NOW)
     with pytest.raises(Untrusted, match="not a trusted key"):
-        verify_config(_sign(old), trust_set([new_pub]), data=DATA, labels={"tier": "edge"}, now=NOW)
+        verify_config(_sign(old), load_trust_keys([new_pub]), data=DATA, labels={"tier": "edge"}, now=NOW)
 
 
 def test_collector_statement(tmp_path: Path) -> None:
     signer, pub = _signer(tmp_path)
-    keys = trust_set([pub])
+    keys = load_trust_keys([pub])
     token = signer.sign_collector(version="0.135.0", sha256="ab" * 32, size=10, now=NOW)
     assert verify_collector(token, keys, version="0.135.0", data_sha256="ab" * 32).size == 10
     with pytest.raises(Untrusted, match="not the signed one"):
