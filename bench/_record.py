@@ -15,6 +15,7 @@ files, so every published figure names the file (the run) it came from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -45,7 +46,7 @@ PACKAGES = (
 
 
 def cpu_times() -> list[int]:
-    """The aggregate `cpu` line of /proc/stat in clock ticks (user nice system idle iowait irq softirq steal)."""
+    """The aggregate `cpu` line of /proc/stat in ticks: user nice system idle iowait irq softirq steal."""
     with open("/proc/stat") as f:
         return [int(x) for x in f.readline().split()[1:9]]
 
@@ -187,10 +188,8 @@ class Run:
         load1 = os.getloadavg()
         versions = {"python": platform.python_version()}
         for pkg in PACKAGES:
-            try:
+            with contextlib.suppress(metadata.PackageNotFoundError):
                 versions[pkg] = metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                pass
         versions.update({k: v for k, v in self.versions.items() if v is not None})
         return {
             "benchmark": self.benchmark,
@@ -201,9 +200,9 @@ class Run:
             "git_commit": git_commit(),
             "machine": machine(),
             "load": {
-                "loadavg_start": self._load0,
-                "loadavg_end": list(load1),
-                "loadavg_max": self._load_max,
+                "loadavg_start": [round(x, 2) for x in self._load0],
+                "loadavg_end": [round(x, 2) for x in load1],
+                "loadavg_max": [round(x, 2) for x in self._load_max],
                 "cpu_steal_fraction": steal_fraction(self._cpu0, cpu_times()),
                 # More runnable work than cores for the whole run: the figures are inflated by others.
                 "under_load": max(self._load_max[0], load1[0]) > cpus,
