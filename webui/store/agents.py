@@ -28,7 +28,16 @@ from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
 AGENT_TOKEN_PREFIX = "cta_"
-EVENT_KINDS = ("registered", "applied", "apply_failed", "drift", "command", "command_ack", "state")
+EVENT_KINDS = (
+    "registered",
+    "applied",
+    "apply_failed",
+    "untrusted",
+    "drift",
+    "command",
+    "command_ack",
+    "state",
+)
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,7 @@ class AgentsMixin(StatusCountsMixin):
                 la = report.last_apply
                 apply_json = la.model_dump_json()
                 if apply_json != row["last_apply"]:
-                    kind = "applied" if la.result == "applied" else "apply_failed"
+                    kind = {"applied": "applied", "failed": "apply_failed"}.get(la.result, la.result)
                     detail = {"error": la.error} if la.error else None
                     self._event(conn, agent_id, ts(la.at) or now, kind, la.revision, la.config_hash, detail)
                 apply_cols = (apply_json, la.result, la.config_hash, ts(la.at))
@@ -185,7 +194,8 @@ class AgentsMixin(StatusCountsMixin):
                     )
             conn.execute(
                 "UPDATE agents SET last_seen=?, run_state=?, collector_pid=?, reported_hash=?,"
-                " effective_revision=?, uptime_s=?, stopped_by_operator=?, last_apply=?,"
+                " effective_revision=?, uptime_s=?, stopped_by_operator=?, verifies_signatures=?,"
+                " last_apply=?,"
                 " last_apply_result=?, last_apply_hash=?, last_apply_at=?, last_drift_at=? WHERE id=?",
                 (
                     now,
@@ -195,6 +205,7 @@ class AgentsMixin(StatusCountsMixin):
                     report.effective_revision,
                     report.uptime_s,
                     int(report.stopped_by_operator),
+                    None if report.verifies_signatures is None else int(report.verifies_signatures),
                     *apply_cols,
                     drift_at,
                     agent_id,
@@ -372,6 +383,7 @@ class AgentsMixin(StatusCountsMixin):
             registered_at=dt_req(r["registered_at"]),
             last_apply=last_apply,
             stopped_by_operator=bool(r["stopped_by_operator"]),
+            verifies_signatures=None if r["verifies_signatures"] is None else bool(r["verifies_signatures"]),
         )
 
     def agent_events(

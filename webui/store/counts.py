@@ -5,7 +5,7 @@ sync status on each page view costs O(agents) (100,000 agents: several hundred m
 `agent_sync_counts (group_name, sync_status, n)` is changed in the same write transaction as the agent
 row: registration, a status report, a deletion (each moves one agent from one cell to another), and a
 publish (which changes every agent's desired config, so it rebuilds the table with one GROUP BY).
-Migration 3 fills it for an existing database; `rebuild_status_counts()` does the same on demand.
+Migration 4 fills it for an existing database; `rebuild_status_counts()` does the same on demand.
 
 The run status (online / degraded / offline) depends on the clock and on the metrics process, not on a
 write, so it is not stored: offline agents are counted through the `last_seen` index and degraded ones
@@ -27,7 +27,7 @@ Cell = tuple[str, str]  # (group or '', sync status)
 
 
 def rebuild_counts(conn: sqlite3.Connection) -> None:
-    """Recount every agent inside the caller's write transaction (a publish, migration 3)."""
+    """Recount every agent inside the caller's write transaction (a publish, migration 4)."""
     for statement in REBUILD_SQL:
         conn.execute(statement)
 

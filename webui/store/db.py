@@ -149,7 +149,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS agents_hostname ON agents(hostname, id);
     """,
-    # 3: agents per (group, sync status), maintained by the store in the transactions that change an
+    # 3: signed statements (schemas/signing.py), one per (commit, group), served with the config;
+    # whether each agent verifies them. Added by the signing part.
+    """
+    ALTER TABLE revision_groups ADD COLUMN statement TEXT;
+    ALTER TABLE revision_groups ADD COLUMN statement_expires_at REAL;
+    ALTER TABLE agents ADD COLUMN verifies_signatures INTEGER;
+    """,
+    # 4: agents per (group, sync status), maintained by the store in the transactions that change an
     # agent (webui/store/counts.py), so the fleet page's counts do not scan every agent. Filled here
     # for an existing database.
     """

@@ -13,6 +13,8 @@ g AS (SELECT name, config_hash FROM revision_groups WHERE commit_sha = (SELECT c
 SYNC_STATUS_CASE = """CASE
     WHEN g.name IS NULL THEN 'NoGroup'
     WHEN a.last_apply_result = 'failed' AND a.last_apply_hash = g.config_hash THEN 'ApplyFailed'
+    WHEN a.last_apply_result = 'untrusted' AND a.last_apply_hash = g.config_hash
+      AND (a.reported_hash IS NULL OR a.reported_hash != g.config_hash) THEN 'Untrusted'
     WHEN a.last_drift_at IS NOT NULL AND (a.last_apply_at IS NULL OR a.last_drift_at > a.last_apply_at)
       THEN 'Drifted'
     WHEN a.reported_hash = g.config_hash THEN 'Synced'
