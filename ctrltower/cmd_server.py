@@ -69,6 +69,13 @@ def parse_listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="Keep agent events, finished commands and reconcile runs this long (the audit log is kept).",
 )
+@click.option(
+    "--rollout-tick",
+    type=click.FloatRange(0.05, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two looks of the rollout controller at the active rollouts.",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def server(
     data_dir: Path,
@@ -80,6 +87,7 @@ def server(
     no_metrics: bool,
     metrics_interval: float | None,
     retention_days: float,
+    rollout_tick: float,
     log_level: str,
 ) -> None:
     """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
@@ -99,6 +107,7 @@ def server(
         metrics=not no_metrics,
         metrics_interval_s=metrics_interval,
         retention_days=retention_days,
+        rollout_tick_s=rollout_tick,
     )
     try:
         code = serve(settings)

@@ -23,6 +23,7 @@ from flask import Blueprint, Flask, Response
 from webui.api import agent as agent_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
+from webui.api import rollouts as rollouts_api
 from webui.errors import json_response, register_error_handlers
 from webui.openapi import openapi_document
 from webui.settings import ServerSettings
@@ -60,6 +61,7 @@ def create_app(
     app.register_blueprint(agent_api.bp, url_prefix="/api/agent/v1")
     app.register_blueprint(control_api.bp, url_prefix="/api/v1")
     app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
+    app.register_blueprint(rollouts_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
     metrics_bp = _optional_blueprint("webui.metrics.api") if settings.metrics else None
     if metrics_bp is not None:

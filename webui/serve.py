@@ -196,6 +196,23 @@ class Maintenance:
         self._stop.set()
 
 
+def start_rollouts(settings: ServerSettings) -> Any:
+    """The rollout controller (webui/rollouts/controller.py) on its own store, in this process."""
+    from webui.metrics.client import MetricsClient
+    from webui.rollouts.controller import RolloutController
+
+    store = Store.from_settings(settings)
+    client = MetricsClient(settings.metrics_socket, timeout_s=10.0) if settings.metrics else None
+    controller = RolloutController(
+        store,
+        None if client is None else client.sums,
+        tick_s=settings.rollout_tick_s,
+        lease_s=settings.rollout_lease_s,
+    )
+    controller.start()
+    return controller, store, client
+
+
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGTERM/SIGINT. Returns the process exit code."""
     from granian import Granian
@@ -211,6 +228,7 @@ def serve(settings: ServerSettings) -> int:
         supervisor.start()
     maintenance = Maintenance(settings)
     maintenance.start()
+    rollouts, rollout_store, rollout_metrics = start_rollouts(settings)
     server = Granian(
         "webui.app:create_app",  # informative only: load_app builds the app
         address=settings.host,
@@ -232,6 +250,10 @@ def serve(settings: ServerSettings) -> int:
         server.serve(target_loader=functools.partial(load_app, settings.model_dump_json()))
     finally:
         announcer.stop()
+        rollouts.stop()
+        rollout_store.close()
+        if rollout_metrics is not None:
+            rollout_metrics.close()
         maintenance.stop()
         if supervisor is not None:
             supervisor.stop()

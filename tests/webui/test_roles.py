@@ -38,6 +38,12 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/tokens"): {"admin"},
     ("POST", "/api/v1/tokens"): {"admin"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {"admin"},
+    ("GET", "/api/v1/rollouts"): READ,
+    ("GET", "/api/v1/rollouts/{rollout_id}"): READ,
+    ("POST", "/api/v1/rollouts/{rollout_id}/promote"): {"operator", "admin"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/pause"): {"operator", "admin"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/resume"): {"operator", "admin"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/abort"): {"operator", "admin"},
     ("GET", "/api/v1/whoami"): {"viewer", "operator", "admin", "reconciler", "enroll"},
     ("GET", "/api/health"): {"public"},
     ("GET", "/api/openapi.json"): {"public"},
@@ -74,7 +80,7 @@ def world(
     }
     revoked_id = next(t.id for t in srv.store.list_tokens() if t.name == "to-revoke")
     srv.store.revoke_token(revoked_id)
-    params = {"agent_id": agent_id, "sha": sha(1), "name": "edge", "token_id": str(victim)}
+    params = {"agent_id": agent_id, "sha": sha(1), "name": "edge", "token_id": str(victim), "rollout_id": "1"}
     return srv, tokens, params
 
 

@@ -128,6 +128,16 @@ def test_an_old_database_gets_its_counts_on_migration(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     version = MIGRATIONS.index(next(m for m in MIGRATIONS if "agent_sync_counts" in m))
     conn.execute("DROP TABLE agent_sync_counts")
+    # ... and without what later migrations added (they run again): migration 5, rollouts
+    for statement in (
+        "DROP TABLE rollout_measurements",
+        "DROP TABLE rollouts",
+        "DROP TABLE group_stable",
+        "DROP TABLE leases",
+        "ALTER TABLE agents DROP COLUMN served_sha",
+        "ALTER TABLE revisions DROP COLUMN rolled_back_at",
+    ):
+        conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
