@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps lint typecheck test test-fast demo bench schema clean
+.PHONY: install system-deps lint typecheck test test-fast demo bench schema opamp-proto clean
 
 install: $(STAMP)
 
@@ -46,5 +46,9 @@ bench: install system-deps
 schema: install
 	$(BIN)/ctrltower schema --out schemas/json
 
+# Regenerate the OpAMP protobuf modules (schemas/opamp/v1) from the vendored .proto files.
+opamp-proto:
+	bash scripts/gen-opamp.sh
+
 clean:
-	rm -rf $(VENV) .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-codegen .demo build *.egg-info .pytest_cache .mypy_cache .ruff_cache
