@@ -148,7 +148,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS agents_hostname ON agents(hostname, id);
     """,
-    # 3: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
+    # 3: signed statements (schemas/signing.py), one per (commit, group), served with the config;
+    # whether each agent verifies them. Added by the signing part.
+    """
+    ALTER TABLE revision_groups ADD COLUMN statement TEXT;
+    ALTER TABLE revision_groups ADD COLUMN statement_expires_at REAL;
+    ALTER TABLE agents ADD COLUMN verifies_signatures INTEGER;
+    """,
+    # 4: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
     """
     CREATE TABLE opamp_agents (
         agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
