@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from schemas.errors import Permanent, RetryLater
+from webui.store.sync_sql import REBUILD_SQL
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -155,7 +156,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE revision_groups ADD COLUMN statement_expires_at REAL;
     ALTER TABLE agents ADD COLUMN verifies_signatures INTEGER;
     """,
-    # 4: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
+    # 4: agents per (group, sync status), maintained by the store in the transactions that change an
+    # agent (webui/store/counts.py), so the fleet page's counts do not scan every agent. Filled here
+    # for an existing database.
+    """
+    CREATE TABLE agent_sync_counts (
+        group_name TEXT NOT NULL,                -- '' for agents in no group
+        sync_status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (group_name, sync_status)
+    );
+    """
+    + ";\n".join(REBUILD_SQL[1:])
+    + ";\n",
+    # 5: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
     """
     CREATE TABLE opamp_agents (
         agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,

@@ -98,9 +98,17 @@ def _values_of(state: OpampState) -> tuple[Any, ...]:
 
 
 class OpampMixin(StoreBase):
-    if TYPE_CHECKING:  # AgentsMixin's, beside this mixin in Store
+    if TYPE_CHECKING:  # AgentsMixin's and StatusCountsMixin's, beside this mixin in Store
 
         def register_agent(self, reg: AgentRegistration) -> RegistrationResponse: ...
+
+        @staticmethod
+        def _sync_cell(conn: sqlite3.Connection, agent_id: str) -> tuple[str, str] | None: ...
+
+        @staticmethod
+        def _move_count(
+            conn: sqlite3.Connection, before: tuple[str, str] | None, after: tuple[str, str] | None
+        ) -> None: ...
 
     def opamp_agent(self, instance_id: str) -> OpampAgent | None:
         """The agent registered with this instance_id (any protocol), with its OpAMP state if any."""
@@ -149,11 +157,13 @@ class OpampMixin(StoreBase):
             if tuple(row)[:5] == new:
                 return
             group = resolve_group(reg.labels, self.current_selectors(conn))
+            before = self._sync_cell(conn, agent_id)  # the fleet counts move with the group
             conn.execute(
                 "UPDATE agents SET hostname=?, platform=?, agent_version=?, collector_version=?, labels=?,"
                 " group_name=? WHERE id=?",
                 (*new, group, agent_id),
             )
+            self._move_count(conn, before, self._sync_cell(conn, agent_id))
             if group != row["group_name"]:
                 self._bump(conn, agents=True)  # cached group of this agent is stale
 
