@@ -191,6 +191,8 @@ def test_health_makes_the_agent_degraded_and_disconnect_offline(srv: InProcessSe
     agent.send(health=health(False, "exporter otlphttp: connection refused"))
     v = view(srv, aid)
     assert v["status"] == "degraded" and v["run_state"] == "crashed"
+    fleet = srv.client.get("/api/v1/agents", headers=srv.auth(srv.admin_token)).json
+    assert fleet["counts"]["degraded"] == 1 and fleet["counts"]["online"] == 0
     agent.send(health=health(True))
     assert view(srv, aid)["status"] == "online"
     agent.send(agent_disconnect=opamp_pb2.AgentDisconnect())
@@ -205,6 +207,11 @@ def test_description_changes_move_the_agent_between_groups(srv: InProcessServer)
     answer = agent.send(agent_description=description("edge-host-1", {"env": "lab"}))
     assert view(srv, aid)["group"] == "lab"
     assert answer.remote_config.config.config_map[""].body == b"# group lab\nreceivers: {}\n"
+    # the maintained fleet counts moved with it (the same as counting from scratch)
+    kept = srv.store.stored_sync_counts("lab")
+    srv.store.rebuild_status_counts()
+    assert kept == srv.store.stored_sync_counts("lab") == {"OutOfSync": 1}
+    assert srv.store.stored_sync_counts("edge") == {}
 
 
 def test_enroll_token_agent_without_connection_settings(srv: InProcessServer) -> None:

@@ -171,7 +171,7 @@ MIGRATIONS: list[str] = [
     + ";\n",
     # 5: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
     """
-    CREATE TABLE opamp_agents (
+    CREATE TABLE IF NOT EXISTS opamp_agents (
         agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
         enroll_token_id INTEGER,                 -- set: authenticates with this enroll token (no own token)
         capabilities INTEGER NOT NULL DEFAULT 0, -- AgentCapabilities bits
