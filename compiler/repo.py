@@ -1,8 +1,9 @@
 """Load a config repo given as {relative path: content} into pydantic models with source positions.
 
-Which files count: `ctrltower.yaml` (or .yml) at the root, `groups/**/*.yaml|yml` and
-`pipelines/**/*.yaml|yml`. Everything else (README, CI files, schemas) is ignored. The `kind` inside a
-file decides what it is; a kind in the other kind's directory is a warning (CT110).
+Which files count: `ctrltower.yaml` (or .yml) at the root, `groups/**/*.yaml|yml`,
+`pipelines/**/*.yaml|yml` and `rollouts/**/*.yaml|yml`. Everything else (README, CI files, schemas)
+is ignored. The `kind` inside a file decides what it is; a kind in another kind's directory is a
+warning (CT110).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from compiler.catalog import Catalog, builtin_catalog
 from compiler.loader import LoadError, Positions, Source, diagnostic, load_yaml
 from compiler.naming import Where, model_doc, where
 from schemas.diagnostics import Diagnostic
-from schemas.repo import AgentGroup, Pipeline, RepoSettings
+from schemas.repo import AgentGroup, Pipeline, RepoSettings, RolloutPolicy
 
 SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")
-KIND_DIRS = {"AgentGroup": "groups/", "Pipeline": "pipelines/"}
+KIND_DIRS = {"AgentGroup": "groups/", "Pipeline": "pipelines/", "RolloutPolicy": "rollouts/"}
+ROLLOUT_DIR = KIND_DIRS["RolloutPolicy"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,13 @@ class LoadedPipeline:
     positions: Positions
 
 
+@dataclass(frozen=True)
+class LoadedRollout:
+    model: RolloutPolicy
+    file: str
+    positions: Positions
+
+
 @dataclass
 class LoadedRepo:
     """The parsed repo: what compile_repo works from, and what a plan needs to map files to groups."""
@@ -48,6 +57,7 @@ class LoadedRepo:
     pipelines: dict[str, LoadedPipeline] = field(default_factory=dict)
     file_pipelines: dict[str, list[str]] = field(default_factory=dict)  # path -> pipeline names
     file_groups: dict[str, list[str]] = field(default_factory=dict)  # path -> group names
+    rollouts: dict[str, LoadedRollout] = field(default_factory=dict)  # policy name -> policy
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # names seen in files that failed schema validation (so they do not also raise "undefined")
     broken_groups: set[str] = field(default_factory=set)
@@ -70,7 +80,7 @@ class LoadedRepo:
 def is_repo_file(path: str) -> bool:
     if path in SETTINGS_FILES:
         return True
-    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
+    return path.startswith(tuple(KIND_DIRS.values())) and path.endswith((".yaml", ".yml"))
 
 
 def _inside(w: Where) -> str:
@@ -207,7 +217,8 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                     ("kind",) if kind else (),
                     "CT105",
                     f"unknown kind {kind!r}: expected one of {known}" if kind else "missing 'kind'",
-                    hint="a file under groups/ has kind: AgentGroup, under pipelines/ kind: Pipeline",
+                    hint="a file under groups/ has kind: AgentGroup, under pipelines/ kind: Pipeline,"
+                    " under rollouts/ kind: RolloutPolicy",
                 )
             )
             continue
@@ -237,6 +248,24 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                 continue
             repo.groups[group.name] = LoadedGroup(group, path, positions)
             repo.file_groups.setdefault(path, []).append(group.name)
+        elif kind == "RolloutPolicy":
+            try:
+                policy = RolloutPolicy.model_validate(data)
+            except ValidationError as exc:
+                diags.extend(_schema_diagnostics(exc, RolloutPolicy, path, positions, None))
+                continue
+            if policy.name in repo.rollouts:
+                first = repo.rollouts[policy.name].file
+                diags.append(
+                    diagnostic(
+                        src,
+                        ("name",),
+                        "CT709",
+                        f"rollout policy '{policy.name}' is already defined in {first}",
+                    )
+                )
+                continue
+            repo.rollouts[policy.name] = LoadedRollout(policy, path, positions)
         else:
             try:
                 pipeline = Pipeline.model_validate(data)
