@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements/collector.txt
 	touch $(STAMP)
 
 # Debian packages the tests and benchmarks use: headless Chromium for UI tests,
-# nginx, wrk and Prometheus as same-run baselines for the benchmarks.
+# nginx, wrk and Prometheus as same-run baselines for the benchmarks, PostgreSQL for the scale-out mode.
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -29,8 +29,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy schemas compiler reconciler agent webui ctrltower demo
 
+# One throwaway PostgreSQL for the whole run (tests/support/pg.py), shared by the xdist workers: the
+# store tests run on SQLite and on PostgreSQL, each test in a schema of its own.
 test: install system-deps lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m tests.support.pg -- $(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not browser and not slow"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.api import (
     GroupDetail,
@@ -23,6 +23,7 @@ from schemas.api import (
 from schemas.common import config_hash
 from webui.errors import ApiError, Conflict, NotFound
 from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+from webui.store.db import Conn
 from webui.store.groups import GroupSelector, resolve_group
 
 
@@ -69,6 +70,7 @@ class RevisionsMixin(StoreBase):
             )
         now = self.clock()
         with self.db.write() as conn:
+            self.db.lock(conn, "publish")  # compare-and-set across worker processes and replicas
             current = self._current_sha(conn)
             if rev.commit_sha == current:
                 return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
@@ -129,7 +131,7 @@ class RevisionsMixin(StoreBase):
             )
         return PublishResult(commit_sha=rev.commit_sha, outcome="published")
 
-    def _reresolve_groups(self, conn: sqlite3.Connection, groups: list[GroupRevision]) -> None:
+    def _reresolve_groups(self, conn: Conn, groups: list[GroupRevision]) -> None:
         selectors = [GroupSelector(g.name, g.selector, g.priority) for g in groups]
         updates = []
         for row in conn.execute("SELECT id, labels, group_name FROM agents"):
@@ -154,7 +156,7 @@ class RevisionsMixin(StoreBase):
             return None
         return ServedConfig(sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"))
 
-    def resolve_sha(self, conn: sqlite3.Connection, sha: str) -> str:
+    def resolve_sha(self, conn: Conn, sha: str) -> str:
         """A full SHA from a full SHA or a unique prefix (7+ hex digits)."""
         if len(sha) < 7 or any(c not in "0123456789abcdef" for c in sha):
             raise NotFound(f"no revision {sha!r}", details={"commit_sha": sha})
@@ -169,9 +171,7 @@ class RevisionsMixin(StoreBase):
             )
         return str(rows[0][0])
 
-    def _summaries(
-        self, conn: sqlite3.Connection, where: str, args: tuple[object, ...]
-    ) -> list[RevisionSummary]:
+    def _summaries(self, conn: Conn, where: str, args: tuple[object, ...]) -> list[RevisionSummary]:
         current_seq = self._current_seq(conn)
         rows = conn.execute(
             "SELECT p.seq, p.commit_sha, p.published_at, r.message, r.author, r.committed_at"
@@ -201,7 +201,7 @@ class RevisionsMixin(StoreBase):
         return out
 
     @staticmethod
-    def _current_seq(conn: sqlite3.Connection) -> int | None:
+    def _current_seq(conn: Conn) -> int | None:
         row = conn.execute("SELECT MAX(seq) FROM publications").fetchone()
         return None if row[0] is None else int(row[0])
 
@@ -243,7 +243,7 @@ class RevisionsMixin(StoreBase):
         )
 
     @staticmethod
-    def _group_revision(g: sqlite3.Row) -> GroupRevision:
+    def _group_revision(g: Any) -> GroupRevision:
         return GroupRevision(
             name=g["name"],
             selector=loads(g["selector"]),
@@ -260,7 +260,7 @@ class RevisionsMixin(StoreBase):
                 return [], None
             return self._group_views(conn, sha, None), sha
 
-    def _group_views(self, conn: sqlite3.Connection, sha: str, name: str | None) -> list[GroupView]:
+    def _group_views(self, conn: Conn, sha: str, name: str | None) -> list[GroupView]:
         counts = {
             r[0]: int(r[1])
             for r in conn.execute("SELECT group_name, COUNT(*) FROM agents GROUP BY group_name")
@@ -297,7 +297,7 @@ class RevisionsMixin(StoreBase):
             text = None if diff is None else self._group_diff(conn, name, *diff)
         return GroupDetail(group=views[0], config=config, history=history, diff=text)
 
-    def _group_history(self, conn: sqlite3.Connection, name: str) -> list[GroupHistoryEntry]:
+    def _group_history(self, conn: Conn, name: str) -> list[GroupHistoryEntry]:
         rows = conn.execute(
             "SELECT p.commit_sha, p.published_at, r.message, g.config_hash FROM publications p"
             " JOIN revisions r USING (commit_sha)"
@@ -324,7 +324,7 @@ class RevisionsMixin(StoreBase):
         out.reverse()  # newest first
         return out
 
-    def _group_diff(self, conn: sqlite3.Connection, name: str, a: str, b: str) -> str:
+    def _group_diff(self, conn: Conn, name: str, a: str, b: str) -> str:
         texts = []
         shas = []
         for sha in (a, b):
