@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps lint typecheck test test-fast demo bench schema clean
+.PHONY: install system-deps lint typecheck test test-fast test-stress demo bench schema clean
 
 install: $(STAMP)
 
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml requirements/collector.txt
 	touch $(STAMP)
 
 # Debian packages the tests and benchmarks use: headless Chromium for UI tests,
-# nginx, wrk and Prometheus as same-run baselines for the benchmarks, PostgreSQL for the scale-out mode.
+# nginx, wrk and Prometheus as same-run baselines for the benchmarks; stress-ng for `make test-stress`;
+# PostgreSQL for the scale-out mode.
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -33,6 +34,13 @@ typecheck: install
 # store tests run on SQLite and on PostgreSQL, each test in a schema of its own.
 test: install system-deps lint typecheck
 	$(BIN)/python -m tests.support.pg -- $(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# The suite (or TESTS=...) under `stress-ng --cpu 2`, STRESS_RUNS times in a row (default 3): tests must
+# wait on what processes report, not on the clock. See docs/architecture.md "Readiness".
+STRESS_RUNS ?= 3
+TESTS ?= -n 2 --dist loadfile -q
+test-stress: install system-deps
+	STRESS_RUNS=$(STRESS_RUNS) bash scripts/test-under-load.sh $(TESTS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not browser and not slow"

@@ -1,13 +1,11 @@
 """The compiler's public entry points (pure: files in, configs and diagnostics out).
 
-Owned by the compiler; reconciler and webui import only from here (`from compiler.api import ...`).
+Owned by the compiler; reconciler and webui import from here (`from compiler.api import ...`), and
+the reconciler's plan asks `compiler.scope` which groups a change can affect.
 
 - `compile_repo(files, only_groups=None) -> CompileResult`: validate everything, render groups.
 - `load_repo(files) -> LoadedRepo`: parse only (cheap): models, positions, load/schema diagnostics,
   `file_pipelines` / `file_groups` (path -> names) and `group_pipelines(group)`.
-- `affected_groups(before, after) -> set[str]`: the groups whose rendered config may change between
-  two versions of the repo, from the changed paths alone (a plan compiles only those, then compares
-  config hashes to know which really changed).
 - `validate_repo(files)`: the diagnostics of compile_repo (every group rendered, templates checked).
 """
 
@@ -17,18 +15,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from compiler.catalog import Catalog
-from compiler.graph import PipelinePlan, check_pipeline
+from compiler.graph import PipelinePlan, check_pipeline, graph_view
+from compiler.refs import check_references
 from compiler.render import render_group
-from compiler.repo import SETTINGS_FILES, LoadedPipeline, LoadedRepo, is_repo_file, load_repo
+from compiler.repo import LoadedRepo, load_repo
 from compiler.template import Templater
-from schemas.api import GroupRevision, PipelineEdgeView, PipelineGraph, PipelineNodeView
+from schemas.api import GroupRevision, PipelineGraph
 from schemas.common import config_hash
-from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnostics
+from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 __all__ = [
     "CompileResult",
     "LoadedRepo",
-    "affected_groups",
     "compile_repo",
     "load_repo",
     "validate_repo",
@@ -49,35 +47,6 @@ class CompileResult:
     @property
     def ok(self) -> bool:
         return not has_errors(self.diagnostics)
-
-
-def _graph_view(lp: LoadedPipeline, plan: PipelinePlan | None) -> PipelineGraph:
-    p = lp.model
-    if plan is not None:
-        edges = [
-            PipelineEdgeView.model_validate({"from": a, "to": b, "signals": list(sigs)})
-            for a, b, sigs in plan.edge_signals
-        ]
-    else:
-        edges = [
-            PipelineEdgeView.model_validate(
-                {"from": e.from_, "to": e.to, "signals": e.signals if e.signals is not None else p.signals}
-            )
-            for e in p.edges
-        ]
-    return PipelineGraph(
-        name=p.name,
-        file=lp.file,
-        groups=list(p.groups),
-        signals=list(p.signals),
-        nodes=[
-            PipelineNodeView.model_validate(
-                {"id": n.id, "class": n.class_, "type": n.type, "config": n.config}
-            )
-            for n in p.nodes
-        ],
-        edges=edges,
-    )
 
 
 def compile_repo(
@@ -103,51 +72,8 @@ def compile_repo(
         diags.extend(result.diagnostics)
         if result.plan is not None:
             plans[name] = result.plan
-        graphs.append(_graph_view(lp, result.plan))
-        for k, group in enumerate(lp.model.groups):
-            if group not in repo.groups and group not in repo.broken_groups:
-                pos = lp.positions.value(("groups", k))
-                close = sorted(repo.groups)
-                diags.append(
-                    Diagnostic(
-                        code="CT211",
-                        message=f"pipeline '{name}' names group '{group}', which no groups/ file defines",
-                        hint=f"defined groups: {', '.join(close)}" if close else "add groups/<name>.yaml",
-                        location=Location(
-                            file=lp.file, line=pos[0], column=pos[1], pipeline=name, key_path=f"groups.{k}"
-                        ),
-                    )
-                )
-    for gname in sorted(repo.groups):
-        lg = repo.groups[gname]
-        for ext_id in lg.model.extensions:
-            ext_type = ext_id.split("/", 1)[0]
-            if repo.catalog.lookup("extension", ext_type) is None:
-                line, col = lg.positions.key(("extensions", ext_id))
-                close = repo.catalog.suggest("extension", ext_type)
-                diags.append(
-                    Diagnostic(
-                        code="CT301",
-                        message=f"unknown extension type '{ext_type}' (group '{gname}')",
-                        hint=f"did you mean {' or '.join(repr(c) for c in close)}?"
-                        if close
-                        else "declare it in ctrltower.yaml under components: (class: extension)",
-                        location=Location(
-                            file=lg.file, line=line, column=col, key_path=f"extensions.{ext_id}"
-                        ),
-                    )
-                )
-        if not repo.group_pipelines(gname):
-            lg = repo.groups[gname]
-            pos = lg.positions.value(("name",))
-            diags.append(
-                Diagnostic(
-                    code="CT213",
-                    severity="warning",
-                    message=f"group '{gname}' has no pipelines: its collector config would do nothing",
-                    location=Location(file=lg.file, line=pos[0], column=pos[1]),
-                )
-            )
+        graphs.append(graph_view(lp, result.plan))
+    diags.extend(check_references(repo))
 
     configs: dict[str, str] = {}
     revisions: list[GroupRevision] = []
@@ -187,47 +113,3 @@ def compile_repo(
 
 def validate_repo(files: Mapping[str, bytes | str]) -> list[Diagnostic]:
     return compile_repo(files).diagnostics
-
-
-def affected_groups(before: Mapping[str, bytes | str], after: Mapping[str, bytes | str]) -> set[str]:
-    """Groups whose rendered config may differ between two versions of the repo (a superset).
-
-    ctrltower.yaml changed -> every group. A changed groups/ file -> the groups it defines (before
-    and after). A changed pipelines/ file -> every group its pipelines name (before and after).
-    Files that are not repo files (README, CI) affect nothing.
-    """
-    changed = {
-        p
-        for p in set(before) | set(after)
-        if is_repo_file(p) and _as_bytes(before.get(p)) != _as_bytes(after.get(p))
-    }
-    if not changed:
-        return set()
-    old, new = load_repo(before), load_repo(after)
-    everyone = set(old.groups) | set(new.groups)
-    if any(p in SETTINGS_FILES for p in changed):
-        return everyone
-    out: set[str] = set()
-    for repo in (old, new):
-        for path in changed:
-            out.update(repo.file_groups.get(path, []))
-            for pname in repo.file_pipelines.get(path, []):
-                lp = repo.pipelines.get(pname)
-                if lp is not None:
-                    out.update(lp.model.groups)
-                else:  # a pipeline file that does not load: be safe
-                    return everyone
-    # a file that fails to load names no group: be safe
-    if any(
-        path not in old.file_groups and path not in old.file_pipelines for path in changed if path in before
-    ) or any(
-        path not in new.file_groups and path not in new.file_pipelines for path in changed if path in after
-    ):
-        return everyone
-    return out
-
-
-def _as_bytes(value: bytes | str | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return value.encode("utf-8")

@@ -15,12 +15,15 @@ import difflib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Literal
 
 import networkx as nx
 
 from compiler.catalog import Catalog, ComponentInfo, signal_order
+from compiler.loader import diagnostic
 from compiler.repo import LoadedPipeline
-from schemas.diagnostics import Diagnostic, Location
+from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
+from schemas.diagnostics import Diagnostic
 from schemas.repo import Node
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -78,24 +81,20 @@ class _Checker:
         *,
         node: str | None = None,
         hint: str | None = None,
-        severity: str = "error",
+        severity: Literal["error", "warning"] = "error",
         key: bool = False,
     ) -> None:
-        pos = self.lp.positions.key(path) if key else self.lp.positions.value(path)
         self.diags.append(
-            Diagnostic(
-                code=code,
-                severity="warning" if severity == "warning" else "error",
-                message=message,
+            diagnostic(
+                self.lp,
+                path,
+                code,
+                message,
+                severity=severity,
                 hint=hint,
-                location=Location(
-                    file=self.lp.file,
-                    line=pos[0],
-                    column=pos[1],
-                    pipeline=self.p.name,
-                    node=node,
-                    key_path=".".join(str(x) for x in path) or None,
-                ),
+                at_key=key,
+                pipeline=self.p.name,
+                node=node,
             )
         )
 
@@ -402,3 +401,34 @@ class _Checker:
 def check_pipeline(lp: LoadedPipeline, catalog: Catalog) -> GraphResult:
     """Every graph, component and signal problem of one pipeline; a plan when there is none."""
     return _Checker(lp, catalog).run()
+
+
+def graph_view(lp: LoadedPipeline, plan: PipelinePlan | None) -> PipelineGraph:
+    """The pipeline as the API shows it: node configs before templating, edges with their signals
+    (as planned when the pipeline is valid, as written otherwise)."""
+    p = lp.model
+    if plan is not None:
+        edges = [
+            PipelineEdgeView.model_validate({"from": a, "to": b, "signals": list(sigs)})
+            for a, b, sigs in plan.edge_signals
+        ]
+    else:
+        edges = [
+            PipelineEdgeView.model_validate(
+                {"from": e.from_, "to": e.to, "signals": e.signals if e.signals is not None else p.signals}
+            )
+            for e in p.edges
+        ]
+    return PipelineGraph(
+        name=p.name,
+        file=lp.file,
+        groups=list(p.groups),
+        signals=list(p.signals),
+        nodes=[
+            PipelineNodeView.model_validate(
+                {"id": n.id, "class": n.class_, "type": n.type, "config": n.config}
+            )
+            for n in p.nodes
+        ],
+        edges=edges,
+    )

@@ -19,16 +19,14 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import Any, Literal
 
 from compiler.catalog import Catalog, builtin_catalog, signal_order
 from compiler.jsonschema import json_schemas
-from compiler.loader import LoadError, dump_yaml, load_yaml
+from compiler.loader import LoadError, Source, diagnostic, dump_yaml, load_yaml
 from compiler.repo import SETTINGS_FILES
 from compiler.template import escape_literal
-from schemas.diagnostics import Diagnostic, Location
+from schemas.diagnostics import Diagnostic
 
 SECTION_CLASS = {
     "receivers": "receiver",
@@ -98,17 +96,17 @@ def import_collector_config(
     result = ImportResult()
     name = pipeline or group
 
+    src = Source(source_name)
+
     def diag(
-        code: str, message: str, severity: str = "error", line: int = 0, hint: str | None = None
+        code: str,
+        message: str,
+        severity: Literal["error", "warning"] = "error",
+        path: tuple[str | int, ...] = (),
+        hint: str | None = None,
     ) -> None:
         result.diagnostics.append(
-            Diagnostic(
-                code=code,
-                severity="warning" if severity == "warning" else "error",
-                message=message,
-                hint=hint,
-                location=Location(file=source_name, line=line),
-            )
+            diagnostic(src, path, code, message, severity=severity, hint=hint, at_key=True)
         )
 
     try:
@@ -120,10 +118,8 @@ def import_collector_config(
     if not isinstance(doc, dict) or not isinstance(doc.get("service"), dict):
         diag("CT601", "not a collector config: expected a mapping with a 'service' section")
         return result
-    pos = loaded.positions if loaded is not None else None
-
-    def line_of(*path: str | int) -> int:
-        return pos.key(tuple(path))[0] if pos is not None else 0
+    if loaded is not None:
+        src = Source(source_name, loaded.positions)
 
     components: dict[str, dict[str, Any]] = {}
     for section in (*SECTION_CLASS, "extensions"):
@@ -133,12 +129,12 @@ def import_collector_config(
         elif isinstance(value, dict):
             components[section] = value
         else:
-            diag("CT601", f"'{section}' must be a mapping", line=line_of(section))
+            diag("CT601", f"'{section}' must be a mapping", path=(section,))
             return result
     service = doc["service"]
     pipelines = service.get("pipelines")
     if not isinstance(pipelines, dict) or not pipelines:
-        diag("CT601", "service.pipelines is missing or empty", line=line_of("service"))
+        diag("CT601", "service.pipelines is missing or empty", path=("service",))
         return result
     if "telemetry" in service:
         diag(
@@ -146,7 +142,10 @@ def import_collector_config(
             "service.telemetry is not imported: ctrltower renders its own "
             "(metrics on loopback for the agent)",
             "warning",
-            line_of("service", "telemetry"),
+            (
+                "service",
+                "telemetry",
+            ),
         )
 
     taken: set[str] = set()
@@ -175,7 +174,11 @@ def import_collector_config(
                 f"pipeline {pid} uses {cls} '{cid}', which the config does not define; "
                 "imported without config",
                 "warning",
-                line_of("service", "pipelines", pid),
+                (
+                    "service",
+                    "pipelines",
+                    pid,
+                ),
             )
         nid = _node_id(cid, taken)
         shared_ids[key] = nid
@@ -195,18 +198,34 @@ def import_collector_config(
                 "CT602",
                 f"pipeline {pid}: signal '{signal}' is not supported by ctrltower; skipped",
                 "warning",
-                line_of("service", "pipelines", pid),
+                (
+                    "service",
+                    "pipelines",
+                    pid,
+                ),
             )
             continue
         if not isinstance(spec, dict):
-            diag("CT601", f"pipeline {pid} must be a mapping", line=line_of("service", "pipelines", pid))
+            diag(
+                "CT601",
+                f"pipeline {pid} must be a mapping",
+                path=(
+                    "service",
+                    "pipelines",
+                    pid,
+                ),
+            )
             continue
         if not spec.get("receivers") or not spec.get("exporters"):
             diag(
                 "CT608",
                 f"pipeline {pid} has no {'receivers' if not spec.get('receivers') else 'exporters'}: "
                 "this looks like a fragment of a config merged from several files",
-                line=line_of("service", "pipelines", pid),
+                path=(
+                    "service",
+                    "pipelines",
+                    pid,
+                ),
                 hint="merge the files into one config first (otelcol --config a.yaml --config b.yaml "
                 "print-config, or by hand)",
             )
@@ -237,7 +256,11 @@ def import_collector_config(
                     f"pipeline {pid} uses processor '{c}', which the config does not define; "
                     "imported without config",
                     "warning",
-                    line_of("service", "pipelines", pid),
+                    (
+                        "service",
+                        "pipelines",
+                        pid,
+                    ),
                 )
             elif components["processors"][c] is not None:
                 node["config"] = _escape(components["processors"][c])
@@ -262,7 +285,10 @@ def import_collector_config(
                     "CT606",
                     f"{SECTION_CLASS[section]} '{cid}' is defined but used by no pipeline; not imported",
                     "warning",
-                    line_of(section, cid),
+                    (
+                        section,
+                        cid,
+                    ),
                 )
     for cid in sorted(components["connectors"]):
         if cid == "routing" or _type_of(cid) == "routing":
@@ -271,7 +297,10 @@ def import_collector_config(
                 f"connector '{cid}' names collector pipelines in its config; ctrltower renames pipelines, "
                 "so review its routes after import",
                 "warning",
-                line_of("connectors", cid),
+                (
+                    "connectors",
+                    cid,
+                ),
             )
     if not nodes:
         diag("CT601", "no pipeline of a supported signal (traces, metrics, logs) to import")
@@ -339,7 +368,9 @@ def import_collector_config(
             group_doc["extensions"] = extensions
         result.files[group_path] = _schema_comment("agent-group", 1) + dump_yaml(group_doc)
     elif extensions:
-        old = yaml.safe_load(old_group) or {}
+        old = _existing_mapping(old_group, group_path, result)
+        if old is None:
+            return result
         merged = dict(old.get("extensions") or {})
         if any(merged.get(k, v) != v for k, v in extensions.items()):
             diag("CT604", f"{group_path} already has different configs for some of these extensions")
@@ -352,7 +383,10 @@ def import_collector_config(
     if declare:
         settings_path = next((p for p in SETTINGS_FILES if p in existing), SETTINGS_FILES[0])
         raw = existing.get(settings_path)
-        settings = (yaml.safe_load(raw) if raw is not None else None) or {"kind": "Settings"}
+        loaded_settings = _existing_mapping(raw, settings_path, result) if raw is not None else {}
+        if loaded_settings is None:
+            return result
+        settings = loaded_settings or {"kind": "Settings"}
         declared = {(c.get("class"), c.get("type")) for c in settings.get("components") or []}
         new = [d for d in declare if (d["class"], d["type"]) not in declared]
         if new:
@@ -362,3 +396,28 @@ def import_collector_config(
         if f"{SCHEMA_DIR}/{filename}" not in existing:
             result.files[f"{SCHEMA_DIR}/{filename}"] = text
     return result
+
+
+def _existing_mapping(raw: bytes | str, path: str, result: ImportResult) -> dict[str, Any] | None:
+    """An existing repo file to merge into, read with the project's loader and its limits (an alias
+    bomb in a group file is CT107 before anything is expanded; dumping it back would write it out in
+    full). None, with the diagnostic added to `result`, when it does not load as a mapping."""
+    try:
+        loaded, _ = load_yaml(raw)
+    except LoadError as err:
+        result.diagnostics.append(err.diagnostic(path))
+        return None
+    data = loaded.data if loaded is not None else None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        result.diagnostics.append(
+            diagnostic(
+                Source(path),
+                (),
+                "CT103",
+                "the top level must be a mapping (with kind:) to merge the import into it",
+            )
+        )
+        return None
+    return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import yaml
 
@@ -98,6 +98,67 @@ class LoadedDoc:
     positions: Positions
 
 
+class Located(Protocol):
+    """Anything read from one file with positions: a loaded group or pipeline, a `Source`."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def positions(self) -> Positions: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file and its positions (empty when the file did not parse: every path then points at 1:1)."""
+
+    file: str
+    positions: Positions = field(default_factory=Positions)
+
+
+def dotted(path: Path) -> str | None:
+    """('nodes', 'tail', 'config') -> 'nodes.tail.config' (None for the document itself)."""
+    return ".".join(str(x) for x in path) or None
+
+
+def diagnostic(
+    source: Located,
+    path: Path,
+    code: str,
+    message: str,
+    *,
+    severity: Literal["error", "warning"] = "error",
+    hint: str | None = None,
+    at_key: bool = False,
+    key_path: str | None = None,
+    pipeline: str | None = None,
+    node: str | None = None,
+    group: str | None = None,
+    pos: Pos | None = None,
+) -> Diagnostic:
+    """The one way the compiler builds a diagnostic: at `path` inside `source` (its value, or its key
+    with at_key), file:line:col from the positions; key_path defaults to the dotted path. `pos`
+    overrides the position for the few problems found before there is a path (a duplicate key)."""
+    if pos is None:
+        pos = source.positions.key(path) if at_key else source.positions.value(path)
+    line, column = pos
+    return Diagnostic(
+        code=code,
+        severity=severity,
+        message=message,
+        hint=hint,
+        location=Location(
+            file=source.file,
+            line=line,
+            column=column,
+            pipeline=pipeline,
+            node=node,
+            key_path=key_path if key_path is not None else dotted(path),
+        ),
+        group=group,
+    )
+
+
 class LoadError(Exception):
     """One problem that stops loading a file; carried out as a diagnostic."""
 
@@ -110,11 +171,8 @@ class LoadError(Exception):
         self.hint = hint
 
     def diagnostic(self, file: str) -> Diagnostic:
-        return Diagnostic(
-            code=self.code,
-            message=self.message,
-            hint=self.hint,
-            location=Location(file=file, line=self.line, column=self.column),
+        return diagnostic(
+            Source(file), (), self.code, self.message, hint=self.hint, pos=(self.line, self.column)
         )
 
 

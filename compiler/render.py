@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.graph import PipelinePlan, component_name
-from compiler.loader import dump_yaml
+from compiler.loader import diagnostic, dump_yaml
 from compiler.repo import LoadedGroup, LoadedPipeline
 from compiler.template import TemplateProblem, Templater
-from schemas.diagnostics import Diagnostic, Location
+from schemas.diagnostics import Diagnostic
 from schemas.repo import TelemetrySettings
 
 SECTIONS = {
@@ -64,26 +64,19 @@ def _template_diagnostics(
     node: str | None = None,
 ) -> list[Diagnostic]:
     """Template problems found while rendering `group`, placed at the value's line in `source`."""
-    out = []
-    for prob in problems:
-        line, column = source.positions.value(prob.path)[:2]
-        out.append(
-            Diagnostic(
-                code=prob.code,
-                message=f"{prob.message} ({what}, group '{group}')",
-                hint=vars_hint if prob.code == "CT402" else None,
-                location=Location(
-                    file=source.file,
-                    line=line,
-                    column=column,
-                    pipeline=pipeline,
-                    node=node,
-                    key_path=".".join(str(x) for x in prob.path),
-                ),
-                group=group,
-            )
+    return [
+        diagnostic(
+            source,
+            prob.path,
+            prob.code,
+            f"{prob.message} ({what}, group '{group}')",
+            hint=vars_hint if prob.code == "CT402" else None,
+            pipeline=pipeline,
+            node=node,
+            group=group,
         )
-    return out
+        for prob in problems
+    ]
 
 
 def render_group(

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from compiler.catalog import Catalog, builtin_catalog
-from compiler.loader import LoadError, Positions, load_yaml
-from schemas.diagnostics import Diagnostic, Location
+from compiler.loader import LoadError, Positions, Source, diagnostic, load_yaml
+from schemas.diagnostics import Diagnostic
 from schemas.repo import AgentGroup, Pipeline, RepoSettings
 
 SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")
@@ -72,29 +72,6 @@ def is_repo_file(path: str) -> bool:
     return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
 
 
-def _diag(
-    code: str,
-    message: str,
-    file: str,
-    pos: tuple[int, int],
-    *,
-    severity: str = "error",
-    hint: str | None = None,
-    pipeline: str | None = None,
-    node: str | None = None,
-    key_path: str | None = None,
-) -> Diagnostic:
-    return Diagnostic(
-        code=code,
-        severity="warning" if severity == "warning" else "error",
-        message=message,
-        hint=hint,
-        location=Location(
-            file=file, line=pos[0], column=pos[1], pipeline=pipeline, node=node, key_path=key_path
-        ),
-    )
-
-
 def _dotted(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
@@ -134,7 +111,18 @@ def _schema_diagnostics(
         else:
             pos = positions.value(loc)
             message = f"{where}: {err['msg']}"
-        diags.append(_diag("CT104", message, file, pos, hint=hint, pipeline=name, key_path=where))
+        diags.append(
+            diagnostic(
+                Source(file, positions),
+                loc,
+                "CT104",
+                message,
+                hint=hint,
+                pipeline=name,
+                key_path=where,
+                pos=pos,
+            )
+        )
     return diags
 
 
@@ -164,7 +152,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
     """Parse every repo file into models, collecting load, schema and duplicate-name diagnostics.
 
     Cheap (no graph checks, no templating): the reconciler's plan can use `file_pipelines` and
-    `file_groups` to map changed paths to groups (see compiler.api.affected_groups).
+    `file_groups` to map changed paths to groups (see compiler.scope.scope_of).
     """
     base = catalog or builtin_catalog()
     diags: list[Diagnostic] = []
@@ -177,19 +165,24 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             diags.append(err.diagnostic(path))
             continue
         for key, pos in duplicates:
-            diags.append(_diag("CT106", f"duplicate key '{key}' (the last one would win)", path, pos))
+            diags.append(
+                diagnostic(
+                    Source(path), (), "CT106", f"duplicate key '{key}' (the last one would win)", pos=pos
+                )
+            )
         if loaded is None:
-            diags.append(_diag("CT103", "file is empty", path, (1, 1)))
+            diags.append(diagnostic(Source(path), (), "CT103", "file is empty"))
             continue
         if not isinstance(loaded.data, dict):
             diags.append(
-                _diag("CT103", "a repo file must be a YAML mapping", path, loaded.positions.value(()))
+                diagnostic(Source(path, loaded.positions), (), "CT103", "a repo file must be a YAML mapping")
             )
             continue
         docs.append((path, loaded.data, loaded.positions))
 
     repo = LoadedRepo(settings=settings, catalog=base)
     for path, data, positions in docs:
+        src = Source(path, positions)
         if path in SETTINGS_FILES:
             repo.settings_file, repo.settings_positions = path, positions
             try:
@@ -202,22 +195,22 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
         if kind not in KIND_DIRS:
             known = ", ".join(KIND_DIRS)
             diags.append(
-                _diag(
+                diagnostic(
+                    src if kind else Source(path),
+                    ("kind",) if kind else (),
                     "CT105",
                     f"unknown kind {kind!r}: expected one of {known}" if kind else "missing 'kind'",
-                    path,
-                    positions.value(("kind",)) if kind else (1, 1),
                     hint="a file under groups/ has kind: AgentGroup, under pipelines/ kind: Pipeline",
                 )
             )
             continue
         if not path.startswith(KIND_DIRS[kind]):
             diags.append(
-                _diag(
+                diagnostic(
+                    src,
+                    ("kind",),
                     "CT110",
                     f"kind {kind} belongs under {KIND_DIRS[kind]}",
-                    path,
-                    positions.value(("kind",)),
                     severity="warning",
                 )
             )
@@ -232,12 +225,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             if group.name in repo.groups:
                 first = repo.groups[group.name].file
                 diags.append(
-                    _diag(
-                        "CT111",
-                        f"group '{group.name}' is already defined in {first}",
-                        path,
-                        positions.value(("name",)),
-                    )
+                    diagnostic(src, ("name",), "CT111", f"group '{group.name}' is already defined in {first}")
                 )
                 continue
             repo.groups[group.name] = LoadedGroup(group, path, positions)
@@ -254,11 +242,11 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             if pipeline.name in repo.pipelines:
                 first = repo.pipelines[pipeline.name].file
                 diags.append(
-                    _diag(
+                    diagnostic(
+                        src,
+                        ("name",),
                         "CT112",
                         f"pipeline '{pipeline.name}' is already defined in {first}",
-                        path,
-                        positions.value(("name",)),
                         pipeline=pipeline.name,
                     )
                 )
@@ -271,11 +259,11 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
         type_key = (str(ct.class_), ct.type)
         if type_key in seen_types:
             diags.append(
-                _diag(
+                diagnostic(
+                    Source(repo.settings_file, repo.settings_positions),
+                    ("components", i),
                     "CT113",
                     f"component type '{ct.type}' ({ct.class_}) is declared twice",
-                    repo.settings_file,
-                    repo.settings_positions.value(("components", i)),
                     key_path=f"components[{i}]",
                 )
             )

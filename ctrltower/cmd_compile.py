@@ -21,10 +21,11 @@ import click
 from compiler.api import compile_repo
 from compiler.importer import import_collector_config
 from compiler.jsonschema import json_schemas
+from compiler.loader import Located, Source, diagnostic
 from compiler.repo import LoadedRepo, is_repo_file
 from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
-from schemas.diagnostics import Diagnostic, Location, has_errors, sort_diagnostics
+from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 COLLECTOR_TIMEOUT_S = 60
@@ -62,12 +63,9 @@ def _emit(diags: list[Diagnostic], fmt: str, files: Mapping[str, bytes], prefix:
         click.echo(text, nl=False)
 
 
-def _group_location(repo: LoadedRepo, group: str) -> Location:
-    lg = repo.groups.get(group)
-    if lg is None:
-        return Location(file=f"groups/{group}.yaml")
-    line, col = lg.positions.value(("name",))
-    return Location(file=lg.file, line=line, column=col)
+def _group_source(repo: LoadedRepo, group: str) -> Located:
+    """Where a group's collector problems point: its `name:` line in its group file."""
+    return repo.groups.get(group) or Source(f"groups/{group}.yaml")
 
 
 def collector_check(binary: Path, configs: Mapping[str, str], repo: LoadedRepo) -> list[Diagnostic]:
@@ -87,10 +85,11 @@ def collector_check(binary: Path, configs: Mapping[str, str], repo: LoadedRepo) 
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 diags.append(
-                    Diagnostic(
-                        code="CT502",
-                        message=f"could not run the collector {binary}: {exc}",
-                        location=_group_location(repo, group),
+                    diagnostic(
+                        _group_source(repo, group),
+                        ("name",),
+                        "CT502",
+                        f"could not run the collector {binary}: {exc}",
                         group=group,
                     )
                 )
@@ -102,11 +101,12 @@ def collector_check(binary: Path, configs: Mapping[str, str], repo: LoadedRepo) 
                 end = next((i for i, ln in enumerate(lines) if i > start and ln[:4].isdigit()), len(lines))
                 reason = " ".join(lines[start:end]) or f"exit status {proc.returncode}"
                 diags.append(
-                    Diagnostic(
-                        code="CT501",
-                        message=f"the collector rejects group '{group}': {reason[:2000]}",
+                    diagnostic(
+                        _group_source(repo, group),
+                        ("name",),
+                        "CT501",
+                        f"the collector rejects group '{group}': {reason[:2000]}",
                         hint="render the group and run the collector's validate on it to see every detail",
-                        location=_group_location(repo, group),
                         group=group,
                     )
                 )

@@ -12,6 +12,10 @@ or `CTRLTOWER_GIT_TOKEN`, or userinfo in the URL, which is stripped before git s
 reach git only through a GIT_ASKPASS helper that reads them from its environment; they never appear
 in a command line, a URL we print or report, or an error message. Inherited `GIT_*` variables
 (GIT_DIR, GIT_INDEX_FILE, GIT_CONFIG_PARAMETERS, ...) are removed from every git call.
+
+A source is data, never an option or a command: `Source.parse` refuses a leading `-` and the
+`transport::address` forms, every URL or path is passed after `--`, and git may use only the
+source's own transport (GIT_ALLOW_PROTOCOL), so `ext::` never runs and `file` only for a local path.
 """
 
 from __future__ import annotations
@@ -48,6 +52,19 @@ case "$1" in
 esac
 """
 
+# The transport git may use for a source, by URL scheme. Git is told to allow only the source's own
+# (GIT_ALLOW_PROTOCOL), so neither a remote-helper address (`ext::sh -c ...` runs a command, `fd::`)
+# nor a redirect or submodule can switch to another transport; `file` only for a local source.
+_PROTOCOLS = {
+    "https": "https",
+    "http": "http",
+    "ssh": "ssh",
+    "git+ssh": "ssh",
+    "ssh+git": "ssh",
+    "git": "git",
+    "file": "file",
+}
+_HELPER_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 _HEX_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
@@ -57,29 +74,52 @@ def redact(text: str) -> str:
     return _URL_USERINFO.sub(r"\g<scheme>", text)
 
 
+class BadSource(ValueError):
+    """A source git must never be given: it would be read as an option, or names a transport that
+    runs commands (`ext::`) or that ctrltower does not speak. A usage error, caught before git runs."""
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where the config repo lives: a URL or absolute local path without credentials."""
+    """Where the config repo lives: a URL or absolute local path without credentials, and the one
+    transport git may use to reach it (https, http, ssh, git, or file for a local path)."""
 
     url: str
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    protocol: str = "file"
 
     @classmethod
     def parse(cls, raw: str) -> Source:
-        """Split credentials out of a URL; resolve local paths (plain or relative) to absolute."""
+        """Split credentials out of a URL; resolve local paths (plain or relative) to absolute.
+
+        Raises BadSource for what git could misread: a leading `-` (`--upload-pack=CMD` would run
+        CMD), a `transport::address` remote-helper form, or a URL scheme other than those above.
+        """
+        if raw.startswith("-"):
+            raise BadSource("a source may not start with '-' (git would read it as an option)")
+        if _HELPER_ADDRESS.match(raw):
+            raise BadSource(
+                "'transport::address' sources (ext::, fd::, ...) are refused: they run commands or helpers"
+            )
         if "://" in raw:
             parts = urlsplit(raw)
+            protocol = _PROTOCOLS.get(parts.scheme.lower())
+            if protocol is None:
+                raise BadSource(
+                    f"unsupported URL scheme {parts.scheme!r}: use https, http, ssh, git or file, "
+                    "or a local path"
+                )
             if parts.username is None and parts.password is None:
-                return cls(url=raw)
+                return cls(url=raw, protocol=protocol)
             host = parts.hostname or ""
             if parts.port is not None:
                 host = f"{host}:{parts.port}"
             clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-            return cls(url=clean, username=parts.username, password=parts.password)
+            return cls(url=clean, username=parts.username, password=parts.password, protocol=protocol)
         if re.match(r"^[^/\s]+@[^/:\s]+:", raw):  # scp-like ssh address: user@host:path
-            return cls(url=raw)
-        return cls(url=str(Path(raw).expanduser().resolve()))
+            return cls(url=raw, protocol="ssh")
+        return cls(url=str(Path(raw).expanduser().resolve()), protocol="file")
 
     @property
     def display(self) -> str:
@@ -191,7 +231,7 @@ class GitRepo:
             askpass = _write_askpass(cache_dir)
             if not (git_dir / "HEAD").exists():
                 # not Repo.init: that runs git with the inherited environment (GIT_DIR would win)
-                _IsolatedGit().execute(["git", "init", "--quiet", "--bare", str(git_dir)])
+                _IsolatedGit().execute(["git", "init", "--quiet", "--bare", "--", str(git_dir)])
             repo = _Repo(str(git_dir))
         except (OSError, InvalidGitRepositoryError, GitCommandError) as exc:
             raise GitUnavailable(f"cannot use the Git cache at {git_dir}: {exc}") from exc
@@ -213,6 +253,7 @@ class GitRepo:
                     "--prune",
                     "--no-tags",
                     "--no-write-fetch-head",
+                    "--",  # whatever the URL says, it is never an option
                     source.url,
                     "+refs/heads/*:refs/heads/*",
                     "+refs/tags/*:refs/tags/*",
@@ -279,6 +320,15 @@ class GitRepo:
         except ReaderDied as exc:
             failed = GitCommandError(["git", "cat-file", "--batch"], exc.status or 128, exc.stderr)
             raise _classify(failed, f"reading from {self.source} failed") from exc
+
+    def first_parent_depth(self, sha: str) -> int:
+        """How many commits the first-parent chain up to `sha` has: the revision sequence a signed
+        statement carries (it grows with every merge to the branch, whatever the server's database)."""
+        try:
+            out = self._repo.git.execute(["git", "rev-list", "--count", "--first-parent", sha])
+        except GitCommandError as exc:
+            raise _classify(exc, f"counting the history of {sha[:12]} failed") from exc
+        return int(str(out).strip())
 
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self._repo.commit(sha)
@@ -396,6 +446,8 @@ def _git_env(source: Source, askpass: Path, environ: Mapping[str, str]) -> dict[
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": str(askpass),
         "GIT_SSH_COMMAND": environ.get(SSH_COMMAND_ENV, "ssh -o BatchMode=yes"),
+        # only the source's own transport: never ext:: (runs commands), fd::, or file for a URL
+        "GIT_ALLOW_PROTOCOL": source.protocol,
     }
     username = source.username or environ.get(USERNAME_ENV)
     password = source.password or environ.get(PASSWORD_ENV) or environ.get(TOKEN_ENV)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from compiler.api import CompileResult, compile_repo
+from compiler.scope import NAME, SETTINGS_FILES, compile_scoped, is_repo_file, scope_of
 from reconciler.git import GitRepo, changed_paths
-from reconciler.scope import NAME, SETTINGS_FILES, compile_scoped, is_repo_file, scope_of
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 ChangeKind = Literal["create", "update", "delete", "no-op"]

@@ -6,6 +6,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)  # make test-stress: the suite under CPU load
 # PostgreSQL for the scale-out mode's tests (initdb/pg_ctl live outside PATH on Debian)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,4 +1,9 @@
-"""Dependencies point one way: schemas <- compiler <- reconciler, webui; agent needs only schemas."""
+"""Dependencies point one way: schemas <- compiler <- reconciler, webui; agent needs only schemas.
+
+And the compiler stays pure by test, not by habit: compiler/ and schemas/ import no I/O library
+(processes, network, databases, Git, web frameworks, the environment), directly or through
+importlib, so files in, configs and diagnostics out is all they can do.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,35 @@ ALLOWED = {
 }
 # Third-party packages the agent must not need (it installs and runs without them).
 AGENT_FORBIDDEN = {"flask", "duckdb", "networkx", "git", "jinja2", "granian", "numpy"}
+# Modules that do I/O: none may be imported by the pure layers (a dotted name forbids its submodules).
+IO_MODULES = {
+    "asyncio",
+    "duckdb",
+    "flask",
+    "ftplib",
+    "git",
+    "granian",
+    "http",
+    "httpx",
+    "multiprocessing",
+    "os",
+    "pathlib",
+    "requests",
+    "select",
+    "selectors",
+    "shutil",
+    "smtplib",
+    "socket",
+    "socketserver",
+    "sqlite3",
+    "ssl",
+    "subprocess",
+    "tempfile",
+    "threading",
+    "urllib.request",
+    "werkzeug",
+}
+PURE_PACKAGES = ("schemas", "compiler")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -45,3 +79,72 @@ def test_agent_needs_no_server_dependencies() -> None:
         if path.exists():
             bad = imports_of(path) & AGENT_FORBIDDEN
             assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def full_imports_of(source: str, filename: str) -> set[str]:
+    """Every module a file imports, dotted in full, including `importlib.import_module("x")` and
+    `__import__("x")` with a literal name (a string import must not slip past the check)."""
+    tree = ast.parse(source, filename=filename)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                found.add(node.args[0].value)
+    return found
+
+
+def io_imports(source: str, filename: str) -> set[str]:
+    """The I/O modules (IO_MODULES, or a submodule of one) among a file's imports."""
+    return {
+        name
+        for name in full_imports_of(source, filename)
+        if any(name == bad or name.startswith(bad + ".") for bad in IO_MODULES)
+    }
+
+
+def pure_layer_violations(root: Path) -> list[str]:
+    """`path: modules` for each file under root/{schemas,compiler} that imports an I/O module."""
+    out = []
+    for package in PURE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            bad = io_imports(path.read_text(), str(path))
+            if bad:
+                out.append(f"{path.relative_to(root)} imports {sorted(bad)}")
+    return out
+
+
+def test_compiler_and_schemas_do_no_io() -> None:
+    assert pure_layer_violations(ROOT) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "import flask",
+        "from flask import Flask",
+        "import subprocess as sp",
+        "from urllib.request import urlopen",
+        "import urllib.request",
+        "import http.client",
+        "from git import Repo",
+        "import sqlite3, json",
+        "import importlib\nimportlib.import_module('duckdb')",
+        "__import__('socket')",
+        "def f():\n    import httpx",
+    ],
+)
+def test_the_purity_check_catches_an_io_import(tmp_path: Path, line: str) -> None:
+    """The check itself: a compiler module importing I/O (flask above all) is reported."""
+    for package in PURE_PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "ok.py").write_text("import json\nfrom urllib.parse import quote\n")
+    (tmp_path / "compiler" / "bad.py").write_text(line + "\n")
+    found = pure_layer_violations(tmp_path)
+    assert len(found) == 1 and found[0].startswith("compiler/bad.py imports"), found

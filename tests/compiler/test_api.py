@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from compiler.api import affected_groups, compile_repo, load_repo
+from collections.abc import Mapping
+
+from compiler.api import compile_repo, load_repo
+from compiler.scope import scope_of
 from tests.compiler.helpers import EXAMPLE, read_repo
 
 
@@ -48,7 +51,13 @@ def test_load_repo_maps_files_to_names() -> None:
     assert repo.group_pipelines("k8s-nodes") == ["k8s-node-metrics", "k8s-pod-logs"]
 
 
-def test_affected_groups() -> None:
+def affected_groups(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> set[str]:
+    """The groups the scope rule puts in play for the files that differ between two versions."""
+    changed = [p for p in sorted(set(before) | set(after)) if before.get(p) != after.get(p)]
+    return set(scope_of(before, after, changed).groups)
+
+
+def test_scope_of_a_change() -> None:
     before = read_repo(EXAMPLE)
     assert affected_groups(before, dict(before)) == set()
     readme = {**before, "README.md": b"changed"}

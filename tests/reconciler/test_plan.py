@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from compiler.scope import _mark_patterns, _marker, scope_of
 from reconciler.explain import MARKER, to_github, to_json, to_markdown, to_text
 from reconciler.git import GitRepo
 from reconciler.plan import GroupChange, Plan, build_plan
-from reconciler.scope import _mark_patterns, _marker, scope_of
 from tests.reconciler.gitutil import EXAMPLE, commit, edit, git, head, init_repo
 
 NEW_PIPELINE = """kind: Pipeline

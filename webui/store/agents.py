@@ -27,7 +27,16 @@ from webui.store.groups import resolve_group
 from webui.store.tokens import hash_secret
 
 AGENT_TOKEN_PREFIX = "cta_"
-EVENT_KINDS = ("registered", "applied", "apply_failed", "drift", "command", "command_ack", "state")
+EVENT_KINDS = (
+    "registered",
+    "applied",
+    "apply_failed",
+    "untrusted",
+    "drift",
+    "command",
+    "command_ack",
+    "state",
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ SELECT a.*, g.config_hash AS desired_hash,
   CASE
     WHEN g.name IS NULL THEN 'NoGroup'
     WHEN a.last_apply_result = 'failed' AND a.last_apply_hash = g.config_hash THEN 'ApplyFailed'
+    WHEN a.last_apply_result = 'untrusted' AND a.last_apply_hash = g.config_hash
+      AND (a.reported_hash IS NULL OR a.reported_hash != g.config_hash) THEN 'Untrusted'
     WHEN a.last_drift_at IS NOT NULL AND (a.last_apply_at IS NULL OR a.last_drift_at > a.last_apply_at)
       THEN 'Drifted'
     WHEN a.reported_hash = g.config_hash THEN 'Synced'
@@ -165,7 +176,7 @@ class AgentsMixin(StoreBase):
                 la = report.last_apply
                 apply_json = la.model_dump_json()
                 if apply_json != row["last_apply"]:
-                    kind = "applied" if la.result == "applied" else "apply_failed"
+                    kind = {"applied": "applied", "failed": "apply_failed"}.get(la.result, la.result)
                     detail = {"error": la.error} if la.error else None
                     self._event(conn, agent_id, ts(la.at) or now, kind, la.revision, la.config_hash, detail)
                 apply_cols = (apply_json, la.result, la.config_hash, ts(la.at))
@@ -194,7 +205,8 @@ class AgentsMixin(StoreBase):
                     )
             conn.execute(
                 "UPDATE agents SET last_seen=?, run_state=?, collector_pid=?, reported_hash=?,"
-                " effective_revision=?, uptime_s=?, stopped_by_operator=?, last_apply=?,"
+                " effective_revision=?, uptime_s=?, stopped_by_operator=?, verifies_signatures=?,"
+                " last_apply=?,"
                 " last_apply_result=?, last_apply_hash=?, last_apply_at=?, last_drift_at=? WHERE id=?",
                 (
                     now,
@@ -204,6 +216,7 @@ class AgentsMixin(StoreBase):
                     report.effective_revision,
                     report.uptime_s,
                     int(report.stopped_by_operator),
+                    None if report.verifies_signatures is None else int(report.verifies_signatures),
                     *apply_cols,
                     drift_at,
                     agent_id,
@@ -371,6 +384,7 @@ class AgentsMixin(StoreBase):
             registered_at=dt_req(r["registered_at"]),
             last_apply=last_apply,
             stopped_by_operator=bool(r["stopped_by_operator"]),
+            verifies_signatures=None if r["verifies_signatures"] is None else bool(r["verifies_signatures"]),
         )
 
     def agent_events(

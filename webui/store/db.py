@@ -196,7 +196,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS agents_hostname ON agents(hostname, id);
     """,
-    # 3: secrets every replica must share (the UI's session key) when several servers use one database
+    # 3: signed statements (schemas/signing.py), one per (commit, group), served with the config;
+    # whether each agent verifies them. Added by the signing part.
+    """
+    ALTER TABLE revision_groups ADD COLUMN statement TEXT;
+    ALTER TABLE revision_groups ADD COLUMN statement_expires_at REAL;
+    ALTER TABLE agents ADD COLUMN verifies_signatures INTEGER;
+    """,
+    # 4: secrets every replica must share (the UI's session key) when several servers use one database
     """
     CREATE TABLE server_secrets (
         name TEXT PRIMARY KEY,

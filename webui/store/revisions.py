@@ -21,6 +21,7 @@ from schemas.api import (
     RevisionSummary,
 )
 from schemas.common import config_hash
+from schemas.signing import Untrusted, peek_config
 from webui.errors import ApiError, Conflict, NotFound
 from webui.store.base import StoreBase, dt_req, dumps, loads, ts
 from webui.store.db import Conn
@@ -35,6 +36,7 @@ class ServedConfig:
     group: str
     config_hash: str
     body: bytes
+    statement: str | None = None
 
 
 class RevisionsMixin(StoreBase):
@@ -68,11 +70,19 @@ class RevisionsMixin(StoreBase):
                 status=422,
                 details={"groups": bad},
             )
+        expiries = _check_statements(rev)
         now = self.clock()
         with self.db.write() as conn:
             self.db.lock(conn, "publish")  # compare-and-set across worker processes and replicas
             current = self._current_sha(conn)
             if rev.commit_sha == current:
+                if self._resign(conn, rev, expiries):
+                    conn.execute(
+                        "INSERT INTO audit (at, actor, role, action, target, detail)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (now, actor, role, "resign", rev.commit_sha, None),
+                    )
+                    return PublishResult(commit_sha=rev.commit_sha, outcome="resigned")
                 return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
             if rev.previous_commit_sha != current:
                 raise Conflict(
@@ -100,7 +110,7 @@ class RevisionsMixin(StoreBase):
                 )
             conn.executemany(
                 "INSERT INTO revision_groups (commit_sha, name, selector, priority, config, config_hash,"
-                " pipelines) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " pipelines, statement, statement_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         rev.commit_sha,
@@ -110,6 +120,8 @@ class RevisionsMixin(StoreBase):
                         g.config,
                         g.config_hash,
                         dumps(g.pipelines),
+                        g.statement,
+                        expiries.get(g.name),
                     )
                     for g in rev.groups
                 ],
@@ -131,6 +143,22 @@ class RevisionsMixin(StoreBase):
             )
         return PublishResult(commit_sha=rev.commit_sha, outcome="published")
 
+    def _resign(self, conn: Conn, rev: RevisionPublish, expiries: dict[str, float]) -> bool:
+        """Replace the statements of the current commit's groups whose config is unchanged (the
+        reconciler refreshes them before they expire); True if any changed."""
+        changed = 0
+        for g in rev.groups:
+            if g.statement is None:
+                continue
+            changed += conn.execute(
+                "UPDATE revision_groups SET statement = ?, statement_expires_at = ? WHERE commit_sha = ?"
+                " AND name = ? AND config_hash = ? AND statement IS DISTINCT FROM ?",
+                (g.statement, expiries[g.name], rev.commit_sha, g.name, g.config_hash, g.statement),
+            ).rowcount
+        if changed:
+            self._bump(conn, config=True)  # workers' config caches hold the old statements
+        return changed > 0
+
     def _reresolve_groups(self, conn: Conn, groups: list[GroupRevision]) -> None:
         selectors = [GroupSelector(g.name, g.selector, g.priority) for g in groups]
         updates = []
@@ -149,12 +177,15 @@ class RevisionsMixin(StoreBase):
             if sha is None:
                 return None
             row = conn.execute(
-                "SELECT config, config_hash FROM revision_groups WHERE commit_sha = ? AND name = ?",
+                "SELECT config, config_hash, statement FROM revision_groups"
+                " WHERE commit_sha = ? AND name = ?",
                 (sha, group),
             ).fetchone()
         if row is None:
             return None
-        return ServedConfig(sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"))
+        return ServedConfig(
+            sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"), row["statement"]
+        )
 
     def resolve_sha(self, conn: Conn, sha: str) -> str:
         """A full SHA from a full SHA or a unique prefix (7+ hex digits)."""
@@ -180,13 +211,14 @@ class RevisionsMixin(StoreBase):
         ).fetchall()
         out = []
         for r in rows:
-            groups = {
-                g["name"]: g["config_hash"]
-                for g in conn.execute(
-                    "SELECT name, config_hash FROM revision_groups WHERE commit_sha = ? ORDER BY name",
-                    (r["commit_sha"],),
-                )
-            }
+            rows_g = conn.execute(
+                "SELECT name, config_hash, statement_expires_at FROM revision_groups WHERE commit_sha = ?"
+                " ORDER BY name",
+                (r["commit_sha"],),
+            ).fetchall()
+            groups = {g["name"]: g["config_hash"] for g in rows_g}
+            expiries = [g["statement_expires_at"] for g in rows_g]
+            signed_until = None if not expiries or None in expiries else dt_req(min(expiries))
             out.append(
                 RevisionSummary(
                     commit_sha=r["commit_sha"],
@@ -196,6 +228,7 @@ class RevisionsMixin(StoreBase):
                     committed_at=None if r["committed_at"] is None else dt_req(r["committed_at"]),
                     groups=groups,
                     current=r["seq"] == current_seq,
+                    signed_until=signed_until,
                 )
             )
         return out
@@ -251,6 +284,7 @@ class RevisionsMixin(StoreBase):
             config=g["config"],
             config_hash=g["config_hash"],
             pipelines=loads(g["pipelines"]),
+            statement=g["statement"],
         )
 
     def list_groups(self) -> tuple[list[GroupView], str | None]:
@@ -364,3 +398,26 @@ class RevisionsMixin(StoreBase):
         if row is None:
             raise NotFound(f"no pipeline {name!r} in the current revision", details={"pipeline": name})
         return PipelineGraph.model_validate_json(row[0])
+
+
+def _check_statements(rev: RevisionPublish) -> dict[str, float]:
+    """Each statement must be well formed and about this commit, group and config (the server holds
+    no keys: agents check signatures). A 422 catches a reconciler bug here instead of on every agent.
+    Returns group -> expires_at."""
+    out: dict[str, float] = {}
+    bad: dict[str, str] = {}
+    for g in rev.groups:
+        if g.statement is None:
+            continue
+        try:
+            st = peek_config(g.statement)
+        except Untrusted as exc:
+            bad[g.name] = exc.reason
+            continue
+        if (st.group, st.commit, st.sha256) != (g.name, rev.commit_sha, g.config_hash):
+            bad[g.name] = "statement is about another group, commit or config"
+            continue
+        out[g.name] = float(st.expires_at)
+    if bad:
+        raise ApiError("invalid signed statements", code="validation_error", status=422, details=bad)
+    return out

@@ -1,8 +1,9 @@
-"""The scope of a plan: changed files -> pipelines -> groups, and the subset of files to compile.
+"""The scope rule: which groups a change can affect, and the subset of files to compile for them.
 
-Pure functions over {path: bytes} maps (the compiler's loader does the parsing). `scope_of` says
-which groups a change can affect and why; `relevant_files` and `compile_scoped` compile only the
-files those groups and names depend on.
+The one place that decides what a change touches (the reconciler's plan only reads Git and asks
+here). Pure functions over {path: bytes} maps (the loader does the parsing). `scope_of` says which
+groups a change can affect and why; `relevant_files` and `compile_scoped` compile only the files
+those groups and names depend on. Which paths are repo files at all is `compiler.repo.is_repo_file`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from compiler.api import CompileResult, compile_repo, load_repo
+from compiler.repo import SETTINGS_FILES, is_repo_file
 
-SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")  # the compiler's repo layout (compiler/repo.py)
+__all__ = [
+    "NAME",
+    "SETTINGS_FILES",
+    "Scope",
+    "compile_scoped",
+    "is_repo_file",
+    "relevant_files",
+    "scope_of",
+]
 
 
 @dataclass(frozen=True)
@@ -23,13 +33,6 @@ class Scope:
     widened: tuple[str, ...]  # repo-wide inputs that widened the scope, said in words
     file_groups: dict[str, tuple[str, ...]]  # changed path -> groups it touches
     pipelines: frozenset[str] = frozenset()  # names of the pipelines in changed files (both sides)
-
-
-def is_repo_file(path: str) -> bool:
-    """The files the compiler reads (compiler/repo.py); anything else (README, CI) renders nothing."""
-    if path in SETTINGS_FILES:
-        return True
-    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
 
 
 def scope_of(
