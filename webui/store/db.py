@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from schemas.errors import Permanent, RetryLater
 from webui.store.dialect import SQLITE, Dialect
+from webui.store.sync_sql import REBUILD_SQL
 
 
 class Cursor(Protocol):
@@ -203,9 +204,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE revision_groups ADD COLUMN statement_expires_at REAL;
     ALTER TABLE agents ADD COLUMN verifies_signatures INTEGER;
     """,
-    # 4: secrets every replica must share (the UI's session key) when several servers use one database
+    # 4: agents per (group, sync status), maintained by the store in the transactions that change an
+    # agent (webui/store/counts.py), so the fleet page's counts do not scan every agent. Filled here
+    # for an existing database.
     """
-    CREATE TABLE server_secrets (
+    CREATE TABLE agent_sync_counts (
+        group_name TEXT NOT NULL,                -- '' for agents in no group
+        sync_status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (group_name, sync_status)
+    );
+    """
+    + ";\n".join(REBUILD_SQL[1:])
+    + ";\n",
+    # 5: secrets every replica must share (the UI's session key) when several servers use one database
+    """
+    CREATE TABLE IF NOT EXISTS server_secrets (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL,
         created_at REAL NOT NULL

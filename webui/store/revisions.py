@@ -24,6 +24,7 @@ from schemas.common import config_hash
 from schemas.signing import Untrusted, peek_config
 from webui.errors import ApiError, Conflict, NotFound
 from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
 from webui.store.groups import GroupSelector, resolve_group
 
@@ -136,6 +137,7 @@ class RevisionsMixin(StoreBase):
                 (rev.commit_sha, current, now, actor),
             )
             self._reresolve_groups(conn, rev.groups)
+            rebuild_counts(conn)  # every agent's desired config changed: recount in this transaction
             self._bump(conn, config=True, agents=True)
             conn.execute(
                 "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
@@ -295,10 +297,11 @@ class RevisionsMixin(StoreBase):
             return self._group_views(conn, sha, None), sha
 
     def _group_views(self, conn: Conn, sha: str, name: str | None) -> list[GroupView]:
+        # agents per group from the maintained counts (webui/store/counts.py), not a scan of agents
         counts = {
-            r[0]: int(r[1])
-            for r in conn.execute("SELECT group_name, COUNT(*) FROM agents GROUP BY group_name")
-            if r[0] is not None
+            str(r[0]): int(r[1])
+            for r in conn.execute("SELECT group_name, SUM(n) FROM agent_sync_counts GROUP BY group_name")
+            if r[0]
         }
         sql = "SELECT * FROM revision_groups WHERE commit_sha = ?"
         args: tuple[object, ...] = (sha,)
