@@ -56,7 +56,9 @@ class PgRow(tuple[Any, ...]):
 
 def _row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
     names = [c.name for c in cursor.description or ()]
-    index = {name: i for i, name in enumerate(names)}
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)  # a repeated name reads the first column, as sqlite3.Row does
 
     def make(values: Sequence[Any]) -> PgRow:
         row = PgRow(values)
