@@ -24,7 +24,8 @@ ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "reconciler", "enroll"
 Action = Literal["start", "stop", "restart", "shutdown"]
 CollectorState = Literal["starting", "running", "stopped", "crashed"]
 SyncStatus = Literal["Synced", "OutOfSync", "ApplyFailed", "Untrusted", "Drifted", "NoGroup"]
-# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing;
+# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing, or an
+# OpAMP agent reporting itself unhealthy;
 # offline: silent for three poll intervals.
 AgentStatus = Literal["online", "degraded", "offline"]
 

@@ -68,6 +68,7 @@ SELECT a.*, g.config_hash AS desired_hash,
   CASE
     WHEN a.last_seen IS NULL OR a.last_seen < :cutoff THEN 'offline'
     WHEN a.id IN (SELECT value FROM json_each(:failing)) THEN 'degraded'
+    WHEN a.id IN (SELECT agent_id FROM opamp_agents WHERE healthy = 0) THEN 'degraded'
     ELSE 'online'
   END AS status
 FROM agents a LEFT JOIN g ON g.name = a.group_name

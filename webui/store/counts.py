@@ -83,6 +83,9 @@ class StatusCountsMixin(StoreBase):
                 "SELECT COUNT(*) FROM agents WHERE last_seen IS NULL OR last_seen < ?", (cutoff,)
             ).fetchone()[0]
         )
+        # OpAMP agents reporting themselves unhealthy are degraded too (webui/store/opamp.py)
+        unhealthy = conn.execute("SELECT agent_id FROM opamp_agents WHERE healthy = 0").fetchall()
+        failing = sorted({*failing, *(str(r[0]) for r in unhealthy)})
         degraded = 0
         for start in range(0, len(failing), 500):  # bounded parameter lists, portable (no json_each)
             chunk = failing[start : start + 500]

@@ -169,6 +169,31 @@ MIGRATIONS: list[str] = [
     """
     + ";\n".join(REBUILD_SQL[1:])
     + ";\n",
+    # 5: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
+    """
+    CREATE TABLE IF NOT EXISTS opamp_agents (
+        agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+        enroll_token_id INTEGER,                 -- set: authenticates with this enroll token (no own token)
+        capabilities INTEGER NOT NULL DEFAULT 0, -- AgentCapabilities bits
+        sequence_num TEXT,                       -- last sequence_num (uint64 as decimal text)
+        healthy INTEGER,                         -- ComponentHealth.healthy; NULL: never reported
+        health_status TEXT,
+        health_error TEXT,
+        started_at REAL,
+        remote_status TEXT,                      -- APPLIED | APPLYING | FAILED | UNSET
+        remote_hash TEXT,                        -- hex of last_remote_config_hash
+        remote_error TEXT,
+        applied_hash TEXT,                       -- last hash reported APPLIED
+        effective_hash TEXT,                     -- sha256 of the reported effective config
+        baseline_hash TEXT,                      -- first effective config after applying baseline_for
+        baseline_for TEXT,
+        drifted INTEGER NOT NULL DEFAULT 0,
+        offered_hash TEXT,                       -- remote config hash last sent
+        want_full_state INTEGER NOT NULL DEFAULT 0,
+        delivered TEXT NOT NULL DEFAULT '[]',    -- JSON list of command ids sent in the last answer
+        disconnected INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 
