@@ -252,7 +252,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             try:
                 policy = RolloutPolicy.model_validate(data)
             except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, RolloutPolicy, path, positions, None))
+                diags.extend(_schema_diagnostics(exc, RolloutPolicy, path, positions, None, data))
                 continue
             if policy.name in repo.rollouts:
                 first = repo.rollouts[policy.name].file

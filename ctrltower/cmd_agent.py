@@ -112,6 +112,14 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     help="Run only configs signed by this public key (repeat for a rotation). Without: not verified.",
 )
 @click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["http", "opamp"]),
+    default="http",
+    show_default=True,
+    envvar="CTRLTOWER_PROTOCOL",
+    help="http: the agent API; opamp: OpAMP over HTTP (POST /v1/opamp, docs/opamp.md).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(
     server: str,
@@ -127,6 +135,7 @@ def agent(
     health_timeout: float,
     trust_keys: tuple[Path, ...],
     hostname: str | None,
+    protocol: str,
     verbose: bool,
 ) -> None:
     """Run the agent: pull configs, run and supervise the collector, report status.
@@ -172,8 +181,16 @@ def agent(
         keys = load_trust_keys(trust_keys)
     except KeyFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--trust-key") from exc
+    if keys and protocol == "opamp":
+        # OpAMP's remote config carries no ctrltower statement: refuse rather than pretend to verify.
+        raise click.BadParameter("works with --protocol http only", param_hint="--trust-key")
     try:
-        runner = Agent(settings, CollectorRegistry(), trust_keys=keys)
+        if protocol == "opamp":
+            from agent.opamp_agent import OpampAgent
+
+            runner: Agent = OpampAgent(settings, CollectorRegistry())
+        else:
+            runner = Agent(settings, CollectorRegistry(), trust_keys=keys)
     except OSError as exc:
         click.echo(f"ctrltower agent: {exc}", err=True)
         sys.exit(exit_codes.USAGE)
