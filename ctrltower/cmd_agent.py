@@ -105,6 +105,14 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     show_default=True,
 )
 @click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["http", "opamp"]),
+    default="http",
+    show_default=True,
+    envvar="CTRLTOWER_PROTOCOL",
+    help="http: the agent API; opamp: OpAMP over HTTP (POST /v1/opamp, docs/opamp.md).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(
     server: str,
@@ -119,6 +127,7 @@ def agent(
     telemetry_port: int | None,
     health_timeout: float,
     hostname: str | None,
+    protocol: str,
     verbose: bool,
 ) -> None:
     """Run the agent: pull configs, run and supervise the collector, report status.
@@ -159,7 +168,12 @@ def agent(
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        runner = Agent(settings, CollectorRegistry())
+        if protocol == "opamp":
+            from agent.opamp_agent import OpampAgent
+
+            runner: Agent = OpampAgent(settings, CollectorRegistry())
+        else:
+            runner = Agent(settings, CollectorRegistry())
     except OSError as exc:
         click.echo(f"ctrltower agent: {exc}", err=True)
         sys.exit(exit_codes.USAGE)

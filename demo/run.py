@@ -20,6 +20,7 @@ agent identities); `--reset` wipes it first. `DEMO_DIR` moves the data directory
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -31,8 +32,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
@@ -48,6 +47,7 @@ SCRAPE_INTERVAL_S = 2.0
 RECONCILE_EVERY = "60s"
 LOG_LINES_PER_S = 25.0
 STOP_TIMEOUT_S = 15.0
+SERVER_READY_CAP_S = 600.0  # a safety cap only: readiness is what the server reports
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -133,6 +133,14 @@ def stop_leftovers(data_dir: Path, timeout_s: float = 10.0) -> list[int]:
                 os.killpg(pgid, signal.SIGKILL)
     record.unlink(missing_ok=True)
     return groups
+
+
+def _reported_ready(path: Path, pid: int) -> bool:
+    """True once the server with this pid wrote its ready file (an earlier run's file has another pid)."""
+    try:
+        return bool(json.loads(path.read_text()).get("pid") == pid)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def git_branch() -> str:
@@ -226,18 +234,16 @@ class Demo:
                 str(SCRAPE_INTERVAL_S),
             ],
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        # The server reports readiness in DIR/server.ready (with its pid) once a worker answers; wait
+        # for that or its exit, whatever the machine's load. The cap only stops a hung server.
+        ready = server_dir / "server.ready"
+        deadline = time.monotonic() + SERVER_READY_CAP_S
+        while not _reported_ready(ready, child.proc.pid):
             if child.proc.poll() is not None:
                 raise DemoError(f"the server exited with {child.proc.returncode}; see {child.log}")
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise DemoError(f"the server did not answer within 60 s; see {child.log}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"the server reported nothing in {SERVER_READY_CAP_S:g} s; see {child.log}")
+            time.sleep(0.1)
         admin = (server_dir / "admin.token").read_text().strip()
         enroll = (server_dir / "enroll.token").read_text().strip()
         return admin, enroll

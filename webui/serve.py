@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import Permanent
+from webui.lifecycle import ReadyAnnouncer, clear_ready, mark_worker_ready, url_for
 from webui.settings import ServerSettings
 from webui.store import Store
 
@@ -89,7 +90,10 @@ def load_app(settings_json: str, _target: str) -> Any:
     """Granian's target loader, run in each worker process: build the app from the settings."""
     from webui.app import create_app
 
-    return create_app(ServerSettings.model_validate_json(settings_json))
+    settings = ServerSettings.model_validate_json(settings_json)
+    app = create_app(settings)
+    mark_worker_ready(settings.data_dir)  # the main process announces readiness on the first marker
+    return app
 
 
 def _metrics_main(settings_json: str) -> None:
@@ -198,6 +202,7 @@ def serve(settings: ServerSettings) -> int:
     from granian.constants import Interfaces
 
     written = prepare(settings)
+    clear_ready(settings.data_dir)
     for role, path in written.items():
         log.warning("first start: wrote the %s token to %s (mode 0600)", role, path)
     supervisor: MetricsSupervisor | None = None
@@ -220,10 +225,13 @@ def serve(settings: ServerSettings) -> int:
         respawn_failed_workers=True,  # a worker that dies (OOM, bug) is replaced; a crash loop still stops
     )
     started = time.monotonic()
+    announcer = ReadyAnnouncer(settings.data_dir, url_for(settings.host, settings.port))
+    announcer.start()
     log.info("serving on http://%s:%s with %d workers", settings.host, settings.port, settings.workers)
     try:
         server.serve(target_loader=functools.partial(load_app, settings.model_dump_json()))
     finally:
+        announcer.stop()
         maintenance.stop()
         if supervisor is not None:
             supervisor.stop()

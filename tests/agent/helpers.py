@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tests.support.ready import patience
+
 T = TypeVar("T")
 
 
@@ -62,7 +64,11 @@ def write_lines(path: Path, prefix: str, n: int) -> list[str]:
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
-    """Poll `predicate` until it returns a truthy value (bounded); fail with `what` on timeout."""
+    """Poll `predicate` until it returns a truthy value; fail with `what` on timeout.
+
+    `timeout` is a nominal bound, scaled for a loaded machine (tests.support.ready.patience).
+    """
+    timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

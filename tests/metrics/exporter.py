@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.ready import patience
+
 NOISE = "".join(
     f"# HELP python_gc_objects_collected_total Objects collected during gc\n"
     f"# TYPE python_gc_objects_collected_total counter\n"
@@ -129,7 +131,8 @@ def exporters(*specs: dict[str, Any]) -> Iterator[list[Exporter]]:
 
 
 def wait_until(cond: Any, timeout: float = 10.0, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
+    """Poll `cond` until true; `timeout` is a nominal bound, scaled for a loaded machine (patience)."""
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         if cond():
             return True

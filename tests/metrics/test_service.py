@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.metrics.exporter import Exporter, exporters, wait_until
+from tests.support.ready import wait_ready
 from webui.metrics.client import MetricsClient, failing_agents, latest_values
 from webui.metrics.service import run_async
 from webui.metrics.settings import MetricsSettings
@@ -175,7 +176,7 @@ def test_process_restart_keeps_history(tmp_path: Path) -> None:
             proc = subprocess.Popen(
                 [sys.executable, "-c", code, settings.model_dump_json()], cwd=ROOT, stdout=err, stderr=err
             )
-        assert wait_until(settings.socket_path.exists, 20), log.read_text()
+        wait_ready(proc, settings.socket_path.exists, "metrics process", log.read_text)
         return proc
 
     def stop(proc: subprocess.Popen[bytes]) -> None:

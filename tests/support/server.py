@@ -36,11 +36,11 @@ A test `clock` can be injected in-process: `InProcessServer(tmp_path, clock=lamb
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -50,8 +50,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
-
-START_TIMEOUT_S = 30.0
+from tests.support.ready import NotReady, wait_ready
 
 
 class ServerProcess:
@@ -104,8 +103,12 @@ class ServerProcess:
             cmd += ["--metrics-interval", str(self.metrics_interval_s)]
         return cmd + list(self.extra_args)
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> ServerProcess:
-        """Start (or restart after stop/kill) and wait until /api/health answers."""
+    def start(self) -> ServerProcess:
+        """Start (or restart after stop/kill) and wait until the server reports ready (or exits).
+
+        Ready = the server wrote DATA_DIR/server.ready with its own pid (it does once a worker can
+        answer). No fixed timeout: only tests.support.ready's safety cap.
+        """
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("server already running")
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -119,18 +122,27 @@ class ServerProcess:
                 env=env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                if httpx.get(self.base_url + "/api/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"server not ready after {timeout_s} s:\n{self.log_text()}")
+        try:
+            wait_ready(self.proc, self._reported_ready, "ctrltower server", self.log_text)
+        except NotReady:
+            self.kill()
+            raise
+        return self
+
+    def _reported_ready(self) -> bool:
+        proc = self.proc
+        try:
+            report = json.loads((self.data_dir / "server.ready").read_text())
+        except (OSError, ValueError):
+            return False  # not written yet (or being replaced)
+        return proc is not None and report.get("pid") == proc.pid
+
+    def wait_metrics(self) -> Path:
+        """Wait until the metrics process listens on DATA_DIR/metrics.sock (it binds it once ready)."""
+        assert self.metrics and self.proc is not None, "started without metrics"
+        sock = self.data_dir / "metrics.sock"
+        found = wait_ready(self.proc, lambda: sock if sock.exists() else None, "metrics", self.log_text)
+        return found
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM and wait (SIGKILL the group after timeout_s). Returns the exit code."""

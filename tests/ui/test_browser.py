@@ -24,6 +24,7 @@ from demo.sink import start_sink
 from schemas.api import ReconcileRunReport
 from schemas.diagnostics import Diagnostic, Location
 from tests.conftest import ROOT, free_port
+from tests.support.ready import patience
 from tests.support.server import ServerProcess
 from tests.ui.demo_support import alive, descendants
 from tests.ui.seed import SHA1, SHA2, example_revision
@@ -39,7 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WAIT_S = 60.0
+WAIT_S = patience(60.0)  # bounds on events, scaled for a loaded machine
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT_S) -> object:

@@ -20,10 +20,7 @@ pytestmark = pytest.mark.skipif(
 def test_metrics_process_lifecycle_and_degraded_status(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "srv", metrics=True, metrics_interval_s=0.2, poll_interval_s=5.0)
     with srv:
-        deadline = time.monotonic() + 20
-        while not (srv.data_dir / "metrics.sock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert (srv.data_dir / "metrics.sock").exists(), srv.log_text()
+        srv.wait_metrics()
         dead_port = free_port()  # nothing listens there: every scrape fails
         with srv.client(srv.enroll_token) as c:
             reg = c.post(

@@ -1,0 +1,114 @@
+"""Process lifecycle of `ctrltower server`: the readiness report, parent-death signals, leftover checks.
+
+Readiness: a granian worker that has built its app writes `DIR/run/worker-<pid>` (the listening socket
+was bound by the main process before any worker started, so a worker with its app is a worker that
+answers). The main process's `ReadyAnnouncer` waits for the first such marker, then writes
+`DIR/server.ready` (JSON: pid, url) atomically and prints one line,
+`ctrltower server: ready on http://HOST:PORT (pid N)`, on stdout. Supervisors (systemd, tests, the demo)
+wait for that line or file, or for the process to exit; never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger("ctrltower.server")
+
+READY_FILE = "server.ready"
+RUN_DIR = "run"
+READY_LINE = "ctrltower server: ready on"
+_PR_SET_PDEATHSIG = 1
+
+
+def ready_path(data_dir: Path) -> Path:
+    return data_dir / READY_FILE
+
+
+def clear_ready(data_dir: Path) -> None:
+    """Forget the readiness reports of an earlier run: its ready file, worker markers, metrics socket
+    (the metrics process binds a fresh one once it listens; a stale one would look ready)."""
+    ready_path(data_dir).unlink(missing_ok=True)
+    shutil.rmtree(data_dir / RUN_DIR, ignore_errors=True)
+    (data_dir / "metrics.sock").unlink(missing_ok=True)
+
+
+def mark_worker_ready(data_dir: Path) -> None:
+    """Called in a worker once its app is built: tell the main process this worker can answer."""
+    run = data_dir / RUN_DIR
+    run.mkdir(mode=0o700, exist_ok=True)
+    (run / f"worker-{os.getpid()}").touch()
+
+
+def url_for(host: str, port: int) -> str:
+    """The URL a client on this host uses (a wildcard listen address is reached on loopback)."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class ReadyAnnouncer:
+    """Waits (in a thread of the main process) for the first ready worker, then reports readiness."""
+
+    def __init__(self, data_dir: Path, url: str, poll_s: float = 0.05) -> None:
+        self.data_dir = data_dir
+        self.url = url
+        self.poll_s = poll_s
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ready-announcer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _any_worker_ready(self) -> bool:
+        try:
+            return any((self.data_dir / RUN_DIR).iterdir())
+        except FileNotFoundError:
+            return False
+
+    def _run(self) -> None:
+        # No deadline on purpose: a loaded machine may take minutes; whoever waits for us decides.
+        while not self._stop.is_set():
+            if self._any_worker_ready():
+                self._announce()
+                return
+            self._stop.wait(self.poll_s)
+
+    def _announce(self) -> None:
+        path = ready_path(self.data_dir)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "url": self.url}) + "\n")
+        os.replace(tmp, path)
+        self.ready.set()
+        # stdout, not the log: the one line a supervisor can wait for, whatever the log level
+        print(f"{READY_LINE} {self.url} (pid {os.getpid()})", file=sys.stdout, flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        with contextlib.suppress(OSError):
+            ready_path(self.data_dir).unlink(missing_ok=True)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (SIGKILL included).
+
+    Elsewhere a no-op; callers also check that the parent is still the one they expect, since the
+    parent may have died before this call.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
