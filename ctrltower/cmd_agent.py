@@ -105,6 +105,13 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     show_default=True,
 )
 @click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
+@click.option(
+    "--collector-env",
+    "collector_env",
+    multiple=True,
+    metavar="NAME|PREFIX*|NAME=VALUE",
+    help="Pass this variable to the collector (repeatable); it gets only an allow-list otherwise.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(
     server: str,
@@ -119,6 +126,7 @@ def agent(
     telemetry_port: int | None,
     health_timeout: float,
     hostname: str | None,
+    collector_env: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the agent: pull configs, run and supervise the collector, report status.
@@ -129,6 +137,7 @@ def agent(
     from prometheus_client import CollectorRegistry
     from pydantic import ValidationError
 
+    from agent.environment import parse_collector_env
     from agent.runner import Agent
     from agent.settings import AgentSettings
     from schemas.errors import CtrlTowerError
@@ -140,6 +149,10 @@ def agent(
     )
     for noisy in ("httpx", "httpcore"):  # one line per poll is noise; the agent logs what matters
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        passed = parse_collector_env(collector_env)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--collector-env") from exc
     try:
         settings = AgentSettings(
             server=server,
@@ -155,6 +168,7 @@ def agent(
             telemetry_port=telemetry_port,
             health_timeout_s=health_timeout,
             hostname=hostname,
+            collector_env=passed,
         )
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
