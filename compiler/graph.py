@@ -21,6 +21,7 @@ import networkx as nx
 
 from compiler.catalog import Catalog, ComponentInfo, signal_order
 from compiler.loader import diagnostic
+from compiler.naming import model_doc, where
 from compiler.repo import LoadedPipeline
 from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.diagnostics import Diagnostic
@@ -72,6 +73,7 @@ class _Checker:
         self.p = lp.model
         self.catalog = catalog
         self.diags: list[Diagnostic] = []
+        self.doc = model_doc(self.p)  # node ids and edge ends, to name them in key paths
 
     def diag(
         self,
@@ -93,6 +95,7 @@ class _Checker:
                 severity=severity,
                 hint=hint,
                 at_key=key,
+                key_path=where(self.doc, path).key_path,
                 pipeline=self.p.name,
                 node=node,
             )

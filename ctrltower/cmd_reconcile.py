@@ -29,16 +29,16 @@ from reconciler.run import ReconcileSettings, RunResult, reconcile_once, run_loo
 from schemas.errors import CtrlTowerError
 
 TOKEN_ENV = "CTRLTOWER_TOKEN"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
 def parse_duration(text: str) -> float:
-    """'60s', '5m', '1h', '250ms' or plain seconds -> seconds."""
+    """'60s', '5m', '1h', '7d', '250ms' or plain seconds -> seconds."""
     match = _DURATION.match(text)
     if not match:
         raise click.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h)")
     value = float(match.group(1))
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[match.group(2) or "s"]
     seconds = value * scale
     if seconds <= 0:
         raise click.BadParameter("the interval must be positive")
@@ -155,6 +155,7 @@ def _print_result(result: RunResult, fmt: str) -> None:
             "timings_s": result.timings_s,
             "error": None if result.error is None else redact(str(result.error)),
             "reported": result.reported,
+            "resigned": result.resigned,
         }
         click.echo(json.dumps(data, sort_keys=True))
         return
@@ -198,6 +199,19 @@ def _run_exit_code(result: RunResult) -> int:
 )
 @click.option("--max-runs", type=click.IntRange(min=1), default=None, help="Loop: stop after N runs.")
 @click.option("--git-timeout", default="120s", show_default=True, help="Kill a git fetch after DURATION.")
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="CTRLTOWER_SIGNING_KEY",
+    help="ed25519 private key (ctrltower keys generate): sign every group's config.",
+)
+@click.option(
+    "--signature-validity",
+    default="7d",
+    show_default=True,
+    help="Statements expire after DURATION; re-signed when half of it has passed.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def reconcile(
     source: str,
@@ -210,26 +224,41 @@ def reconcile(
     jitter: float,
     max_runs: int | None,
     git_timeout: str,
+    signing_key: Path | None,
+    signature_validity: str,
     fmt: str,
 ) -> None:
     """Publish the commit REF points at to the server (once, or every --interval)."""
+    from ctrltower.keyfiles import load_signer
+    from schemas.signing import KeyFileError
+
     if not source.strip():
         raise click.BadParameter("must name a repository (URL or path)", param_hint="--source")
     try:
         Source.parse(source)  # refuse what git could read as an option or a command, before git runs
     except BadSource as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
+    signer = None
+    if signing_key is not None:
+        try:
+            signer = load_signer(signing_key)
+        except KeyFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--signing-key") from exc
+    validity = parse_duration(signature_validity)
+    if validity < 60:
+        raise click.BadParameter("must be at least 1m", param_hint="--signature-validity")
     settings = ReconcileSettings(
         source=source,
         ref=ref,
         path=subdir.strip("/"),
         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(os.environ),
         git_timeout_s=parse_duration(git_timeout),
+        signature_validity_s=int(validity),
     )
     every = parse_duration(interval) if interval else None
     with _client(server, token) as client:
         if every is None:
-            result = reconcile_once(settings, client, environ=os.environ)
+            result = reconcile_once(settings, client, environ=os.environ, signer=signer)
             _print_result(result, fmt)
             sys.exit(_run_exit_code(result))
         stop = threading.Event()
@@ -248,6 +277,7 @@ def reconcile(
             max_runs=max_runs,
             stop=stop,
             on_result=lambda r: _print_result(r, fmt),
+            signer=signer,
         )
     sys.exit(0 if stop.is_set() else _run_exit_code(result))
 

@@ -321,6 +321,15 @@ class GitRepo:
             failed = GitCommandError(["git", "cat-file", "--batch"], exc.status or 128, exc.stderr)
             raise _classify(failed, f"reading from {self.source} failed") from exc
 
+    def first_parent_depth(self, sha: str) -> int:
+        """How many commits the first-parent chain up to `sha` has: the revision sequence a signed
+        statement carries (it grows with every merge to the branch, whatever the server's database)."""
+        try:
+            out = self._repo.git.execute(["git", "rev-list", "--count", "--first-parent", sha])
+        except GitCommandError as exc:
+            raise _classify(exc, f"counting the history of {sha[:12]} failed") from exc
+        return int(str(out).strip())
+
     def commit_info(self, sha: str) -> CommitInfo:
         commit = self._repo.commit(sha)
         message = commit.message if isinstance(commit.message, str) else commit.message.decode()

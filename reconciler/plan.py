@@ -55,6 +55,16 @@ class GroupChange:
 
 
 @dataclass(frozen=True)
+class RolloutSteps:
+    """How head's rollout policy takes a change to the groups it covers (docs/rollouts.md)."""
+
+    policy: str
+    groups: tuple[str, ...]  # the covered groups whose config this change modifies
+    steps: tuple[str, ...]  # each step in words ("group edge-canary", "50 % of each group", ...)
+    on_failure: str
+
+
+@dataclass(frozen=True)
 class Plan:
     base: str
     head: str
@@ -67,6 +77,7 @@ class Plan:
     pipelines_removed: tuple[str, ...] = ()
     pipelines_changed: tuple[str, ...] = ()
     base_diagnostics: int = 0  # errors in base (its configs then count as absent)
+    rollouts: tuple[RolloutSteps, ...] = ()  # changed groups under a rollout policy; others: at once
     validated_files: int = 0  # head repo files compiled
     repo_files: int = 0  # head repo files in total (validated_files < repo_files: incremental)
     timings_s: dict[str, float] = field(default_factory=dict, compare=False)
@@ -237,6 +248,7 @@ def plan_files(
                 )
             )
 
+    rollouts = _rollouts(head_result, changes)
     files = tuple(
         FileChange(
             path=f"{subdir}/{p}" if subdir else p,
@@ -258,10 +270,28 @@ def plan_files(
         pipelines_removed=p_removed,
         pipelines_changed=p_changed,
         base_diagnostics=base_errors,
+        rollouts=rollouts,
         validated_files=sum(1 for p in head_in if is_repo_file(p)),
         repo_files=sum(1 for p in head_files if is_repo_file(p)),
         timings_s={"scope": round(t1 - t0, 6), "compile": round(t2 - t1, 6)},
     )
+
+
+def _rollouts(head: CompileResult, changes: list[GroupChange]) -> tuple[RolloutSteps, ...]:
+    changed = {c.group for c in changes if c.changes_config}
+    out = []
+    for policy in head.rollouts:
+        covered = tuple(g for g in policy.groups if g in changed)
+        if covered:
+            out.append(
+                RolloutSteps(
+                    policy=policy.name,
+                    groups=covered,
+                    steps=(*(step.describe() for step in policy.steps), "done: every agent of the groups"),
+                    on_failure=policy.on_failure,
+                )
+            )
+    return tuple(out)
 
 
 def _pipeline_files(result: CompileResult) -> dict[str, str]:

@@ -25,9 +25,10 @@ from reconciler.client import ControlClient
 from reconciler.errors import ConflictError, GitError, ServerError
 from reconciler.git import GitRepo, Source, redact
 from reconciler.lock import RunLock
-from schemas.api import ReconcileRunReport, RevisionPublish, RunOutcome
+from schemas.api import ReconcileRunReport, RevisionPublish, RevisionSummary, RunOutcome
 from schemas.diagnostics import Diagnostic
 from schemas.errors import CtrlTowerError, Permanent
+from schemas.signing import Signer
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +47,9 @@ class ReconcileSettings(BaseModel):
     path: str = ""
     cache_dir: Path
     git_timeout_s: float = 120.0
+    signature_validity_s: int = Field(
+        default=7 * 86400, gt=0, description="statements expire this long after signing (--signing-key)"
+    )
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class RunResult:
     error: CtrlTowerError | None = None
     reported: bool = False
     report_error: str | None = None
+    resigned: bool = False  # the server's current commit got fresh statements (they were expiring)
 
     @property
     def message(self) -> str:
@@ -67,6 +72,8 @@ class RunResult:
         if self.outcome == "published":
             prev = self.previous_sha[:12] if self.previous_sha else "nothing"
             return f"published {sha} (was {prev})"
+        if self.outcome == "unchanged" and self.resigned:
+            return f"{sha} is already the server's current revision: re-signed its groups' statements"
         if self.outcome == "unchanged":
             return f"{sha} is already the server's current revision: nothing to do"
         if self.outcome == "invalid":
@@ -95,12 +102,17 @@ def reconcile_once(
     *,
     environ: Mapping[str, str],
     clock: Clock = utc_now,
+    signer: Signer | None = None,
 ) -> RunResult:
-    """One reconcile run. Never raises a CtrlTowerError: the outcome and error are in the result."""
+    """One reconcile run. Never raises a CtrlTowerError: the outcome and error are in the result.
+
+    With a `signer`, every group's config gets a signed statement (schemas/signing.py), and a
+    current commit whose statements pass half their validity is published again to refresh them.
+    """
     started = clock()
     source = Source.parse(settings.source)
     timer = _Timer()
-    result = _run(settings, source, client, environ, timer)
+    result = _run(settings, source, client, environ, timer, signer, started)
     timer.total()
     result = _with(result, timings_s=dict(timer.timings))
     return _report(client, result, started, clock())
@@ -112,6 +124,8 @@ def _run(
     client: ControlClient,
     environ: Mapping[str, str],
     timer: _Timer,
+    signer: Signer | None,
+    now: datetime,
 ) -> RunResult:
     base = RunResult(outcome="error", source=source.display, ref=settings.ref)
     lock = RunLock(settings.cache_dir / "locks" / f"{source.cache_key}.lock")
@@ -133,10 +147,11 @@ def _run(
             current_sha = current.commit_sha if current else None
             base = _with(base, previous_sha=current_sha)
             t = timer.lap("server_current", t)
-            if current_sha == sha:
+            if current_sha == sha and not _needs_resign(current, signer, settings, now):
                 return _with(base, outcome="unchanged")
             files = repo.read_files(sha, settings.path)
             info = repo.commit_info(sha)
+            seq = repo.first_parent_depth(sha) if signer is not None else 0
             t = timer.lap("read", t)
         compiled = compile_repo(files)
         t = timer.lap("compile", t)
@@ -144,6 +159,25 @@ def _run(
         base = _with(base, diagnostics=diagnostics)
         if not compiled.ok:
             return _with(base, outcome="invalid")
+        groups = compiled.groups
+        if signer is not None:
+            stamp = int(now.timestamp())
+            groups = [
+                g.model_copy(
+                    update={
+                        "statement": signer.sign_config(
+                            group=g.name,
+                            selector=g.selector,
+                            commit=sha,
+                            seq=seq,
+                            sha256=g.config_hash,
+                            now=stamp,
+                            valid_for_s=settings.signature_validity_s,
+                        )
+                    }
+                )
+                for g in groups
+            ]
         publish = RevisionPublish(
             commit_sha=sha,
             previous_commit_sha=current_sha,
@@ -151,18 +185,31 @@ def _run(
             author=info.author[:512],
             committed_at=info.committed_at,
             source=source.display,
-            groups=compiled.groups,
+            groups=groups,
             pipelines=compiled.pipelines,
         )
         published = client.publish(publish)
         timer.lap("publish", t)
-        return _with(base, outcome="published" if published.outcome == "published" else "unchanged")
+        if published.outcome == "published":
+            return _with(base, outcome="published")
+        return _with(base, outcome="unchanged", resigned=published.outcome == "resigned")
     except ConflictError as exc:
         return _with(base, outcome="conflict", error=exc)
     except (GitError, ServerError) as exc:
         return _with(base, outcome="error", error=exc)
     finally:
         lock.release()
+
+
+def _needs_resign(
+    current: RevisionSummary | None, signer: Signer | None, settings: ReconcileSettings, now: datetime
+) -> bool:
+    """The current commit must be signed again: unsigned, or past half its statements' validity."""
+    if signer is None or current is None:
+        return False
+    if current.signed_until is None:
+        return True
+    return (current.signed_until - now).total_seconds() < settings.signature_validity_s / 2
 
 
 def _with(result: RunResult, **changes: Any) -> RunResult:
@@ -205,6 +252,7 @@ def run_loop(
     rng: random.Random | None = None,
     on_result: Callable[[RunResult], None] = lambda r: None,
     clock: Clock = utc_now,
+    signer: Signer | None = None,
 ) -> RunResult:
     """Reconcile every interval (with jitter) until stopped, `max_runs` is reached, or a permanent error.
 
@@ -215,7 +263,7 @@ def run_loop(
     rng = rng or random.Random()
     runs = 0
     while True:
-        result = reconcile_once(settings, client, environ=environ, clock=clock)
+        result = reconcile_once(settings, client, environ=environ, clock=clock, signer=signer)
         runs += 1
         on_result(result)
         if isinstance(result.error, Permanent):

@@ -23,8 +23,9 @@ Role = Literal["viewer", "operator", "admin", "reconciler", "enroll"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "reconciler", "enroll")
 Action = Literal["start", "stop", "restart", "shutdown"]
 CollectorState = Literal["starting", "running", "stopped", "crashed"]
-SyncStatus = Literal["Synced", "OutOfSync", "ApplyFailed", "Drifted", "NoGroup"]
-# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing;
+SyncStatus = Literal["Synced", "OutOfSync", "ApplyFailed", "Untrusted", "Drifted", "NoGroup"]
+# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing, or an
+# OpAMP agent reporting itself unhealthy;
 # offline: silent for three poll intervals.
 AgentStatus = Literal["online", "degraded", "offline"]
 
@@ -64,7 +65,8 @@ class RegistrationResponse(FrozenModel):
 
 
 class ApplyResult(StrictModel):
-    result: Literal["applied", "failed"]
+    # untrusted: refused before anything was written (signature missing, bad, expired, other group)
+    result: Literal["applied", "failed", "untrusted"]
     config_hash: str
     revision: str | None = None
     error: str | None = Field(default=None, max_length=8192)
@@ -93,6 +95,9 @@ class StatusReport(StrictModel):
     acks: list[CommandAck] = Field(default_factory=list, max_length=100)
     uptime_s: float = Field(ge=0)
     stopped_by_operator: bool = False
+    verifies_signatures: bool | None = Field(
+        default=None, description="true: runs only configs signed by a --trust-key; false: no key pinned"
+    )
 
 
 class Command(FrozenModel):
@@ -116,6 +121,11 @@ class GroupRevision(FrozenModel):
     config: str = Field(description="the rendered collector YAML, byte for byte what agents run")
     config_hash: str
     pipelines: list[str] = Field(default_factory=list)
+    statement: str | None = Field(
+        default=None,
+        max_length=8192,
+        description="the reconciler's signed statement for this group and commit (docs/architecture.md)",
+    )
 
 
 class PipelineNodeView(FrozenModel):
@@ -155,7 +165,8 @@ class RevisionPublish(StrictModel):
 
 class PublishResult(FrozenModel):
     commit_sha: str
-    outcome: Literal["published", "unchanged"]
+    # resigned: the same commit, its groups' statements replaced by fresher ones
+    outcome: Literal["published", "unchanged", "resigned"]
 
 
 class RevisionSummary(FrozenModel):
@@ -166,6 +177,9 @@ class RevisionSummary(FrozenModel):
     committed_at: datetime | None = None
     groups: dict[str, str] = Field(description="group name -> config hash")
     current: bool = False
+    signed_until: datetime | None = Field(
+        default=None, description="earliest expiry of its groups' statements; null: a group is unsigned"
+    )
 
 
 # --- control API: agents, commands, audit ------------------------------------------------------------
@@ -192,6 +206,7 @@ class AgentView(FrozenModel):
     registered_at: datetime
     last_apply: ApplyResult | None = None
     stopped_by_operator: bool = False
+    verifies_signatures: bool | None = None
 
 
 class Page(FrozenModel):
@@ -237,7 +252,9 @@ class AgentEvent(FrozenModel):
     id: int
     agent_id: str
     at: datetime
-    kind: Literal["registered", "applied", "apply_failed", "drift", "command", "command_ack", "state"]
+    kind: Literal[
+        "registered", "applied", "apply_failed", "untrusted", "drift", "command", "command_ack", "state"
+    ]
     revision: str | None = None
     config_hash: str | None = None
     detail: dict[str, Any] | None = None

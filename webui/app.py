@@ -1,8 +1,8 @@
 """The Flask application factory: `create_app(settings)` builds one app (one per worker process).
 
-It registers the agent API (/api/agent/v1), the control API (/api/v1), the OpenAPI document
-(/api/openapi.json) and, when their modules exist, the metrics API (`webui.metrics.api:bp` at
-/api/v1/metrics) and the web UI (`webui.ui.views:bp` at /). No module-level state: the store, the config
+It registers the agent API (/api/agent/v1), the control API (/api/v1), the OpAMP endpoint (/v1/opamp), the
+OpenAPI document (/api/openapi.json) and, when their modules exist, the metrics API (`webui.metrics.api:bp`
+at /api/v1/metrics) and the web UI (`webui.ui.views:bp` at /). No module-level state: the store, the config
 cache and the settings live on the app (`app.extensions["ctrltower"]`, `app.config["CTRLTOWER_SETTINGS"]`).
 """
 
@@ -24,6 +24,7 @@ from webui.api import agent as agent_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
 from webui.errors import json_response, register_error_handlers
+from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
 from webui.settings import ServerSettings
 from webui.store import EXTENSION_KEY, Store
@@ -61,6 +62,7 @@ def create_app(
     app.register_blueprint(control_api.bp, url_prefix="/api/v1")
     app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
+    app.register_blueprint(opamp_endpoint.bp)  # POST /v1/opamp (protobuf, outside /api: the OpAMP path)
     metrics_bp = _optional_blueprint("webui.metrics.api") if settings.metrics else None
     if metrics_bp is not None:
         app.register_blueprint(metrics_bp, url_prefix="/api/v1/metrics")

@@ -28,6 +28,7 @@ from schemas.api import (
     StatusReport,
     StatusResponse,
 )
+from schemas.signing import STATEMENT_HEADER
 from webui.api import doc, parse_body
 from webui.auth import bearer_token, require_role
 from webui.errors import ApiError, NotFound, Unauthorized, json_response
@@ -138,6 +139,8 @@ def config_answer(
     }
     if etag_matches(if_none_match, served.config_hash):
         return ConfigAnswer(304, headers, b"")
+    if served.statement is not None:  # only with the body: the 304 path stays as it was
+        headers[STATEMENT_HEADER] = served.statement
     return ConfigAnswer(200, headers, served.body)
 
 

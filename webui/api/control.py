@@ -29,7 +29,7 @@ from webui.store.agents import EVENT_KINDS
 bp = Blueprint("control_api", __name__)
 
 STATUSES = ("online", "degraded", "offline")
-SYNC_STATUSES = ("Synced", "OutOfSync", "ApplyFailed", "Drifted", "NoGroup")
+SYNC_STATUSES = ("Synced", "OutOfSync", "ApplyFailed", "Untrusted", "Drifted", "NoGroup")
 SORTS = ("hostname", "last_seen", "registered", "group")
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]*=.*$"
 _KIND = "(" + "|".join(EVENT_KINDS) + ")"

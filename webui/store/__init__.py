@@ -5,7 +5,8 @@ Methods by area: agents (`register_agent`, `report_status`, `list_agents`, `get_
 `agent_events`), commands (`queue_command`, `list_commands`), revisions (`publish`, `list_revisions`,
 `get_revision`, `list_groups`, `get_group` with history and diff, `list_pipelines`, `get_pipeline`,
 `served_config`), tokens (`create_token`, `list_tokens`, `revoke_token`, `find_token`), audit and runs
-(`audit`, `list_audit`, `add_reconcile_run`, `list_reconcile_runs`).
+(`audit`, `list_audit`, `add_reconcile_run`, `list_reconcile_runs`), OpAMP agents' protocol state
+(`opamp_agent`, `opamp_register`, `opamp_describe`, `opamp_save`, `opamp_fail_commands`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from webui.store.audit import AuditMixin
 from webui.store.base import Clock, ScrapeHealth
 from webui.store.commands import CommandsMixin
 from webui.store.db import Database, migrate
+from webui.store.opamp import OpampMixin
 from webui.store.revisions import RevisionsMixin, ServedConfig
 from webui.store.tokens import TokensMixin
 
@@ -32,7 +34,7 @@ __all__ = ["AgentFilter", "ServedConfig", "Store", "get_store"]
 EXTENSION_KEY = "ctrltower"
 
 
-class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin):
+class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin, OpampMixin):
     """All state access of the server. Thread-safe (one SQLite connection per thread)."""
 
     @classmethod

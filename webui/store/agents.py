@@ -21,12 +21,23 @@ from schemas.api import (
     StatusReport,
 )
 from webui.errors import NotFound
-from webui.store.base import StoreBase, dt, dt_req, dumps, loads, ts
+from webui.store.base import dt, dt_req, dumps, loads, ts
+from webui.store.counts import StatusCountsMixin
 from webui.store.groups import resolve_group
+from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
 AGENT_TOKEN_PREFIX = "cta_"
-EVENT_KINDS = ("registered", "applied", "apply_failed", "drift", "command", "command_ack", "state")
+EVENT_KINDS = (
+    "registered",
+    "applied",
+    "apply_failed",
+    "untrusted",
+    "drift",
+    "command",
+    "command_ack",
+    "state",
+)
 
 
 @dataclass(frozen=True)
@@ -48,30 +59,23 @@ class AgentFilter:
 
 
 # One query computes each agent's desired hash, sync status and run status, so filters, counts and
-# pagination all happen in SQL (10,000+ agents on the fleet page).
-_AGENT_VIEW_SQL = """
-WITH cur AS (SELECT commit_sha FROM publications ORDER BY seq DESC LIMIT 1),
-g AS (SELECT name, config_hash FROM revision_groups WHERE commit_sha = (SELECT commit_sha FROM cur))
+# pagination all happen in SQL (10,000+ agents on the fleet page). The sync status is the same CASE the
+# maintained per-status counts use (webui/store/counts.py).
+_AGENT_VIEW_SQL = f"""{CURRENT_GROUPS_CTE}
 SELECT a.*, g.config_hash AS desired_hash,
   CASE WHEN g.name IS NULL THEN NULL ELSE (SELECT commit_sha FROM cur) END AS desired_revision,
-  CASE
-    WHEN g.name IS NULL THEN 'NoGroup'
-    WHEN a.last_apply_result = 'failed' AND a.last_apply_hash = g.config_hash THEN 'ApplyFailed'
-    WHEN a.last_drift_at IS NOT NULL AND (a.last_apply_at IS NULL OR a.last_drift_at > a.last_apply_at)
-      THEN 'Drifted'
-    WHEN a.reported_hash = g.config_hash THEN 'Synced'
-    ELSE 'OutOfSync'
-  END AS sync_status,
+  {SYNC_STATUS_CASE} AS sync_status,
   CASE
     WHEN a.last_seen IS NULL OR a.last_seen < :cutoff THEN 'offline'
     WHEN a.id IN (SELECT value FROM json_each(:failing)) THEN 'degraded'
+    WHEN a.id IN (SELECT agent_id FROM opamp_agents WHERE healthy = 0) THEN 'degraded'
     ELSE 'online'
   END AS status
 FROM agents a LEFT JOIN g ON g.name = a.group_name
 """
 
 
-class AgentsMixin(StoreBase):
+class AgentsMixin(StatusCountsMixin):
     # --- agent API ------------------------------------------------------------------------------------
 
     def register_agent(self, reg: AgentRegistration) -> RegistrationResponse:
@@ -83,6 +87,7 @@ class AgentsMixin(StoreBase):
             selectors = self.current_selectors(conn)
             group = resolve_group(reg.labels, selectors)
             row = conn.execute("SELECT id FROM agents WHERE instance_id = ?", (reg.instance_id,)).fetchone()
+            before = None if row is None else self._sync_cell(conn, str(row["id"]))
             fields = (
                 reg.hostname,
                 reg.platform,
@@ -113,6 +118,7 @@ class AgentsMixin(StoreBase):
             self._event(
                 conn, agent_id, now, "registered", None, None, {"hostname": reg.hostname, "group": group}
             )
+            self._move_count(conn, before, self._sync_cell(conn, agent_id))
         return RegistrationResponse(
             agent_id=agent_id, agent_token=secret, poll_interval_s=self.poll_interval_s
         )
@@ -139,6 +145,7 @@ class AgentsMixin(StoreBase):
             row = conn.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no agent {agent_id!r}: register again", details={"agent_id": agent_id})
+            before = self._sync_cell(conn, agent_id)
             if row["run_state"] != report.collector_state:
                 self._event(
                     conn,
@@ -159,7 +166,7 @@ class AgentsMixin(StoreBase):
                 la = report.last_apply
                 apply_json = la.model_dump_json()
                 if apply_json != row["last_apply"]:
-                    kind = "applied" if la.result == "applied" else "apply_failed"
+                    kind = {"applied": "applied", "failed": "apply_failed"}.get(la.result, la.result)
                     detail = {"error": la.error} if la.error else None
                     self._event(conn, agent_id, ts(la.at) or now, kind, la.revision, la.config_hash, detail)
                 apply_cols = (apply_json, la.result, la.config_hash, ts(la.at))
@@ -188,7 +195,8 @@ class AgentsMixin(StoreBase):
                     )
             conn.execute(
                 "UPDATE agents SET last_seen=?, run_state=?, collector_pid=?, reported_hash=?,"
-                " effective_revision=?, uptime_s=?, stopped_by_operator=?, last_apply=?,"
+                " effective_revision=?, uptime_s=?, stopped_by_operator=?, verifies_signatures=?,"
+                " last_apply=?,"
                 " last_apply_result=?, last_apply_hash=?, last_apply_at=?, last_drift_at=? WHERE id=?",
                 (
                     now,
@@ -198,11 +206,13 @@ class AgentsMixin(StoreBase):
                     report.effective_revision,
                     report.uptime_s,
                     int(report.stopped_by_operator),
+                    None if report.verifies_signatures is None else int(report.verifies_signatures),
                     *apply_cols,
                     drift_at,
                     agent_id,
                 ),
             )
+            self._move_count(conn, before, self._sync_cell(conn, agent_id))
             pending = conn.execute(
                 "SELECT id, action, issued_at FROM commands WHERE agent_id = ? AND state IN"
                 " ('queued', 'delivered') ORDER BY id",
@@ -286,7 +296,19 @@ class AgentsMixin(StoreBase):
                 f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
                 {**params, **fparams, "limit": limit, "offset": offset},
             ).fetchall()
-            counts: dict[str, int] = {"online": 0, "degraded": 0, "offline": 0}
+            if not cwhere:  # the whole fleet (the fleet page's default): maintained counts, no scan
+                counts = self._fleet_counts(conn, params["cutoff"], json.loads(params["failing"]))
+                total = (
+                    counts[f.status]
+                    if f.status is not None
+                    else sum(counts[s] for s in ("online", "degraded", "offline"))
+                )
+                return AgentList(
+                    items=[self._agent_view(r) for r in rows],
+                    page=Page(total=total, limit=limit, offset=offset),
+                    counts=counts,
+                )
+            counts = {"online": 0, "degraded": 0, "offline": 0}
             total = 0
             for r in conn.execute(
                 f"SELECT status, sync_status, COUNT(*) FROM ({base}{cwhere}) GROUP BY status, sync_status",
@@ -318,9 +340,11 @@ class AgentsMixin(StoreBase):
         """
         view = self.get_agent(agent_id)
         with self.db.write() as conn:
+            before = self._sync_cell(conn, agent_id)
             cur = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             if not cur.rowcount:
                 raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            self._move_count(conn, before, None)
             self._bump(conn, agents=True)
             conn.execute(
                 "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
@@ -360,6 +384,7 @@ class AgentsMixin(StoreBase):
             registered_at=dt_req(r["registered_at"]),
             last_apply=last_apply,
             stopped_by_operator=bool(r["stopped_by_operator"]),
+            verifies_signatures=None if r["verifies_signatures"] is None else bool(r["verifies_signatures"]),
         )
 
     def agent_events(

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from schemas.errors import Permanent, RetryLater
+from webui.store.sync_sql import REBUILD_SQL
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -147,6 +148,51 @@ MIGRATIONS: list[str] = [
     # (10,000 agents: 85 ms at offset 0, 315 ms at offset 5000; with it under 4 ms). Added by the UI part.
     """
     CREATE INDEX IF NOT EXISTS agents_hostname ON agents(hostname, id);
+    """,
+    # 3: signed statements (schemas/signing.py), one per (commit, group), served with the config;
+    # whether each agent verifies them. Added by the signing part.
+    """
+    ALTER TABLE revision_groups ADD COLUMN statement TEXT;
+    ALTER TABLE revision_groups ADD COLUMN statement_expires_at REAL;
+    ALTER TABLE agents ADD COLUMN verifies_signatures INTEGER;
+    """,
+    # 4: agents per (group, sync status), maintained by the store in the transactions that change an
+    # agent (webui/store/counts.py), so the fleet page's counts do not scan every agent. Filled here
+    # for an existing database.
+    """
+    CREATE TABLE agent_sync_counts (
+        group_name TEXT NOT NULL,                -- '' for agents in no group
+        sync_status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (group_name, sync_status)
+    );
+    """
+    + ";\n".join(REBUILD_SQL[1:])
+    + ";\n",
+    # 5: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
+    """
+    CREATE TABLE IF NOT EXISTS opamp_agents (
+        agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+        enroll_token_id INTEGER,                 -- set: authenticates with this enroll token (no own token)
+        capabilities INTEGER NOT NULL DEFAULT 0, -- AgentCapabilities bits
+        sequence_num TEXT,                       -- last sequence_num (uint64 as decimal text)
+        healthy INTEGER,                         -- ComponentHealth.healthy; NULL: never reported
+        health_status TEXT,
+        health_error TEXT,
+        started_at REAL,
+        remote_status TEXT,                      -- APPLIED | APPLYING | FAILED | UNSET
+        remote_hash TEXT,                        -- hex of last_remote_config_hash
+        remote_error TEXT,
+        applied_hash TEXT,                       -- last hash reported APPLIED
+        effective_hash TEXT,                     -- sha256 of the reported effective config
+        baseline_hash TEXT,                      -- first effective config after applying baseline_for
+        baseline_for TEXT,
+        drifted INTEGER NOT NULL DEFAULT 0,
+        offered_hash TEXT,                       -- remote config hash last sent
+        want_full_state INTEGER NOT NULL DEFAULT 0,
+        delivered TEXT NOT NULL DEFAULT '[]',    -- JSON list of command ids sent in the last answer
+        disconnected INTEGER NOT NULL DEFAULT 0
+    );
     """,
 ]
 

@@ -21,8 +21,10 @@ from schemas.api import (
     RevisionSummary,
 )
 from schemas.common import config_hash
+from schemas.signing import Untrusted, peek_config
 from webui.errors import ApiError, Conflict, NotFound
 from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+from webui.store.counts import rebuild_counts
 from webui.store.groups import GroupSelector, resolve_group
 
 
@@ -34,6 +36,7 @@ class ServedConfig:
     group: str
     config_hash: str
     body: bytes
+    statement: str | None = None
 
 
 class RevisionsMixin(StoreBase):
@@ -67,10 +70,18 @@ class RevisionsMixin(StoreBase):
                 status=422,
                 details={"groups": bad},
             )
+        expiries = _check_statements(rev)
         now = self.clock()
         with self.db.write() as conn:
             current = self._current_sha(conn)
             if rev.commit_sha == current:
+                if self._resign(conn, rev, expiries):
+                    conn.execute(
+                        "INSERT INTO audit (at, actor, role, action, target, detail)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (now, actor, role, "resign", rev.commit_sha, None),
+                    )
+                    return PublishResult(commit_sha=rev.commit_sha, outcome="resigned")
                 return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
             if rev.previous_commit_sha != current:
                 raise Conflict(
@@ -98,7 +109,7 @@ class RevisionsMixin(StoreBase):
                 )
             conn.executemany(
                 "INSERT INTO revision_groups (commit_sha, name, selector, priority, config, config_hash,"
-                " pipelines) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " pipelines, statement, statement_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         rev.commit_sha,
@@ -108,6 +119,8 @@ class RevisionsMixin(StoreBase):
                         g.config,
                         g.config_hash,
                         dumps(g.pipelines),
+                        g.statement,
+                        expiries.get(g.name),
                     )
                     for g in rev.groups
                 ],
@@ -122,12 +135,29 @@ class RevisionsMixin(StoreBase):
                 (rev.commit_sha, current, now, actor),
             )
             self._reresolve_groups(conn, rev.groups)
+            rebuild_counts(conn)  # every agent's desired config changed: recount in this transaction
             self._bump(conn, config=True, agents=True)
             conn.execute(
                 "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
                 (now, actor, role, "publish", rev.commit_sha, dumps({"previous": current})),
             )
         return PublishResult(commit_sha=rev.commit_sha, outcome="published")
+
+    def _resign(self, conn: sqlite3.Connection, rev: RevisionPublish, expiries: dict[str, float]) -> bool:
+        """Replace the statements of the current commit's groups whose config is unchanged (the
+        reconciler refreshes them before they expire); True if any changed."""
+        changed = 0
+        for g in rev.groups:
+            if g.statement is None:
+                continue
+            changed += conn.execute(
+                "UPDATE revision_groups SET statement = ?, statement_expires_at = ? WHERE commit_sha = ?"
+                " AND name = ? AND config_hash = ? AND statement IS NOT ?",
+                (g.statement, expiries[g.name], rev.commit_sha, g.name, g.config_hash, g.statement),
+            ).rowcount
+        if changed:
+            self._bump(conn, config=True)  # workers' config caches hold the old statements
+        return changed > 0
 
     def _reresolve_groups(self, conn: sqlite3.Connection, groups: list[GroupRevision]) -> None:
         selectors = [GroupSelector(g.name, g.selector, g.priority) for g in groups]
@@ -147,12 +177,15 @@ class RevisionsMixin(StoreBase):
             if sha is None:
                 return None
             row = conn.execute(
-                "SELECT config, config_hash FROM revision_groups WHERE commit_sha = ? AND name = ?",
+                "SELECT config, config_hash, statement FROM revision_groups"
+                " WHERE commit_sha = ? AND name = ?",
                 (sha, group),
             ).fetchone()
         if row is None:
             return None
-        return ServedConfig(sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"))
+        return ServedConfig(
+            sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"), row["statement"]
+        )
 
     def resolve_sha(self, conn: sqlite3.Connection, sha: str) -> str:
         """A full SHA from a full SHA or a unique prefix (7+ hex digits)."""
@@ -180,13 +213,14 @@ class RevisionsMixin(StoreBase):
         ).fetchall()
         out = []
         for r in rows:
-            groups = {
-                g["name"]: g["config_hash"]
-                for g in conn.execute(
-                    "SELECT name, config_hash FROM revision_groups WHERE commit_sha = ? ORDER BY name",
-                    (r["commit_sha"],),
-                )
-            }
+            rows_g = conn.execute(
+                "SELECT name, config_hash, statement_expires_at FROM revision_groups WHERE commit_sha = ?"
+                " ORDER BY name",
+                (r["commit_sha"],),
+            ).fetchall()
+            groups = {g["name"]: g["config_hash"] for g in rows_g}
+            expiries = [g["statement_expires_at"] for g in rows_g]
+            signed_until = None if not expiries or None in expiries else dt_req(min(expiries))
             out.append(
                 RevisionSummary(
                     commit_sha=r["commit_sha"],
@@ -196,6 +230,7 @@ class RevisionsMixin(StoreBase):
                     committed_at=None if r["committed_at"] is None else dt_req(r["committed_at"]),
                     groups=groups,
                     current=r["seq"] == current_seq,
+                    signed_until=signed_until,
                 )
             )
         return out
@@ -251,6 +286,7 @@ class RevisionsMixin(StoreBase):
             config=g["config"],
             config_hash=g["config_hash"],
             pipelines=loads(g["pipelines"]),
+            statement=g["statement"],
         )
 
     def list_groups(self) -> tuple[list[GroupView], str | None]:
@@ -261,10 +297,11 @@ class RevisionsMixin(StoreBase):
             return self._group_views(conn, sha, None), sha
 
     def _group_views(self, conn: sqlite3.Connection, sha: str, name: str | None) -> list[GroupView]:
+        # agents per group from the maintained counts (webui/store/counts.py), not a scan of agents
         counts = {
-            r[0]: int(r[1])
-            for r in conn.execute("SELECT group_name, COUNT(*) FROM agents GROUP BY group_name")
-            if r[0] is not None
+            str(r[0]): int(r[1])
+            for r in conn.execute("SELECT group_name, SUM(n) FROM agent_sync_counts GROUP BY group_name")
+            if r[0]
         }
         sql = "SELECT * FROM revision_groups WHERE commit_sha = ?"
         args: tuple[object, ...] = (sha,)
@@ -364,3 +401,26 @@ class RevisionsMixin(StoreBase):
         if row is None:
             raise NotFound(f"no pipeline {name!r} in the current revision", details={"pipeline": name})
         return PipelineGraph.model_validate_json(row[0])
+
+
+def _check_statements(rev: RevisionPublish) -> dict[str, float]:
+    """Each statement must be well formed and about this commit, group and config (the server holds
+    no keys: agents check signatures). A 422 catches a reconciler bug here instead of on every agent.
+    Returns group -> expires_at."""
+    out: dict[str, float] = {}
+    bad: dict[str, str] = {}
+    for g in rev.groups:
+        if g.statement is None:
+            continue
+        try:
+            st = peek_config(g.statement)
+        except Untrusted as exc:
+            bad[g.name] = exc.reason
+            continue
+        if (st.group, st.commit, st.sha256) != (g.name, rev.commit_sha, g.config_hash):
+            bad[g.name] = "statement is about another group, commit or config"
+            continue
+        out[g.name] = float(st.expires_at)
+    if bad:
+        raise ApiError("invalid signed statements", code="validation_error", status=422, details=bad)
+    return out

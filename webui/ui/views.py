@@ -43,7 +43,7 @@ bp = Blueprint(
 )
 
 STATUSES = ("online", "degraded", "offline")
-SYNC_STATUSES = ("Synced", "OutOfSync", "ApplyFailed", "Drifted", "NoGroup")
+SYNC_STATUSES = ("Synced", "OutOfSync", "ApplyFailed", "Untrusted", "Drifted", "NoGroup")
 ACTIONS = ("start", "stop", "restart", "shutdown")
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
