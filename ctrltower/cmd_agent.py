@@ -112,6 +112,14 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     metavar="NAME|PREFIX*|NAME=VALUE",
     help="Pass this variable to the collector (repeatable); it gets only an allow-list otherwise.",
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["http", "opamp"]),
+    default="http",
+    show_default=True,
+    envvar="CTRLTOWER_PROTOCOL",
+    help="http: the agent API; opamp: OpAMP over HTTP (POST /v1/opamp, docs/opamp.md).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(
     server: str,
@@ -127,6 +135,7 @@ def agent(
     health_timeout: float,
     hostname: str | None,
     collector_env: tuple[str, ...],
+    protocol: str,
     verbose: bool,
 ) -> None:
     """Run the agent: pull configs, run and supervise the collector, report status.
@@ -173,7 +182,12 @@ def agent(
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        runner = Agent(settings, CollectorRegistry())
+        if protocol == "opamp":
+            from agent.opamp_agent import OpampAgent
+
+            runner: Agent = OpampAgent(settings, CollectorRegistry())
+        else:
+            runner = Agent(settings, CollectorRegistry())
     except OSError as exc:
         click.echo(f"ctrltower agent: {exc}", err=True)
         sys.exit(exit_codes.USAGE)
