@@ -35,7 +35,8 @@ lock:
 	$(BIN)/python scripts/lock.py
 
 # Debian packages the tests and benchmarks use: headless Chromium for UI tests,
-# nginx, wrk and Prometheus as same-run baselines for the benchmarks; stress-ng for `make test-stress`.
+# nginx, wrk and Prometheus as same-run baselines for the benchmarks; stress-ng for `make test-stress`;
+# PostgreSQL for the scale-out mode.
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -46,8 +47,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy schemas compiler reconciler agent webui ctrltower demo
 
+# One throwaway PostgreSQL for the whole run (tests/support/pg.py), shared by the xdist workers: the
+# store tests run on SQLite and on PostgreSQL, each test in a schema of its own.
 test: install system-deps lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m tests.support.pg -- $(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # The suite (or TESTS=...) under `stress-ng --cpu 2`, STRESS_RUNS times in a row (default 3): tests must
 # wait on what processes report, not on the clock. See docs/architecture.md "Readiness".

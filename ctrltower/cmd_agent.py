@@ -104,6 +104,13 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     callback=_convert(parse_duration),
     show_default=True,
 )
+@click.option(
+    "--trust-key",
+    "trust_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Run only configs signed by this public key (repeat for a rotation). Without: not verified.",
+)
 @click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
 @click.option(
     "--protocol",
@@ -126,6 +133,7 @@ def agent(
     poll_interval: float | None,
     telemetry_port: int | None,
     health_timeout: float,
+    trust_keys: tuple[Path, ...],
     hostname: str | None,
     protocol: str,
     verbose: bool,
@@ -140,7 +148,9 @@ def agent(
 
     from agent.runner import Agent
     from agent.settings import AgentSettings
+    from ctrltower.keyfiles import load_trust_keys
     from schemas.errors import CtrlTowerError
+    from schemas.signing import KeyFileError
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -168,12 +178,19 @@ def agent(
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
+        keys = load_trust_keys(trust_keys)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trust-key") from exc
+    if keys and protocol == "opamp":
+        # OpAMP's remote config carries no ctrltower statement: refuse rather than pretend to verify.
+        raise click.BadParameter("works with --protocol http only", param_hint="--trust-key")
+    try:
         if protocol == "opamp":
             from agent.opamp_agent import OpampAgent
 
             runner: Agent = OpampAgent(settings, CollectorRegistry())
         else:
-            runner = Agent(settings, CollectorRegistry())
+            runner = Agent(settings, CollectorRegistry(), trust_keys=keys)
     except OSError as exc:
         click.echo(f"ctrltower agent: {exc}", err=True)
         sys.exit(exit_codes.USAGE)

@@ -46,11 +46,16 @@ def create_app(
     app.config[SETTINGS_KEY] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
-    app.secret_key = settings.secret_key or _secret_key(settings.data_dir)
     if scrape_failing is None and settings.metrics:
         scrape_failing = _metrics_scrape_health(settings)
     if store is None:
         store = Store.from_settings(settings, clock=clock or time.time, scrape_failing=scrape_failing)
+    if settings.secret_key:
+        app.secret_key = settings.secret_key
+    elif settings.database_url:  # replicas share no data dir: the key lives in the shared database
+        app.secret_key = store.shared_secret("flask-session")
+    else:
+        app.secret_key = _secret_key(settings.data_dir)
     app.extensions[EXTENSION_KEY] = store
     cache = agent_api.ConfigCache(store)
     app.extensions[agent_api.CACHE_KEY] = cache

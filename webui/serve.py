@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import Permanent
+from schemas.errors import CtrlTowerError, Permanent
 from webui.lifecycle import ReadyAnnouncer, clear_ready, mark_worker_ready, url_for
 from webui.settings import ServerSettings
 from webui.store import Store
@@ -69,6 +69,8 @@ def prepare(settings: ServerSettings) -> dict[str, Path]:
         raise ServeError(f"data dir {settings.data_dir} is not usable: {exc}") from exc
     except sqlite3.Error as exc:  # not a database, or a damaged one
         raise ServeError(f"{settings.db_path} is not usable: {exc}") from exc
+    except CtrlTowerError as exc:  # PostgreSQL unreachable or refusing (the URL's password is redacted)
+        raise ServeError(f"the database is not usable: {exc}") from exc
     paths = {"admin": settings.admin_token_path, "enroll": settings.enroll_token_path}
     existing = {}
     for role, path in paths.items():

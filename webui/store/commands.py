@@ -21,12 +21,13 @@ class CommandsMixin(StoreBase):
             refusal = opamp_refusal(conn, agent_id, action)
             if refusal is not None:  # an OpAMP agent that cannot do it: say so now, queue nothing
                 raise Conflict(refusal, code="unsupported_command", details={"action": action})
-            cur = conn.execute(
-                "INSERT INTO commands (agent_id, action, state, issued_by, issued_at)"
-                " VALUES (?, ?, 'queued', ?, ?)",
-                (agent_id, action, actor, now),
+            command_id = int(
+                conn.execute(
+                    "INSERT INTO commands (agent_id, action, state, issued_by, issued_at)"
+                    " VALUES (?, ?, 'queued', ?, ?) RETURNING id",
+                    (agent_id, action, actor, now),
+                ).fetchone()[0]
             )
-            command_id = int(cur.lastrowid or 0)
             conn.execute(
                 "INSERT INTO agent_events (agent_id, at, kind, detail) VALUES (?, ?, 'command', ?)",
                 (agent_id, now, dumps({"command_id": command_id, "action": action, "by": actor})),

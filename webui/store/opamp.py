@@ -9,7 +9,6 @@ effective config baseline, and which enroll token an agent that cannot take its 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from schemas.api import Action, AgentRegistration, AgentView, OpampStatus, Regis
 from schemas.opamp import AgentCap, capability_names, has
 from webui.opamp.protocol import OpampState
 from webui.store.base import StoreBase, dumps
+from webui.store.db import Conn
 from webui.store.groups import resolve_group
 
 
@@ -52,7 +52,7 @@ _STATE_COLUMNS = (
 )
 
 
-def _state_of(row: sqlite3.Row) -> OpampState:
+def _state_of(row: Any) -> OpampState:
     return OpampState(
         capabilities=int(row["capabilities"]),
         sequence_num=None if row["sequence_num"] is None else int(row["sequence_num"]),
@@ -148,11 +148,11 @@ class OpampMixin(StoreBase):
         def register_agent(self, reg: AgentRegistration) -> RegistrationResponse: ...
 
         @staticmethod
-        def _sync_cell(conn: sqlite3.Connection, agent_id: str) -> tuple[str, str] | None: ...
+        def _sync_cell(conn: Conn, agent_id: str) -> tuple[str, str] | None: ...
 
         @staticmethod
         def _move_count(
-            conn: sqlite3.Connection, before: tuple[str, str] | None, after: tuple[str, str] | None
+            conn: Conn, before: tuple[str, str] | None, after: tuple[str, str] | None
         ) -> None: ...
 
     def opamp_agent(self, instance_id: str) -> OpampAgent | None:
@@ -244,9 +244,7 @@ class OpampMixin(StoreBase):
                     )
 
     @staticmethod
-    def _save(
-        conn: sqlite3.Connection, agent_id: str, state: OpampState, enroll_token_id: int | None
-    ) -> None:
+    def _save(conn: Conn, agent_id: str, state: OpampState, enroll_token_id: int | None) -> None:
         columns = ", ".join(_STATE_COLUMNS)
         marks = ", ".join("?" for _ in _STATE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in (*_STATE_COLUMNS, "enroll_token_id"))
