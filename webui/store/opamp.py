@@ -103,7 +103,7 @@ def commands_of(capabilities: int) -> list[Action]:
     return ["restart"] if has(capabilities, AgentCap.AgentCapabilities_AcceptsRestartCommand) else []
 
 
-def with_opamp(conn: sqlite3.Connection, views: list[AgentView]) -> list[AgentView]:
+def with_opamp(conn: Conn, views: list[AgentView]) -> list[AgentView]:
     """The views with protocol and OpAMP status filled in for the OpAMP agents among them."""
     if not views:
         return views
@@ -132,7 +132,7 @@ def with_opamp(conn: sqlite3.Connection, views: list[AgentView]) -> list[AgentVi
     ]
 
 
-def opamp_refusal(conn: sqlite3.Connection, agent_id: str, action: str) -> str | None:
+def opamp_refusal(conn: Conn, agent_id: str, action: str) -> str | None:
     """Why an OpAMP agent cannot carry out `action` (None: it can, or it is not an OpAMP agent)."""
     row = conn.execute("SELECT capabilities FROM opamp_agents WHERE agent_id = ?", (agent_id,)).fetchone()
     if row is None or action in commands_of(int(row[0])):
