@@ -26,6 +26,7 @@ from agent.apply import Applier
 from agent.backoff import Backoff
 from agent.client import AgentClient, FetchedConfig, MetricsScraper, ServerRefused, ServerUnavailable
 from agent.collector_metrics import CollectorPage, process_usage
+from agent.environment import collector_environment
 from agent.metrics import AgentMetrics, MetricsServer
 from agent.settings import AgentSettings
 from agent.state import StateDir, StoredConfig
@@ -105,7 +106,8 @@ class Agent:
         self.metrics = AgentMetrics(registry)
         self.rng = rng or Random()
         self.telemetry_port = settings.telemetry_port or pick_free_port()
-        env = dict(os.environ, CTRLTOWER_TELEMETRY_PORT=str(self.telemetry_port))
+        # An explicit environment: a pipeline's ${env:X} must not read the agent's secrets.
+        env = collector_environment(os.environ, settings.collector_env, self.telemetry_port)
         self.collector = CollectorProcess(
             settings.collector, settings.config_path, env, self.state.collector_log
         )

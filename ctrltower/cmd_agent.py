@@ -113,6 +113,13 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
 )
 @click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
 @click.option(
+    "--collector-env",
+    "collector_env",
+    multiple=True,
+    metavar="NAME|PREFIX*|NAME=VALUE",
+    help="Pass this variable to the collector (repeatable); it gets only an allow-list otherwise.",
+)
+@click.option(
     "--protocol",
     type=click.Choice(["http", "opamp"]),
     default="http",
@@ -135,6 +142,7 @@ def agent(
     health_timeout: float,
     trust_keys: tuple[Path, ...],
     hostname: str | None,
+    collector_env: tuple[str, ...],
     protocol: str,
     verbose: bool,
 ) -> None:
@@ -146,6 +154,7 @@ def agent(
     from prometheus_client import CollectorRegistry
     from pydantic import ValidationError
 
+    from agent.environment import parse_collector_env
     from agent.runner import Agent
     from agent.settings import AgentSettings
     from ctrltower.keyfiles import load_trust_keys
@@ -159,6 +168,10 @@ def agent(
     )
     for noisy in ("httpx", "httpcore"):  # one line per poll is noise; the agent logs what matters
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        passed = parse_collector_env(collector_env)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--collector-env") from exc
     try:
         settings = AgentSettings(
             server=server,
@@ -174,6 +187,7 @@ def agent(
             telemetry_port=telemetry_port,
             health_timeout_s=health_timeout,
             hostname=hostname,
+            collector_env=passed,
         )
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
