@@ -20,7 +20,7 @@ import click
 
 from compiler.api import compile_repo
 from compiler.files import symlink_diagnostic
-from compiler.importer import SCHEMA_DIR, import_collector_config
+from compiler.importer import SCHEMA_DIR, import_collector_configs
 from compiler.jsonschema import json_schemas
 from compiler.loader import Located, Source, diagnostic
 from compiler.repo import LoadedRepo, is_repo_file
@@ -169,8 +169,20 @@ def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def _source_names(paths: tuple[Path, ...]) -> list[str]:
+    """How diagnostics name the collector files: the file name, or the path as given when two
+    files share a name (base/config.yaml and prod/config.yaml)."""
+    names = [p.name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
 @click.command(name="import")
-@click.argument("collector_config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "collector_configs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @click.option(
     "--repo",
     "repo_dir",
@@ -181,8 +193,13 @@ def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--group", required=True, callback=_check_name, help="The agent group to import into.")
 @click.option("--pipeline", callback=_check_name, help="Pipeline name (default: the group name).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | None, fmt: str) -> None:
-    """Turn an existing collector config into pipeline and group files (exit 1 if it cannot)."""
+def import_(
+    collector_configs: tuple[Path, ...], repo_dir: Path, group: str, pipeline: str | None, fmt: str
+) -> None:
+    """Turn an existing collector config into pipeline and group files (exit 1 if it cannot).
+
+    Several files are merged in the order given, as `otelcol --config A --config B` merges them.
+    """
     existing, refused = scan_repo_dir(repo_dir) if repo_dir.is_dir() else ({}, [])
     if (repo_dir / SCHEMA_DIR).is_symlink():  # import writes there
         refused.append(symlink_diagnostic(SCHEMA_DIR))
@@ -197,12 +214,15 @@ def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | 
                 if p.is_file()
             }
         )
-    source = collector_config.read_bytes()
-    result = import_collector_config(
-        source, group=group, pipeline=pipeline, existing=existing, source_name=collector_config.name
+    sources = {
+        name: path.read_bytes()
+        for name, path in zip(_source_names(collector_configs), collector_configs, strict=True)
+    }
+    result = import_collector_configs(
+        list(sources.items()), group=group, pipeline=pipeline, existing=existing
     )
     if not result.ok:
-        _emit(result.diagnostics, fmt, {collector_config.name: source})
+        _emit(result.diagnostics, fmt, sources)
         sys.exit(exit_codes.FINDINGS)
     merged = {k: v for k, v in existing.items() if is_repo_file(k)}
     merged.update({k: v.encode("utf-8") for k, v in result.files.items()})
@@ -212,7 +232,7 @@ def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | 
         if fmt == "text":
             click.echo(f"wrote {repo_dir / path}")
     diags = sort_diagnostics(result.diagnostics + check.diagnostics)
-    _emit(diags, fmt, {collector_config.name: source, **merged})
+    _emit(diags, fmt, {**sources, **merged})
     sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
 
 
