@@ -45,9 +45,9 @@ POLICY: dict[str, Any] = {
 
 
 class World:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, database_url: str | None) -> None:
         self.now = [T0]
-        self.srv = InProcessServer(tmp / "srv", clock=lambda: self.now[0])
+        self.srv = InProcessServer(tmp / "srv", clock=lambda: self.now[0], database_url=database_url)
         self.store = self.srv.store
         self.metrics = MetricsStore(tmp / "metrics.duckdb")
         self.controller = RolloutController(
@@ -138,8 +138,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+def world(tmp_path: Path, backend: str | None) -> Iterator[World]:
+    w = World(tmp_path, backend)
     yield w
     w.close()
 

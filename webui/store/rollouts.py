@@ -13,7 +13,6 @@ sync statuses and writes the audit row, so a crash never leaves agents half-move
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from webui.errors import Conflict, NotFound
 from webui.rollouts.selection import GroupServing, served_revisions
 from webui.store.base import StoreBase, dt, dt_req, dumps, loads
 from webui.store.counts import rebuild_counts
+from webui.store.db import Conn
 
 _ACTIVE_SQL = "state IN ('progressing', 'paused')"
 
@@ -57,7 +57,7 @@ class RolloutRow:
     finished_at: float | None
 
     @classmethod
-    def of(cls, r: sqlite3.Row) -> RolloutRow:
+    def of(cls, r: Any) -> RolloutRow:
         return cls(
             id=int(r["id"]),
             policy=RolloutPolicy.model_validate_json(r["spec"]),
@@ -78,12 +78,12 @@ class RolloutRow:
 class RolloutsMixin(StoreBase):
     # --- publish: start rollouts ------------------------------------------------------------------
 
-    def _rolled_back(self, conn: sqlite3.Connection, sha: str) -> bool:
+    def _rolled_back(self, conn: Conn, sha: str) -> bool:
         row = conn.execute("SELECT rolled_back_at FROM revisions WHERE commit_sha = ?", (sha,)).fetchone()
         return row is not None and row[0] is not None
 
     def _start_rollouts(
-        self, conn: sqlite3.Connection, rev: RevisionPublish, previous: str | None, actor: str, role: str
+        self, conn: Conn, rev: RevisionPublish, previous: str | None, actor: str, role: str
     ) -> list[int]:
         """Inside the publish transaction: supersede running rollouts, start one per policy whose
         groups' configs differ from what their agents run, pin every agent. Returns the new ids."""
@@ -114,13 +114,13 @@ class RolloutsMixin(StoreBase):
                     self._set_stable(conn, g, rev.commit_sha)
             if not changed:
                 continue
-            cur = conn.execute(
+            row = conn.execute(
                 "INSERT INTO rollouts (policy, spec, commit_sha, bases, state, step, step_started_at,"
                 " weight, whole_groups, reason, created_at, updated_at) VALUES"
-                " (?, ?, ?, ?, 'progressing', 0, ?, 0, '[]', NULL, ?, ?)",
+                " (?, ?, ?, ?, 'progressing', 0, ?, 0, '[]', NULL, ?, ?) RETURNING id",
                 (policy.name, policy.model_dump_json(), rev.commit_sha, dumps(bases), now, now, now),
-            )
-            rid = int(cur.lastrowid or 0)
+            ).fetchone()
+            rid = int(row[0])
             started.append(rid)
             self._audit(
                 conn,
@@ -139,14 +139,14 @@ class RolloutsMixin(StoreBase):
         return started
 
     @staticmethod
-    def _hash_of(conn: sqlite3.Connection, sha: str, group: str) -> str | None:
+    def _hash_of(conn: Conn, sha: str, group: str) -> str | None:
         row = conn.execute(
             "SELECT config_hash FROM revision_groups WHERE commit_sha = ? AND name = ?", (sha, group)
         ).fetchone()
         return None if row is None else str(row[0])
 
     @staticmethod
-    def _set_stable(conn: sqlite3.Connection, group: str, sha: str) -> None:
+    def _set_stable(conn: Conn, group: str, sha: str) -> None:
         conn.execute(
             "INSERT INTO group_stable (name, commit_sha) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET commit_sha = excluded.commit_sha",
@@ -155,7 +155,7 @@ class RolloutsMixin(StoreBase):
 
     @staticmethod
     def _audit(
-        conn: sqlite3.Connection,
+        conn: Conn,
         at: float,
         actor: str,
         role: str,
@@ -170,7 +170,7 @@ class RolloutsMixin(StoreBase):
 
     # --- who is served what ---------------------------------------------------------------------------
 
-    def _assign_served(self, conn: sqlite3.Connection) -> int:
+    def _assign_served(self, conn: Conn) -> int:
         """Pin every agent to the revision the rollouts say (inside the caller's transaction).
 
         Returns how many agents moved; when any did, the sync counts are rebuilt and the workers'
@@ -223,16 +223,16 @@ class RolloutsMixin(StoreBase):
         with self.db.write() as conn:
             conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
-    def rollout_agents(self, rollout: RolloutRow) -> list[sqlite3.Row]:
+    def rollout_agents(self, rollout: RolloutRow) -> list[Any]:
         """The agents of the rollout's groups with what the analysis needs (served, desired, reported)."""
         groups = dumps(sorted(rollout.bases))
-        return (
+        return list(
             self.db.conn()
             .execute(
                 "SELECT a.id, a.group_name, a.served_sha, a.reported_hash, a.last_apply_result,"
                 " a.last_apply_hash, a.last_seen, g.config_hash AS desired_hash FROM agents a"
                 " LEFT JOIN revision_groups g ON g.name = a.group_name AND g.commit_sha = a.served_sha"
-                " WHERE a.group_name IN (SELECT value FROM json_each(?))",
+                f" WHERE a.group_name IN ({self.db.dialect.json_list('?')})",
                 (groups,),
             )
             .fetchall()
@@ -244,8 +244,8 @@ class RolloutsMixin(StoreBase):
             self.db.conn()
             .execute(
                 "SELECT COUNT(*) FROM agent_events WHERE kind = 'state' AND at >= ?"
-                ' AND agent_id IN (SELECT value FROM json_each(?)) AND detail LIKE \'%"to":"crashed"%\'',
-                (since, dumps(agent_ids)),
+                f" AND agent_id IN ({self.db.dialect.json_list('?')}) AND detail LIKE ?",
+                (since, dumps(agent_ids), '%"to":"crashed"%'),
             )
             .fetchone()
         )
@@ -307,6 +307,7 @@ class RolloutsMixin(StoreBase):
         group's previous revision (and the commit is marked rolled back, never published again)."""
         now = self.clock()
         with self.db.write() as conn:
+            self.db.lock(conn, "publish")  # rollouts and pins change with publishes, never beside them
             row = conn.execute("SELECT * FROM rollouts WHERE id = ?", (rollout.id,)).fetchone()
             if row is None:
                 raise NotFound(f"no rollout {rollout.id}", details={"rollout_id": rollout.id})
@@ -392,7 +393,7 @@ class RolloutsMixin(StoreBase):
         )
         return None if row is None else RolloutRow.of(row)
 
-    def _view(self, conn: sqlite3.Connection, r: RolloutRow, *, measurements: int | None) -> RolloutView:
+    def _view(self, conn: Conn, r: RolloutRow, *, measurements: int | None) -> RolloutView:
         steps = [
             RolloutStepView(
                 index=i,
@@ -440,7 +441,7 @@ class RolloutsMixin(StoreBase):
         )
 
 
-def serving_plan(conn: sqlite3.Connection) -> tuple[dict[str, GroupServing], dict[str, str]]:
+def serving_plan(conn: Conn) -> tuple[dict[str, GroupServing], dict[str, str]]:
     """(group -> how its active rollout serves it, group -> its stable revision)."""
     serving: dict[str, GroupServing] = {}
     for r in conn.execute(f"SELECT * FROM rollouts WHERE {_ACTIVE_SQL} ORDER BY id"):
@@ -451,14 +452,14 @@ def serving_plan(conn: sqlite3.Connection) -> tuple[dict[str, GroupServing], dic
     return serving, stable
 
 
-def pin_agent(conn: sqlite3.Connection, agent_id: str, group: str | None) -> None:
+def pin_agent(conn: Conn, agent_id: str, group: str | None) -> None:
     """Pin one (newly registered or regrouped) agent, inside the caller's transaction."""
     serving, stable = serving_plan(conn)
     sha = served_revisions([(agent_id, group)], serving, stable)[agent_id]
     conn.execute("UPDATE agents SET served_sha = ? WHERE id = ?", (sha, agent_id))
 
 
-def _measurement(r: sqlite3.Row) -> Measurement:
+def _measurement(r: Any) -> Measurement:
     return Measurement(
         id=int(r["id"]),
         step=int(r["step"]),
