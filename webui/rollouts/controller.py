@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ from schemas.errors import CtrlTowerError
 from schemas.repo import parse_duration
 from webui.errors import Conflict
 from webui.rollouts.analysis import AgentSample, measure
+from webui.settings import ServerSettings
 from webui.store import Store
 from webui.store.rollouts import RolloutRow
 
@@ -56,33 +58,23 @@ class RolloutController:
         self.lease_s = lease_s
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # --- the loop ------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="rollout-controller", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        try:
-            self.store.release_lease(LEASE, self.holder)
-        except CtrlTowerError as exc:  # the next holder waits for the expiry instead
-            log.warning("releasing the rollout lease failed: %s", exc)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def serve(self, stop: threading.Event) -> None:
+        """Tick until `stop` is set, then hand the lease back (the next holder need not wait)."""
+        while not stop.is_set():
             try:
                 self.tick()
             except CtrlTowerError as exc:  # a busy database, the metrics process restarting: next tick
                 log.warning("rollout tick failed (retrying): %s", exc)
-            except Exception:  # a bug: log it with its traceback, keep the server and the loop alive
+            except Exception:  # a bug: log it with its traceback, keep the loop alive
                 log.exception("rollout tick failed")
-            self._stop.wait(self.tick_s)
+            stop.wait(self.tick_s)
+        try:
+            self.store.release_lease(LEASE, self.holder)
+        except CtrlTowerError as exc:  # the next holder waits for the expiry instead
+            log.warning("releasing the rollout lease failed: %s", exc)
 
     def tick(self) -> bool:
         """One pass over the active rollouts; False when another process holds the lease."""
@@ -225,3 +217,26 @@ def _why(m: Measurement) -> str:
             op = "<" if c.comparison == "min_ratio" else ">"
             parts.append(f"{c.metric} {c.value:.3g} {op} {c.threshold:g} ({c.detail})")
     return "; ".join(parts) or "a check failed"
+
+
+def run(settings: ServerSettings) -> None:
+    """The controller's process (started by webui/serve.py): its own store and metrics client, until
+    SIGTERM."""
+    from webui.metrics.client import MetricsClient
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    store = Store.from_settings(settings)
+    client = MetricsClient(settings.metrics_socket, timeout_s=10.0) if settings.metrics else None
+    try:
+        RolloutController(
+            store,
+            None if client is None else client.sums,
+            tick_s=settings.rollout_tick_s,
+            lease_s=settings.rollout_lease_s,
+        ).serve(stop)
+    finally:
+        if client is not None:
+            client.close()
+        store.close()
