@@ -252,6 +252,15 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 7: scale-out metrics (webui/metrics/shards.py): each agent's last scrape, shared by the replicas so
+    # the one that takes over a shard computes rates against the previous owner's last scrape.
+    """
+    CREATE TABLE IF NOT EXISTS metric_baselines (
+        agent TEXT PRIMARY KEY,
+        ts REAL NOT NULL,
+        vals TEXT NOT NULL                       -- JSON list of raw counter values (RAW_COUNTERS order)
+    );
+    """,
 ]
 
 
