@@ -100,8 +100,8 @@ class ImportGraph:
                 "this looks like a fragment of a config merged from several files",
                 "error",
                 at,
-                "merge the files into one config first (otelcol --config a.yaml --config b.yaml "
-                "print-config, or by hand)",
+                "import it together with the files the collector merges it with, in the same order: "
+                "ctrltower import base.yaml overlay.yaml ...",
             )
             return
         self.signals.add(signal)

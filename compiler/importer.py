@@ -14,7 +14,7 @@ collector's metrics through it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -225,8 +225,25 @@ def import_collector_config(
     catalog: Catalog | None = None,
 ) -> ImportResult:
     """Turn one collector config into repo files for `group` (pipeline name defaults to the group)."""
+    return import_collector_configs(
+        [(source_name, source)], group=group, pipeline=pipeline, existing=existing, catalog=catalog
+    )
+
+
+def import_collector_configs(
+    sources: Sequence[tuple[str, bytes | str]],
+    *,
+    group: str,
+    pipeline: str | None = None,
+    existing: Mapping[str, bytes | str] | None = None,
+    catalog: Catalog | None = None,
+) -> ImportResult:
+    """Turn a collector config given as one or more files [(name, content)], merged in order as
+    `otelcol --config A --config B` does, into repo files for `group`."""
     result = ImportResult()
-    cfg = read_collector_config([(source_name, source)], result.diagnostics)
+    if not sources:
+        raise ValueError("import needs at least one collector config file")
+    cfg = read_collector_config(sources, result.diagnostics)
     if cfg is None:
         return result
     run = _Import(cfg, result, catalog or builtin_catalog(), existing or {})
