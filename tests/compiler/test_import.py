@@ -17,7 +17,7 @@ from tests.compiler.helpers import ROOT
 
 CONFIGS = ROOT / "tests" / "fixtures" / "otel-configs"
 FIXTURES = sorted(CONFIGS.glob("*.yaml"))
-SIGNALS = ("traces", "metrics", "logs")
+SIGNALS = ("traces", "metrics", "logs", "profiles")
 # Real multi-file setups (sources in tests/fixtures/otel-configs/SOURCES.md), in the order the project
 # passes them to `otelcol --config ... --config ...`.
 MULTI = {
