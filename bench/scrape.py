@@ -300,11 +300,18 @@ def bench_prometheus(tmp: Path, agents: int, port: int, warm: float, seconds: fl
 
 
 def day_arrays(
-    agents: int, start: float, every: float, days: float, rng: np.random.Generator
+    agents: int,
+    start: float,
+    every: float,
+    days: float,
+    rng: np.random.Generator,
+    ids: list[str] | None = None,
+    group_of: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Columns of `days` of scrapes of `agents` agents (ids and groups generated unless given)."""
     steps = int(days * DAY / every)
-    names = np.array([f"agent-{i:05d}" for i in range(agents)], dtype=object)
-    groups = np.array([f"g{i % GROUPS}" for i in range(agents)], dtype=object)
+    names = np.array(ids or [f"agent-{i:05d}" for i in range(agents)], dtype=object)
+    groups = np.array(group_of or [f"g{i % GROUPS}" for i in range(agents)], dtype=object)
     n = steps * agents
     cols: dict[str, Any] = {
         "agent": np.tile(names, steps),
