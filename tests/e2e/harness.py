@@ -116,11 +116,18 @@ class System:
 
 @contextmanager
 def running_system(
-    tmp: Path, collector_bin: Path, *, rate: float = 50.0, metrics: bool = False
+    tmp: Path,
+    collector_bin: Path,
+    *,
+    rate: float = 50.0,
+    metrics: bool = False,
+    metrics_interval_s: float = 1.0,
 ) -> Iterator[System]:
     """Repo, server, first reconcile, sink, log generator and agent; everything stopped on exit."""
     repo = init_repo(tmp / "config-repo")
-    srv = ServerProcess(tmp / "server", poll_interval_s=0.5, metrics=metrics, metrics_interval_s=1.0)
+    srv = ServerProcess(
+        tmp / "server", poll_interval_s=0.5, metrics=metrics, metrics_interval_s=metrics_interval_s
+    )
     log_dir = tmp / "app-logs"
     log_dir.mkdir()
     gen = LogGenerator([log_dir], rate=rate)
