@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.client import MetricsScraper
 from agent.collector_metrics import CollectorPage, parse_page
-from agent.state import StoredConfig, atomic_write, fsync_dir
+from agent.state import StoredConfig, atomic_write, create_private, fsync_dir
 from agent.supervisor import CollectorProcess, validate
 
 log = logging.getLogger("ctrltower.agent")
@@ -122,7 +122,12 @@ class Applier:
     def apply(self, new: StoredConfig, last_good: StoredConfig | None, should_run: bool) -> ApplyOutcome:
         staging = self.path.with_name(f".{self.path.name}.staging")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(staging, "wb") as f:
+        try:
+            fd = create_private(staging)  # 0600, and never through a symlink someone put there
+        except OSError as exc:
+            log.error("cannot stage config %s: %s", new.hash[:12], exc)
+            return ApplyOutcome(False, f"cannot stage the config: {exc}")
+        with os.fdopen(fd, "wb") as f:
             f.write(new.data)
             f.flush()
             os.fsync(f.fileno())

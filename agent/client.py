@@ -22,6 +22,7 @@ from schemas.api import (
 )
 from schemas.common import config_hash
 from schemas.errors import CtrlTowerError, Permanent, RetryLater
+from schemas.signing import STATEMENT_HEADER
 
 AGENT_API = "/api/agent/v1"
 M = TypeVar("M", bound=BaseModel)
@@ -50,6 +51,12 @@ class FetchedConfig:
     hash: str
     revision: str | None
     group: str | None
+    announced: str | None = None  # the hash the server's headers name (None: no header)
+    statement: str | None = None  # X-Ctrltower-Statement, verified by the runner if it trusts keys
+
+    @property
+    def hash_mismatch(self) -> bool:
+        return self.announced is not None and self.announced != self.hash
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -136,18 +143,16 @@ class AgentClient:
         if response.status_code != 200:
             raise _error_of(response)
         data = response.content
-        digest = config_hash(data)
         announced = response.headers.get(HEADER_CONFIG_HASH) or response.headers.get("ETag", "").strip('W/"')
-        if announced and announced != digest:
-            # What was reviewed must be what runs: a body that does not match its hash is never applied.
-            raise ServerUnavailable(
-                f"config body hash {digest[:12]} does not match announced {announced[:12]}"
-            )
+        # The runner refuses a body that does not match its announced hash (what was reviewed must be
+        # what runs): as a retry without --trust-key, as Untrusted with it.
         return FetchedConfig(
             data=data,
-            hash=digest,
+            hash=config_hash(data),
             revision=response.headers.get(HEADER_REVISION) or None,
             group=response.headers.get(HEADER_GROUP) or None,
+            announced=announced or None,
+            statement=response.headers.get(STATEMENT_HEADER) or None,
         )
 
     def post_status(self, agent_id: str, token: str, report: StatusReport) -> StatusResponse:

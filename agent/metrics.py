@@ -70,7 +70,7 @@ class AgentMetrics:
         self.applies = Counter(
             _base(names.CONFIG_APPLIES), "Config applies by result.", ["result"], registry=registry
         )
-        for result in ("applied", "failed"):
+        for result in ("applied", "failed", "untrusted"):
             self.applies.labels(result=result)
         self.last_poll = Gauge(
             names.LAST_POLL, "Unix time of the last successful exchange with the server.", registry=registry

@@ -12,23 +12,27 @@ import platform
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from random import Random
 from urllib.parse import urlsplit
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import CollectorRegistry
 
 from agent.apply import Applier
 from agent.backoff import Backoff
 from agent.client import AgentClient, FetchedConfig, MetricsScraper, ServerRefused, ServerUnavailable
 from agent.collector_metrics import CollectorPage, process_usage
+from agent.environment import collector_environment
 from agent.metrics import AgentMetrics, MetricsServer
 from agent.settings import AgentSettings
 from agent.state import StateDir, StoredConfig
 from agent.supervisor import CollectorProcess
 from agent.supervisor import version as collector_version
+from agent.trust import TrustGate
 from schemas.api import (
     AgentRegistration,
     ApplyResult,
@@ -40,6 +44,7 @@ from schemas.api import (
 )
 from schemas.common import config_hash
 from schemas.errors import Permanent
+from schemas.signing import Untrusted
 
 log = logging.getLogger("ctrltower.agent")
 
@@ -90,14 +95,19 @@ class Agent:
         *,
         transport: httpx.BaseTransport | None = None,
         rng: Random | None = None,
+        trust_keys: Mapping[str, Ed25519PublicKey] | None = None,
     ) -> None:
         self.settings = settings
+        # key id -> public key (--trust-key); none: configs are not verified (as before signing)
+        self.trust = TrustGate(trust_keys or {}, settings.labels)
+        self.untrusted: tuple[str, str] | None = None  # (hash, reason) last refused, to log it once
         self.state = StateDir(settings.state_dir)
         self.instance_id = self.state.instance_id()
         self.metrics = AgentMetrics(registry)
         self.rng = rng or Random()
         self.telemetry_port = settings.telemetry_port or pick_free_port()
-        env = dict(os.environ, CTRLTOWER_TELEMETRY_PORT=str(self.telemetry_port))
+        # An explicit environment: a pipeline's ${env:X} must not read the agent's secrets.
+        env = collector_environment(os.environ, settings.collector_env, self.telemetry_port)
         self.collector = CollectorProcess(
             settings.collector, settings.config_path, env, self.state.collector_log
         )
@@ -188,6 +198,12 @@ class Agent:
     def _boot(self) -> None:
         """Run the last good config before talking to the server: telemetry first."""
         self._update_info()
+        if self.trust.enabled:
+            log.info("verifying configs against trusted key(s) %s", ", ".join(sorted(self.trust.keys)))
+        else:
+            log.warning(
+                "no --trust-key: configs are NOT verified: whoever controls the server runs this collector"
+            )
         if self.desired is None:
             log.info("no config yet: waiting for the server")
             return
@@ -392,8 +408,36 @@ class Agent:
         if fetched is not None:
             self.receive(fetched)
 
+    def _check(self, fetched: FetchedConfig) -> StoredConfig | None:
+        """The config to act on, or None if refused. With trusted keys, nothing the server sent is
+        written anywhere (not even last_received) until its statement verifies; a refusal is reported
+        as `untrusted` and the ETag is not advanced, so the next poll fetches and checks it again."""
+        try:
+            checked = self.trust.check(fetched)
+        except Untrusted as exc:
+            self._refuse(fetched, exc.reason)
+            return None
+        if self.untrusted is not None:
+            log.info("config %s verified: trusted again", fetched.hash[:12])
+            self.untrusted = None
+        return checked
+
+    def _refuse(self, fetched: FetchedConfig, reason: str) -> None:
+        # Report against the hash the server announced: that is what it wants this agent to run.
+        target = fetched.announced or fetched.hash
+        if self.untrusted != (target, reason):
+            log.error("refusing config %s (revision %s): %s", target[:12], fetched.revision, reason)
+            self.untrusted = (target, reason)
+            self.metrics.applies.labels(result="untrusted").inc()
+            self.last_apply = ApplyResult(
+                result="untrusted", config_hash=target, revision=fetched.revision, error=reason, at=_now()
+            )
+
     def receive(self, fetched: FetchedConfig) -> None:
-        new = StoredConfig(fetched.data, fetched.hash, fetched.revision, fetched.group)
+        checked = self._check(fetched)
+        if checked is None:
+            return
+        new = checked
         self.state.save_last_received(new)
         self.etag = new.hash
         desired = self.desired
@@ -439,6 +483,7 @@ class Agent:
             acks=list(self.pending_acks),
             uptime_s=time.monotonic() - self.started,
             stopped_by_operator=self.operator_stopped,
+            verifies_signatures=self.trust.enabled,
         )
 
     def report(self, agent_id: str, token: str) -> None:

@@ -41,6 +41,10 @@ class AgentSettings(BaseModel):
     restart_backoff_max_s: float = Field(default=30.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     hostname: str | None = None
+    collector_env: tuple[str, ...] = Field(
+        default=(),
+        description="--collector-env values: NAME, PREFIX* or NAME=VALUE (agent/environment.py)",
+    )
 
     @property
     def default_poll_interval_s(self) -> float:

@@ -18,11 +18,25 @@ from pathlib import Path
 
 from schemas.common import config_hash
 
+FILE_MODE = 0o600  # configs may hold credentials; only the agent's user reads them
+
+
+def create_private(path: Path) -> int:
+    """Open a new file for writing, owner-only, never through a symlink planted at `path`.
+
+    A leftover regular file (a crash between create and rename) is replaced; a symlink is refused
+    (OSError), whoever put it there: following it would write a config over the link's target.
+    """
+    if path.is_symlink():
+        raise OSError(f"refusing to follow the symlink at {path}")
+    path.unlink(missing_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so readers see the old bytes or the new ones, never a half-written file."""
+    """Write a file so readers see the old bytes or the new ones, never a half-written file (0600)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = create_private(tmp)
     try:
         _write_all(fd, data)
         os.fsync(fd)
@@ -60,7 +74,7 @@ class StoredConfig:
 class StateDir:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @property
     def collector_log(self) -> Path:

@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from agent.state import create_private
 from schemas.errors import Permanent
 
 _LOG_LINE = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ", re.M)
 LOG_ROTATE_BYTES = 16 * 1024 * 1024
+LOG_MODE = 0o600
 _PR_SET_PDEATHSIG = 1
 
 
@@ -76,13 +78,19 @@ class CollectorProcess:
         """Keep the log bounded while the collector writes to it: copy it aside and truncate it in place
         (the collector appends with O_APPEND, so it goes on writing at the new end)."""
         if self.log_mark() > LOG_ROTATE_BYTES:
-            shutil.copyfile(self.log_path, self.log_path.with_suffix(".log.1"))
+            aside = self.log_path.with_suffix(".log.1")
+            with open(self.log_path, "rb") as src, os.fdopen(create_private(aside), "wb") as dst:
+                shutil.copyfileobj(src, dst)
             os.truncate(self.log_path, 0)
 
     def _open_log(self) -> int:
+        """The log, appended to, owner-only (it may echo config values), never through a symlink."""
         if self.log_mark() > LOG_ROTATE_BYTES:
             os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
-        return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        fd = os.open(self.log_path, flags, LOG_MODE)
+        os.fchmod(fd, LOG_MODE)  # a log left 0644 by an older agent
+        return fd
 
     def start(self) -> int:
         if self.alive():

@@ -11,7 +11,11 @@
 Prints req/s, p50 and p99 of both and the ratio. Target: >= 10,000 req/s with p99 < 50 ms (25,000
 agents polling every 15 s is 1,667 req/s; the rest is headroom). Exit 1 when the target is missed.
 
-Run: `.venv/bin/python bench/poll.py [--agents N] [--seconds S] [--workers W] [--threads T]`.
+`--signed` publishes each group with a signed statement (schemas/signing.py), as `reconcile
+--signing-key` does: the sample's 200s must carry one that verifies; the 304 path must cost the same.
+It also prints what one verification costs the agent (per config received, not per poll).
+
+Run: `.venv/bin/python bench/poll.py [--agents N] [--seconds S] [--workers W] [--threads T] [--signed]`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from _record import Baseline, Run, tool_version  # noqa: E402
 
 from schemas.api import AgentRegistration  # noqa: E402
 from schemas.common import config_hash  # noqa: E402
+from schemas.signing import STATEMENT_HEADER, Signer, key_id, verify_config  # noqa: E402
 from webui.serve import prepare  # noqa: E402
 from webui.settings import ServerSettings  # noqa: E402
 from webui.store import Store  # noqa: E402
@@ -158,7 +163,7 @@ def run_wrk(
 
 
 def setup_server(
-    work: Path, agents: int, workers: int, threads: int
+    work: Path, agents: int, workers: int, threads: int, signer: Signer | None = None
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     data = work / "server"
     settings = ServerSettings(data_dir=data, poll_interval_s=15.0, metrics=False)
@@ -188,6 +193,16 @@ def setup_server(
                     "config_hash": config_hash(text),
                 }
             )
+            if signer is not None:
+                groups[-1]["statement"] = signer.sign_config(
+                    group=f"g{g}",
+                    selector={"shard": str(g)},
+                    commit="b" * 40,
+                    seq=1,
+                    sha256=config_hash(text),
+                    now=int(time.time()),
+                    valid_for_s=86400,
+                )
         r = httpx.post(
             base + "/api/v1/revisions",
             headers={"Authorization": f"Bearer {admin}"},
@@ -214,6 +229,16 @@ def setup_server(
             headers = {"Authorization": f"Bearer {token}"}
             full = httpx.get(f"{base}/api/agent/v1/agents/{agent_id}/config", headers=headers)
             assert full.status_code == 200 and f'"{config_hash(full.content)}"' == etag, full.status_code
+            if signer is not None:
+                public = signer.private.public_key()
+                shard = {"shard": str(int(full.headers["X-Ctrltower-Group"][1:]))}
+                verify_config(
+                    full.headers[STATEMENT_HEADER],
+                    {key_id(public): public},
+                    data=full.content,
+                    labels=shard,
+                    now=time.time(),
+                )
             cached = httpx.get(
                 f"{base}/api/agent/v1/agents/{agent_id}/config", headers={**headers, "If-None-Match": etag}
             )
@@ -263,6 +288,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def verify_cost_us(signer: Signer, rounds: int = 2000) -> float:
+    """What the agent pays per config it receives: sha256 of ~3 KB + ed25519 verify + parsing."""
+    data = (ROOT / "bench" / "poll.py").read_bytes()[:3000]
+    token = signer.sign_config(
+        group="g0", selector={}, commit="b" * 40, seq=1, sha256=config_hash(data), now=int(time.time()),
+        valid_for_s=3600,
+    )  # fmt: skip
+    public = signer.private.public_key()
+    keys = {key_id(public): public}
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        verify_config(token, keys, data=data, labels={}, now=time.time())
+    return (time.perf_counter() - t0) / rounds * 1e6
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=25_000)
@@ -273,7 +313,14 @@ def main() -> int:
     )
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--signed", action="store_true", help="publish signed statements (as --signing-key)")
     args = ap.parse_args()
+    signer = None
+    if args.signed:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        signer = Signer(Ed25519PrivateKey.generate())
+        print(f"signed: {verify_cost_us(signer):.0f} us to verify one ~3 KB config in the agent")
     if not shutil.which("wrk"):
         print("wrk is not installed (make system-deps)", file=sys.stderr)
         return 2
@@ -283,7 +330,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ct-poll-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
-        server, base, agents_file = setup_server(work, args.agents, args.workers, args.threads)
+        server, base, agents_file = setup_server(work, args.agents, args.workers, args.threads, signer)
         nginx = None
         try:
             lua = work / "agents.lua"
@@ -328,7 +375,7 @@ def main() -> int:
         f"\nratio ctrltower/nginx: {ratio:.3f} "
         f"({args.agents} agents, {shape}, {wrk}, load average {load:.1f})"
     )
-    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + (" signed" if args.signed else "")
     print(
         f"| {when} | {args.agents} | {args.workers}x{args.threads} | {ours['rps']:.0f} | "
         f"{ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {ours['cpu_us_per_req']:.0f} | {theirs['rps']:.0f} | "

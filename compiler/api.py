@@ -19,10 +19,12 @@ from compiler.graph import PipelinePlan, check_pipeline, graph_view
 from compiler.refs import check_references
 from compiler.render import render_group
 from compiler.repo import LoadedRepo, load_repo
+from compiler.rollouts import check_rollouts
 from compiler.template import Templater
 from schemas.api import GroupRevision, PipelineGraph
 from schemas.common import config_hash
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from schemas.repo import RolloutPolicy
 
 __all__ = [
     "CompileResult",
@@ -41,6 +43,7 @@ class CompileResult:
     pipelines: list[PipelineGraph] = field(default_factory=list)
     file_pipelines: dict[str, list[str]] = field(default_factory=dict)  # repo path -> pipeline names
     file_groups: dict[str, list[str]] = field(default_factory=dict)  # repo path -> group names
+    rollouts: list[RolloutPolicy] = field(default_factory=list)  # every policy that loaded, by name
     # The parsed repo the result came from (positions included), so callers need not parse it again.
     repo: LoadedRepo | None = field(default=None, compare=False, repr=False)
 
@@ -68,12 +71,13 @@ def compile_repo(
     graphs: list[PipelineGraph] = []
     for name in sorted(repo.pipelines):
         lp = repo.pipelines[name]
-        result = check_pipeline(lp, repo.catalog)
+        result = check_pipeline(lp, repo.catalog, repo.settings.unstable_signals)
         diags.extend(result.diagnostics)
         if result.plan is not None:
             plans[name] = result.plan
         graphs.append(graph_view(lp, result.plan))
     diags.extend(check_references(repo))
+    diags.extend(check_rollouts(repo))
 
     configs: dict[str, str] = {}
     revisions: list[GroupRevision] = []
@@ -107,6 +111,7 @@ def compile_repo(
         pipelines=graphs,
         file_pipelines={k: sorted(v) for k, v in sorted(repo.file_pipelines.items())},
         file_groups={k: sorted(v) for k, v in sorted(repo.file_groups.items())},
+        rollouts=[repo.rollouts[n].model for n in sorted(repo.rollouts)],
         repo=repo,
     )
 

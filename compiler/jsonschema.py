@@ -6,11 +6,12 @@ import json
 
 from pydantic import BaseModel
 
-from schemas.repo import AgentGroup, Pipeline, RepoSettings
+from schemas.repo import AgentGroup, Pipeline, RepoSettings, RolloutPolicy
 
 SCHEMA_FILES: dict[str, tuple[type[BaseModel], str]] = {
     "agent-group.schema.json": (AgentGroup, "ctrltower AgentGroup (groups/*.yaml)"),
     "pipeline.schema.json": (Pipeline, "ctrltower Pipeline (pipelines/*.yaml)"),
+    "rollout-policy.schema.json": (RolloutPolicy, "ctrltower RolloutPolicy (rollouts/*.yaml)"),
     "settings.schema.json": (RepoSettings, "ctrltower repo settings (ctrltower.yaml)"),
 }
 

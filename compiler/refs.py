@@ -33,6 +33,7 @@ def _pipeline_groups(repo: LoadedRepo) -> list[Diagnostic]:
                         "CT211",
                         f"pipeline '{name}' names group '{group}', which no groups/ file defines",
                         hint=f"defined groups: {', '.join(close)}" if close else "add groups/<name>.yaml",
+                        key_path=f"groups[{group}]",
                         pipeline=name,
                     )
                 )

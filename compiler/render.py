@@ -12,6 +12,7 @@ from typing import Any
 
 from compiler.graph import PipelinePlan, component_name
 from compiler.loader import diagnostic, dump_yaml
+from compiler.naming import dotted, model_doc, where
 from compiler.repo import LoadedGroup, LoadedPipeline
 from compiler.template import TemplateProblem, Templater
 from schemas.diagnostics import Diagnostic
@@ -63,20 +64,30 @@ def _template_diagnostics(
     pipeline: str | None = None,
     node: str | None = None,
 ) -> list[Diagnostic]:
-    """Template problems found while rendering `group`, placed at the value's line in `source`."""
-    return [
-        diagnostic(
-            source,
-            prob.path,
-            prob.code,
-            f"{prob.message} ({what}, group '{group}')",
-            hint=vars_hint if prob.code == "CT402" else None,
-            pipeline=pipeline,
-            node=node,
-            group=group,
+    """Template problems found while rendering `group`, placed at the value's line in `source` and
+    named by what the file calls it: `node 'tail': config.include[0]: ...` (never a list index)."""
+    if not problems:
+        return []
+    doc = model_doc(source.model)
+    out = []
+    for prob in problems:
+        # what: "node 'x'" (path nodes/<i>/...) or "extension 'y'" (path extensions/<id>/...)
+        w = where(doc, prob.path)
+        field = w.field() if w.subject else dotted(prob.path[2:])
+        out.append(
+            diagnostic(
+                source,
+                prob.path,
+                prob.code,
+                f"{what}: {field + ': ' if field else ''}{prob.message} (group '{group}')",
+                hint=vars_hint if prob.code == "CT402" else None,
+                key_path=w.key_path,
+                pipeline=pipeline,
+                node=node,
+                group=group,
+            )
         )
-        for prob in problems
-    ]
+    return out
 
 
 def render_group(
@@ -86,6 +97,7 @@ def render_group(
     templater: Templater,
 ) -> RenderedGroup:
     g = group.model
+    templater.start_budget()  # the step and output budget is per group
     context: dict[str, Any] = {
         "vars": g.vars,
         "group": {"name": g.name, "selector": dict(g.selector), "priority": g.priority},

@@ -1,8 +1,9 @@
 """Load a config repo given as {relative path: content} into pydantic models with source positions.
 
-Which files count: `ctrltower.yaml` (or .yml) at the root, `groups/**/*.yaml|yml` and
-`pipelines/**/*.yaml|yml`. Everything else (README, CI files, schemas) is ignored. The `kind` inside a
-file decides what it is; a kind in the other kind's directory is a warning (CT110).
+Which files count: `ctrltower.yaml` (or .yml) at the root, `groups/**/*.yaml|yml`,
+`pipelines/**/*.yaml|yml` and `rollouts/**/*.yaml|yml`. Everything else (README, CI files, schemas)
+is ignored. The `kind` inside a file decides what it is; a kind in another kind's directory is a
+warning (CT110).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pydantic import BaseModel, ValidationError
 
 from compiler.catalog import Catalog, builtin_catalog
 from compiler.loader import LoadError, Positions, Source, diagnostic, load_yaml
+from compiler.naming import Where, model_doc, where
 from schemas.diagnostics import Diagnostic
-from schemas.repo import AgentGroup, Pipeline, RepoSettings
+from schemas.repo import AgentGroup, Pipeline, RepoSettings, RolloutPolicy
 
 SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")
-KIND_DIRS = {"AgentGroup": "groups/", "Pipeline": "pipelines/"}
+KIND_DIRS = {"AgentGroup": "groups/", "Pipeline": "pipelines/", "RolloutPolicy": "rollouts/"}
+ROLLOUT_DIR = KIND_DIRS["RolloutPolicy"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,13 @@ class LoadedPipeline:
     positions: Positions
 
 
+@dataclass(frozen=True)
+class LoadedRollout:
+    model: RolloutPolicy
+    file: str
+    positions: Positions
+
+
 @dataclass
 class LoadedRepo:
     """The parsed repo: what compile_repo works from, and what a plan needs to map files to groups."""
@@ -47,6 +57,7 @@ class LoadedRepo:
     pipelines: dict[str, LoadedPipeline] = field(default_factory=dict)
     file_pipelines: dict[str, list[str]] = field(default_factory=dict)  # path -> pipeline names
     file_groups: dict[str, list[str]] = field(default_factory=dict)  # path -> group names
+    rollouts: dict[str, LoadedRollout] = field(default_factory=dict)  # policy name -> policy
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # names seen in files that failed schema validation (so they do not also raise "undefined")
     broken_groups: set[str] = field(default_factory=set)
@@ -69,48 +80,53 @@ class LoadedRepo:
 def is_repo_file(path: str) -> bool:
     if path in SETTINGS_FILES:
         return True
-    return path.startswith(("groups/", "pipelines/")) and path.endswith((".yaml", ".yml"))
+    return path.startswith(tuple(KIND_DIRS.values())) and path.endswith((".yaml", ".yml"))
 
 
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int) and not isinstance(part, bool):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+def _inside(w: Where) -> str:
+    """' in node 'tail'' / ' in telemetry' / ' in config of node 'tail'' ('' for the document)."""
+    field = w.field()
+    if w.subject and field:
+        return f" in {field} of {w.subject}"
+    return f" in {w.subject or field}" if (w.subject or field) else ""
 
 
 def _schema_diagnostics(
-    exc: ValidationError, model: type[BaseModel], file: str, positions: Positions, name: str | None
+    exc: ValidationError,
+    model: type[BaseModel],
+    file: str,
+    positions: Positions,
+    name: str | None,
+    data: Any,
 ) -> list[Diagnostic]:
+    """CT104 for each pydantic error, naming nodes, edges and groups by what the file calls them."""
     diags: list[Diagnostic] = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         kind = err["type"]
-        where = _dotted(loc) or "document"
         hint = None
         if loc and loc[-1] == "[key]":
-            key_loc = loc[:-1]
-            pos = positions.key(key_loc)
-            message = f"keys in {_dotted(key_loc[:-1]) or 'the document'} must be strings"
+            loc = loc[:-1]
+            pos = positions.key(loc)
+            w = where(data, loc[:-1])
+            message = f"keys{_inside(w) or ' in the document'} must be strings"
             hint = "unquoted true/false/null and numbers are not strings in YAML: quote the key"
         elif kind == "extra_forbidden":
             pos = positions.key(loc)
-            message = f"unknown field '{loc[-1]}'" + (f" in {_dotted(loc[:-1])}" if len(loc) > 1 else "")
+            w = where(data, loc[:-1])
+            message = f"unknown field '{loc[-1]}'{_inside(w)}"
             fields = _fields_at(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
             if close:
                 hint = f"did you mean '{close[0]}'?"
         elif kind == "missing":
             pos = positions.value(loc[:-1])
-            message = f"missing required field '{loc[-1]}'" + (
-                f" in {_dotted(loc[:-1])}" if len(loc) > 1 else ""
-            )
+            w = where(data, loc[:-1])
+            message = f"missing required field '{loc[-1]}'{_inside(w)}"
         else:
             pos = positions.value(loc)
-            message = f"{where}: {err['msg']}"
+            w = where(data, loc)
+            message = f"{w.prefix() or 'document: '}{err['msg']}"
         diags.append(
             diagnostic(
                 Source(file, positions),
@@ -119,7 +135,8 @@ def _schema_diagnostics(
                 message,
                 hint=hint,
                 pipeline=name,
-                key_path=where,
+                node=w.node,
+                key_path=where(data, loc).key_path or "document",
                 pos=pos,
             )
         )
@@ -188,7 +205,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             try:
                 repo.settings = RepoSettings.model_validate(data)
             except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, RepoSettings, path, positions, None))
+                diags.extend(_schema_diagnostics(exc, RepoSettings, path, positions, None, data))
             continue
         kind = data.get("kind") if isinstance(data.get("kind"), str) else None
         name = data.get("name") if isinstance(data.get("name"), str) else None
@@ -200,7 +217,8 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                     ("kind",) if kind else (),
                     "CT105",
                     f"unknown kind {kind!r}: expected one of {known}" if kind else "missing 'kind'",
-                    hint="a file under groups/ has kind: AgentGroup, under pipelines/ kind: Pipeline",
+                    hint="a file under groups/ has kind: AgentGroup, under pipelines/ kind: Pipeline,"
+                    " under rollouts/ kind: RolloutPolicy",
                 )
             )
             continue
@@ -218,7 +236,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             try:
                 group = AgentGroup.model_validate(data)
             except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, AgentGroup, path, positions, None))
+                diags.extend(_schema_diagnostics(exc, AgentGroup, path, positions, None, data))
                 if name:
                     repo.broken_groups.add(name)
                 continue
@@ -230,11 +248,29 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                 continue
             repo.groups[group.name] = LoadedGroup(group, path, positions)
             repo.file_groups.setdefault(path, []).append(group.name)
+        elif kind == "RolloutPolicy":
+            try:
+                policy = RolloutPolicy.model_validate(data)
+            except ValidationError as exc:
+                diags.extend(_schema_diagnostics(exc, RolloutPolicy, path, positions, None, data))
+                continue
+            if policy.name in repo.rollouts:
+                first = repo.rollouts[policy.name].file
+                diags.append(
+                    diagnostic(
+                        src,
+                        ("name",),
+                        "CT709",
+                        f"rollout policy '{policy.name}' is already defined in {first}",
+                    )
+                )
+                continue
+            repo.rollouts[policy.name] = LoadedRollout(policy, path, positions)
         else:
             try:
                 pipeline = Pipeline.model_validate(data)
             except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, Pipeline, path, positions, name))
+                diags.extend(_schema_diagnostics(exc, Pipeline, path, positions, name, data))
                 if name:
                     repo.broken_pipelines.add(name)
                     repo.file_pipelines.setdefault(path, []).append(name)
@@ -264,7 +300,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                     ("components", i),
                     "CT113",
                     f"component type '{ct.type}' ({ct.class_}) is declared twice",
-                    key_path=f"components[{i}]",
+                    key_path=where(model_doc(repo.settings), ("components", i)).key_path,
                 )
             )
         seen_types.add(type_key)

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from compiler.api import CompileResult, compile_repo, load_repo
-from compiler.repo import SETTINGS_FILES, is_repo_file
+from compiler.repo import ROLLOUT_DIR, SETTINGS_FILES, is_repo_file
 
 __all__ = [
     "NAME",
@@ -41,10 +41,11 @@ def scope_of(
     """Which groups the change can affect, and why, parsing only the changed files and group files.
 
     ctrltower.yaml -> every group. A group file -> the groups it defines (base and head). A pipeline
-    file -> the groups its pipeline names (base and head). A changed file that does not load on
-    either side names nothing we can trust -> every group.
+    file -> the groups its pipeline names (base and head). A rollouts/ file -> no group. A changed
+    file that does not load on either side names nothing we can trust -> every group.
     """
-    relevant = sorted(p for p in changed if is_repo_file(p))
+    # a rollouts/ policy renders nothing: it decides how a change is rolled out, not what it is
+    relevant = sorted(p for p in changed if is_repo_file(p) and not p.startswith(ROLLOUT_DIR))
     old = load_repo({p: base_files[p] for p in relevant if p in base_files})
     new = load_repo({p: head_files[p] for p in relevant if p in head_files})
     every: list[set[str]] = []
@@ -171,6 +172,7 @@ def compile_scoped(
     result = compile_repo(subset, only_groups=groups)
     for _ in range(2):
         named = {g for p in result.pipelines for g in p.groups}
+        named |= {g for r in result.rollouts for g in r.groups}  # a policy's groups must be defined too
         defined = {g for names in result.file_groups.values() for g in names}
         missing = named - defined
         if not missing:

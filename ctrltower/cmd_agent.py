@@ -104,7 +104,29 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     callback=_convert(parse_duration),
     show_default=True,
 )
+@click.option(
+    "--trust-key",
+    "trust_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Run only configs signed by this public key (repeat for a rotation). Without: not verified.",
+)
 @click.option("--hostname", default=None, help="Reported hostname (default: this host's).")
+@click.option(
+    "--collector-env",
+    "collector_env",
+    multiple=True,
+    metavar="NAME|PREFIX*|NAME=VALUE",
+    help="Pass this variable to the collector (repeatable); it gets only an allow-list otherwise.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["http", "opamp"]),
+    default="http",
+    show_default=True,
+    envvar="CTRLTOWER_PROTOCOL",
+    help="http: the agent API; opamp: OpAMP over HTTP (POST /v1/opamp, docs/opamp.md).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def agent(
     server: str,
@@ -118,7 +140,10 @@ def agent(
     poll_interval: float | None,
     telemetry_port: int | None,
     health_timeout: float,
+    trust_keys: tuple[Path, ...],
     hostname: str | None,
+    collector_env: tuple[str, ...],
+    protocol: str,
     verbose: bool,
 ) -> None:
     """Run the agent: pull configs, run and supervise the collector, report status.
@@ -129,9 +154,12 @@ def agent(
     from prometheus_client import CollectorRegistry
     from pydantic import ValidationError
 
+    from agent.environment import parse_collector_env
     from agent.runner import Agent
     from agent.settings import AgentSettings
+    from ctrltower.keyfiles import load_trust_keys
     from schemas.errors import CtrlTowerError
+    from schemas.signing import KeyFileError
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -140,6 +168,10 @@ def agent(
     )
     for noisy in ("httpx", "httpcore"):  # one line per poll is noise; the agent logs what matters
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        passed = parse_collector_env(collector_env)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--collector-env") from exc
     try:
         settings = AgentSettings(
             server=server,
@@ -155,11 +187,24 @@ def agent(
             telemetry_port=telemetry_port,
             health_timeout_s=health_timeout,
             hostname=hostname,
+            collector_env=passed,
         )
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        runner = Agent(settings, CollectorRegistry())
+        keys = load_trust_keys(trust_keys)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trust-key") from exc
+    if keys and protocol == "opamp":
+        # OpAMP's remote config carries no ctrltower statement: refuse rather than pretend to verify.
+        raise click.BadParameter("works with --protocol http only", param_hint="--trust-key")
+    try:
+        if protocol == "opamp":
+            from agent.opamp_agent import OpampAgent
+
+            runner: Agent = OpampAgent(settings, CollectorRegistry())
+        else:
+            runner = Agent(settings, CollectorRegistry(), trust_keys=keys)
     except OSError as exc:
         click.echo(f"ctrltower agent: {exc}", err=True)
         sys.exit(exit_codes.USAGE)

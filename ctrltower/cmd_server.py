@@ -27,6 +27,31 @@ DATA_DIR = click.option(
 )
 
 
+DATABASE_URL = click.option(
+    "--database-url",
+    envvar="CTRLTOWER_DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL (postgresql://...): keep all state there, shared by every server replica "
+    "(env CTRLTOWER_DATABASE_URL). Default: SQLite in DATA_DIR/state.db.",
+)
+
+
+TOKEN_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The server's data dir (its state.db); not needed with --database-url.",
+)
+
+
+def check_database_url(url: str | None) -> str | None:
+    if url is None or url == "":
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter("expected a postgresql:// URL", param_hint="--database-url")
+    return url
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -69,6 +94,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="Keep agent events, finished commands and reconcile runs this long (the audit log is kept).",
 )
+@DATABASE_URL
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def server(
     data_dir: Path,
@@ -80,6 +106,7 @@ def server(
     no_metrics: bool,
     metrics_interval: float | None,
     retention_days: float,
+    database_url: str | None,
     log_level: str,
 ) -> None:
     """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
@@ -87,6 +114,7 @@ def server(
     from webui.settings import ServerSettings
 
     host, port = parse_listen(listen)
+    url = check_database_url(database_url)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServerSettings(
         data_dir=data_dir.resolve(),
@@ -99,6 +127,7 @@ def server(
         metrics=not no_metrics,
         metrics_interval_s=metrics_interval,
         retention_days=retention_days,
+        database_url=url,
     )
     try:
         code = serve(settings)
@@ -113,9 +142,19 @@ def token() -> None:
     """Create, list or revoke API tokens (works on the data dir directly; the server may be running)."""
 
 
-def _store(data_dir: Path) -> Store:
+def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
     from webui.store import Store
 
+    url = check_database_url(database_url)
+    if url is not None:
+        try:
+            return Store.open(database_url=url)
+        except CtrlTowerError as exc:
+            click.echo(f"ctrltower token: the database is not usable: {exc}", err=True)
+            sys.exit(exit_codes.SERVER_ERROR)
+    if data_dir is None:
+        click.echo("ctrltower token: --data-dir or --database-url is required", err=True)
+        sys.exit(exit_codes.USAGE)
     if not (data_dir / "state.db").exists():
         click.echo(f"ctrltower token: no state.db in {data_dir} (start the server once first)", err=True)
         sys.exit(exit_codes.USAGE)
@@ -127,13 +166,14 @@ def _store(data_dir: Path) -> Store:
 
 
 @token.command("create")
-@DATA_DIR
+@TOKEN_DATA_DIR
+@DATABASE_URL
 @click.option("--role", type=click.Choice(list(ROLES)), required=True)
 @click.option("--name", default="", help="A label for the token (shown in lists and the audit log).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def token_create(data_dir: Path, role: str, name: str, fmt: str) -> None:
+def token_create(data_dir: Path | None, database_url: str | None, role: str, name: str, fmt: str) -> None:
     """Create a token and print its secret (shown once, stored only as a hash)."""
-    store = _store(data_dir)
+    store = _store(data_dir, database_url)
     try:
         created = store.create_token(cast(Role, role), name, actor="cli", actor_role="admin")
     except ValidationError as exc:
@@ -148,11 +188,12 @@ def token_create(data_dir: Path, role: str, name: str, fmt: str) -> None:
 
 
 @token.command("list")
-@DATA_DIR
+@TOKEN_DATA_DIR
+@DATABASE_URL
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def token_list(data_dir: Path, fmt: str) -> None:
+def token_list(data_dir: Path | None, database_url: str | None, fmt: str) -> None:
     """List tokens (id, role, name, created, revoked); never their secrets."""
-    store = _store(data_dir)
+    store = _store(data_dir, database_url)
     try:
         items = store.list_tokens()
     finally:
@@ -168,13 +209,14 @@ def token_list(data_dir: Path, fmt: str) -> None:
 
 
 @token.command("revoke")
-@DATA_DIR
+@TOKEN_DATA_DIR
+@DATABASE_URL
 @click.argument("token_id", type=int)
-def token_revoke(data_dir: Path, token_id: int) -> None:
+def token_revoke(data_dir: Path | None, database_url: str | None, token_id: int) -> None:
     """Revoke the token with this id (see `token list`); it stops working at once."""
     from webui.errors import NotFound
 
-    store = _store(data_dir)
+    store = _store(data_dir, database_url)
     try:
         store.revoke_token(token_id, actor="cli", actor_role="admin")
     except NotFound as exc:

@@ -308,6 +308,11 @@ class Demo:
                     f"{POLL_INTERVAL_S:g}s",
                     "--hostname",
                     hostname,
+                    # what the example repo's configs read; the collector gets nothing else of ours
+                    "--collector-env",
+                    "APP_LOG_DIR",
+                    "--collector-env",
+                    "OTLP_HTTP_ENDPOINT",
                 ],
                 env,
             )

@@ -108,9 +108,26 @@ def to_text(plan: Plan) -> str:
             out.append(f"    pipelines {line}")
         if change.diff:
             out.extend("    " + ln for ln in change.diff.rstrip("\n").splitlines())
+    out.extend(_rollout_lines(plan))
     out.append("")
     out.append(f"Summary: {_summary(plan)}")
     return "\n".join(out) + "\n"
+
+
+def _rollout_lines(plan: Plan) -> list[str]:
+    """The steps each changed group goes through; groups without a policy get the change at once."""
+    if not plan.valid or not plan.has_changes:
+        return []
+    out = [""]
+    covered: set[str] = set()
+    for r in plan.rollouts:
+        covered.update(r.groups)
+        out.append(f"rollout {r.policy} for {', '.join(r.groups)} (on failure: {r.on_failure}):")
+        out.extend(f"    {i}. {step}" for i, step in enumerate(r.steps, 1))
+    at_once = [c.group for c in plan.changes if c.changes_config and c.group not in covered]
+    if at_once:
+        out.append(f"published at once (no rollout policy): {', '.join(at_once)}")
+    return out
 
 
 def _sign(change: GroupChange) -> str:
@@ -156,6 +173,10 @@ def to_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
             if agents_col:
                 row += f" {c.agents if c.agents is not None else '-'} |"
             head.append(row)
+        head.append("")
+    steps = _rollout_lines(plan)
+    if steps:
+        head.extend(f"- {_md_escape(line.strip())}" if line else "" for line in steps[1:])
         head.append("")
     text = "\n".join(head) + "\n"
     if len(text) > budget:  # a huge diagnostic list: cut it too

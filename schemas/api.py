@@ -24,7 +24,8 @@ ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "reconciler", "enroll"
 Action = Literal["start", "stop", "restart", "shutdown"]
 CollectorState = Literal["starting", "running", "stopped", "crashed"]
 SyncStatus = Literal["Synced", "OutOfSync", "ApplyFailed", "Untrusted", "Drifted", "NoGroup"]
-# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing;
+# online: reporting and (when scraped) scrape healthy; degraded: reporting but scrapes failing, or an
+# OpAMP agent reporting itself unhealthy;
 # offline: silent for three poll intervals.
 AgentStatus = Literal["online", "degraded", "offline"]
 
@@ -184,6 +185,19 @@ class RevisionSummary(FrozenModel):
 # --- control API: agents, commands, audit ------------------------------------------------------------
 
 
+class OpampStatus(FrozenModel):
+    """What an OpAMP agent told the server (docs/opamp.md): capabilities, health, remote config status."""
+
+    capabilities: list[str] = Field(description="AgentCapabilities names, e.g. AcceptsRestartCommand")
+    commands: list[Action] = Field(description="the operator commands this agent can carry out")
+    healthy: bool | None = None
+    health_status: str | None = None
+    health_error: str | None = None
+    remote_config_status: str | None = Field(default=None, description="APPLIED, APPLYING, FAILED, UNSET")
+    remote_config_error: str | None = None
+    own_token: bool = Field(description="false: it authenticates with the enroll token that registered it")
+
+
 class AgentView(FrozenModel):
     id: str
     instance_id: str
@@ -205,6 +219,8 @@ class AgentView(FrozenModel):
     registered_at: datetime
     last_apply: ApplyResult | None = None
     stopped_by_operator: bool = False
+    protocol: Literal["http", "opamp"] = "http"
+    opamp: OpampStatus | None = Field(default=None, description="set for OpAMP agents")
     verifies_signatures: bool | None = None
 
 

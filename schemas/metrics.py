@@ -14,7 +14,7 @@ PREFIX = "ctrltower_"
 AGENT_INFO = "ctrltower_agent_info"
 COLLECTOR_UP = "ctrltower_collector_up"  # gauge 0|1
 COLLECTOR_RESTARTS = "ctrltower_collector_restarts_total"  # counter
-CONFIG_APPLIES = "ctrltower_config_applies_total"  # counter, label result=applied|failed
+CONFIG_APPLIES = "ctrltower_config_applies_total"  # counter, label result=applied|failed|untrusted
 LAST_POLL = "ctrltower_last_successful_poll_timestamp_seconds"  # gauge, unix seconds
 COLLECTOR_CPU = "ctrltower_collector_cpu_seconds_total"  # counter, monotonic across collector restarts
 COLLECTOR_MEMORY = "ctrltower_collector_resident_memory_bytes"  # gauge

@@ -3,13 +3,15 @@
 ctrltower.yaml      RepoSettings (optional)
 groups/*.yaml       AgentGroup
 pipelines/*.yaml    Pipeline
+rollouts/*.yaml     RolloutPolicy (progressive rollouts gated on live metrics, docs/rollouts.md)
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.common import ComponentClass, LabelKey, LabelValue, Name, NodeId, Signal, StrictModel
 
@@ -77,3 +79,121 @@ class RepoSettings(StrictModel):
     kind: Literal["Settings"] = "Settings"
     components: list[ComponentType] = Field(default_factory=list)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    unstable_signals: list[Signal] = Field(
+        default_factory=list,
+        description="signals allowed on components whose support for them is not stable upstream "
+        "(profiles is development/alpha; the collector also needs --feature-gates=+service.profilesSupport)",
+    )
+
+
+# --- rollouts ---------------------------------------------------------------------------------------
+
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
+_DURATION = re.compile(DURATION_PATTERN)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION_S = 7 * 86400.0  # a week: anything longer is a typo, not a rollout
+
+# The checks an analysis can run: name -> (kind, what it measures). "ratio" and "count" checks take
+# `max`; "baseline" checks compare the new revision's agents with the old one's (`vs_baseline`).
+CHECK_METRICS: dict[str, tuple[Literal["ratio", "count", "baseline"], str]] = {
+    "send_failure_ratio": ("ratio", "items the exporters failed to send / items they tried to send"),
+    "refused_ratio": ("ratio", "items the receivers refused / items they received"),
+    "collector_restarts": ("count", "collector crashes and restarts of the new revision's agents"),
+    "apply_failed_agents": ("count", "agents whose collector rejected the new revision (ApplyFailed)"),
+    "throughput": ("baseline", "items sent per agent on the new revision / per agent on the old one"),
+}
+
+
+def parse_duration(text: str) -> float | None:
+    """'30s', '1.5m', '500ms', '2h' -> seconds; None when it does not parse or is not positive."""
+    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        return None
+    seconds = float(text.strip()[: m.start(2)]) * _UNIT_S[m.group(2)]
+    return seconds if 0 < seconds <= MAX_DURATION_S else None
+
+
+Duration = Annotated[
+    str, Field(json_schema_extra={"pattern": DURATION_PATTERN}, description="e.g. 500ms, 30s, 5m, 1h")
+]
+
+
+class StepDuration(StrictModel):
+    duration: Duration
+
+
+class PauseStep(StrictModel):
+    duration: Duration | None = Field(default=None, description="omitted: wait for `rollout promote`")
+
+
+class RolloutStep(StrictModel):
+    """Exactly one of: group (a whole group), weight (N % of every group's agents), analysis, pause."""
+
+    group: Name | None = Field(default=None, description="every agent of this group gets the new revision")
+    weight: int | None = Field(
+        default=None, ge=1, le=100, description="N % of each group's agents (stable hash of agent and commit)"
+    )
+    analysis: StepDuration | None = Field(default=None, description="judge the metrics for this long")
+    pause: PauseStep | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> RolloutStep:
+        given = [k for k in ("group", "weight", "analysis", "pause") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a step has exactly one of group, weight, analysis, pause"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def describe(self) -> str:
+        """One line for plans, the CLI and the UI: 'group edge-canary', '50 % of each group', ..."""
+        if self.group is not None:
+            return f"group {self.group}"
+        if self.weight is not None:
+            return f"{self.weight} % of each group"
+        if self.analysis is not None:
+            return f"analysis {self.analysis.duration}"
+        assert self.pause is not None
+        return f"pause {self.pause.duration}" if self.pause.duration else "pause until promoted"
+
+    @property
+    def action(self) -> str:
+        return next(k for k in ("group", "weight", "analysis", "pause") if getattr(self, k) is not None)
+
+
+class BaselineCheck(StrictModel):
+    min_ratio: float = Field(
+        gt=0, le=10, description="new per-agent rate / old per-agent rate must reach this"
+    )
+
+
+class RolloutCheck(StrictModel):
+    metric: str = Field(min_length=1, max_length=64, description="one of CHECK_METRICS (docs/rollouts.md)")
+    max: float | None = Field(
+        default=None, ge=0, description="ratio and count checks: the highest value allowed"
+    )
+    vs_baseline: BaselineCheck | None = Field(
+        default=None, description="throughput: compare with the old revision"
+    )
+    signal: Signal | None = Field(default=None, description="only this signal (default: all signals)")
+
+
+class RolloutAnalysis(StrictModel):
+    interval: Duration = "30s"
+    min_agents: int = Field(default=1, ge=1, description="fewer new-revision agents with data: inconclusive")
+    failure_limit: int = Field(default=0, ge=0, description="failed measurements tolerated before failing")
+    on_inconclusive: Literal["pause", "fail"] = "pause"
+    checks: list[RolloutCheck] = Field(min_length=1)
+
+
+class RolloutPolicy(StrictModel):
+    """How a new revision reaches the groups it covers: steps, each judged on live metrics."""
+
+    kind: Literal["RolloutPolicy"]
+    name: Name
+    description: str | None = None
+    groups: list[Name] = Field(min_length=1, description="the groups this policy rolls out")
+    steps: list[RolloutStep] = Field(min_length=1, max_length=100)
+    analysis: RolloutAnalysis
+    on_failure: Literal["rollback", "pause"] = "rollback"

@@ -1,10 +1,12 @@
-"""Shared fixtures: the real collector binary (checked by hash), free ports, artifacts dir."""
+"""Shared fixtures: the real collector binary (checked by hash), free ports, artifacts dir, PostgreSQL."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,30 @@ def port() -> int:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One PostgreSQL for the session: `make test`'s (CTRLTOWER_TEST_DATABASE_URL) or a new one."""
+    from tests.support import pg
+
+    shared = os.environ.get(pg.ENV_URL)
+    if shared:
+        yield pg.SharedCluster(shared)
+        return
+    cluster = pg.PgCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def database_url(pg_cluster: object) -> Iterator[str]:
+    """A PostgreSQL URL whose connections use a fresh schema of their own (dropped after the test)."""
+    url: str = pg_cluster.new_schema_url()  # type: ignore[attr-defined]
+    yield url
+    pg_cluster.drop_schema(url)  # type: ignore[attr-defined]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,8 +1,8 @@
 """The Flask application factory: `create_app(settings)` builds one app (one per worker process).
 
-It registers the agent API (/api/agent/v1), the control API (/api/v1), the OpenAPI document
-(/api/openapi.json) and, when their modules exist, the metrics API (`webui.metrics.api:bp` at
-/api/v1/metrics) and the web UI (`webui.ui.views:bp` at /). No module-level state: the store, the config
+It registers the agent API (/api/agent/v1), the control API (/api/v1), the OpAMP endpoint (/v1/opamp), the
+OpenAPI document (/api/openapi.json) and, when their modules exist, the metrics API (`webui.metrics.api:bp`
+at /api/v1/metrics) and the web UI (`webui.ui.views:bp` at /). No module-level state: the store, the config
 cache and the settings live on the app (`app.extensions["ctrltower"]`, `app.config["CTRLTOWER_SETTINGS"]`).
 """
 
@@ -24,6 +24,7 @@ from webui.api import agent as agent_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
 from webui.errors import json_response, register_error_handlers
+from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
 from webui.settings import ServerSettings
 from webui.store import EXTENSION_KEY, Store
@@ -45,11 +46,16 @@ def create_app(
     app.config[SETTINGS_KEY] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["JSON_SORT_KEYS"] = False
-    app.secret_key = settings.secret_key or _secret_key(settings.data_dir)
     if scrape_failing is None and settings.metrics:
         scrape_failing = _metrics_scrape_health(settings)
     if store is None:
         store = Store.from_settings(settings, clock=clock or time.time, scrape_failing=scrape_failing)
+    if settings.secret_key:
+        app.secret_key = settings.secret_key
+    elif settings.database_url:  # replicas share no data dir: the key lives in the shared database
+        app.secret_key = store.shared_secret("flask-session")
+    else:
+        app.secret_key = _secret_key(settings.data_dir)
     app.extensions[EXTENSION_KEY] = store
     cache = agent_api.ConfigCache(store)
     app.extensions[agent_api.CACHE_KEY] = cache
@@ -61,6 +67,7 @@ def create_app(
     app.register_blueprint(control_api.bp, url_prefix="/api/v1")
     app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
+    app.register_blueprint(opamp_endpoint.bp)  # POST /v1/opamp (protobuf, outside /api: the OpAMP path)
     metrics_bp = _optional_blueprint("webui.metrics.api") if settings.metrics else None
     if metrics_bp is not None:
         app.register_blueprint(metrics_bp, url_prefix="/api/v1/metrics")

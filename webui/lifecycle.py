@@ -1,5 +1,11 @@
 """Process lifecycle of `ctrltower server`: the readiness report, parent-death signals, leftover checks.
 
+Leftovers: the main process holds an exclusive lock on `DIR/server.lock` (inherited by its forked
+granian workers) and the metrics process one on `DIR/metrics.lock`, each with its pid written in.
+A server started on a data dir where either lock is held (another server, or a process an earlier
+one left behind) says which pid holds it and exits 5, instead of waiting on DuckDB's file lock.
+Children get a parent-death signal (`die_with_parent`), so a SIGKILLed server leaves nothing behind.
+
 Readiness: a granian worker that has built its app writes `DIR/run/worker-<pid>` (the listening socket
 was bound by the main process before any worker started, so a worker with its app is a worker that
 answers). The main process's `ReadyAnnouncer` waits for the first such marker, then writes
@@ -12,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +30,9 @@ import threading
 from pathlib import Path
 
 log = logging.getLogger("ctrltower.server")
+
+SERVER_LOCK = "server.lock"
+METRICS_LOCK = "metrics.lock"
 
 READY_FILE = "server.ready"
 RUN_DIR = "run"
@@ -101,14 +112,70 @@ class ReadyAnnouncer:
             ready_path(self.data_dir).unlink(missing_ok=True)
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to send `sig` to this process when its parent dies (SIGKILL included).
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (SIGKILL included); exit now if
+    the parent (`parent_pid`) is already gone (it may have died before this call).
 
-    Elsewhere a no-op; callers also check that the parent is still the one they expect, since the
-    parent may have died before this call.
+    Linux ties the signal to the parent *thread* that forked us: callers spawn children from threads
+    that live as long as the parent wants the children to. Elsewhere only the parent check runs.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        log.error("parent process %s is gone: exiting", parent_pid)
+        os._exit(1)
+
+
+class LockHeld(Exception):
+    """Another live process holds the lock; `pid` is what it wrote there (None: unreadable)."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        super().__init__(f"{path} is locked by pid {pid}")
+        self.path = path
+        self.pid = pid
+
+
+class PidLock:
+    """An exclusive, non-blocking flock on a file that names its holder's pid.
+
+    The kernel drops the lock when the last descriptor of it closes (the holder and any process that
+    inherited it by fork exit), so a SIGKILLed holder never leaves a stale lock behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> PidLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockHeld(self.path, read_pid(self.path)) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def check_free(self) -> None:
+        """Raise LockHeld if someone holds the lock now; leave it free either way."""
+        self.acquire()
+        self.release()
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

@@ -27,8 +27,18 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import Permanent
-from webui.lifecycle import ReadyAnnouncer, clear_ready, mark_worker_ready, url_for
+from schemas.errors import CtrlTowerError, Permanent
+from webui.lifecycle import (
+    METRICS_LOCK,
+    SERVER_LOCK,
+    LockHeld,
+    PidLock,
+    ReadyAnnouncer,
+    clear_ready,
+    die_with_parent,
+    mark_worker_ready,
+    url_for,
+)
 from webui.settings import ServerSettings
 from webui.store import Store
 
@@ -69,6 +79,8 @@ def prepare(settings: ServerSettings) -> dict[str, Path]:
         raise ServeError(f"data dir {settings.data_dir} is not usable: {exc}") from exc
     except sqlite3.Error as exc:  # not a database, or a damaged one
         raise ServeError(f"{settings.db_path} is not usable: {exc}") from exc
+    except CtrlTowerError as exc:  # PostgreSQL unreachable or refusing (the URL's password is redacted)
+        raise ServeError(f"the database is not usable: {exc}") from exc
     paths = {"admin": settings.admin_token_path, "enroll": settings.enroll_token_path}
     existing = {}
     for role, path in paths.items():
@@ -86,22 +98,32 @@ def prepare(settings: ServerSettings) -> dict[str, Path]:
     return written
 
 
-def load_app(settings_json: str, _target: str) -> Any:
+def load_app(settings_json: str, main_pid: int, _target: str) -> Any:
     """Granian's target loader, run in each worker process: build the app from the settings."""
     from webui.app import create_app
 
+    die_with_parent(main_pid)  # a worker never outlives the main process (SIGKILL included)
     settings = ServerSettings.model_validate_json(settings_json)
     app = create_app(settings)
     mark_worker_ready(settings.data_dir)  # the main process announces readiness on the first marker
     return app
 
 
-def _metrics_main(settings_json: str) -> None:
+def _metrics_main(settings_json: str, parent_pid: int) -> None:
     """Entry of the metrics child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (SIGTERM)
+    die_with_parent(parent_pid)  # SIGTERM (a clean flush) when the server dies, even by SIGKILL
     settings = ServerSettings.model_validate_json(settings_json)
-    module = importlib.import_module(METRICS_MODULE)
-    module.run(settings)
+    try:
+        lock = PidLock(settings.data_dir / METRICS_LOCK).acquire()
+    except LockHeld as exc:  # the server checked at start: only a race gets here
+        log.error("another metrics process (pid %s) owns %s: exiting", exc.pid, settings.data_dir)
+        raise SystemExit(1) from None
+    try:
+        module = importlib.import_module(METRICS_MODULE)
+        module.run(settings)
+    finally:
+        lock.release()
 
 
 def metrics_available() -> bool:
@@ -114,7 +136,7 @@ def metrics_available() -> bool:
 class MetricsSupervisor:
     """Runs the metrics process and restarts it (with backoff) if it dies, until stopped."""
 
-    def __init__(self, settings: ServerSettings, target: Callable[[str], None] = _metrics_main) -> None:
+    def __init__(self, settings: ServerSettings, target: Callable[[str, int], None] = _metrics_main) -> None:
         self.settings = settings
         self.target = target
         self._stop = threading.Event()
@@ -130,7 +152,7 @@ class MetricsSupervisor:
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited sockets or locks
         proc = ctx.Process(
             target=self.target,
-            args=(self.settings.model_dump_json(),),
+            args=(self.settings.model_dump_json(), os.getpid()),
             name="ctrltower-metrics",
             daemon=False,
         )
@@ -196,11 +218,42 @@ class Maintenance:
         self._stop.set()
 
 
+def claim_data_dir(settings: ServerSettings) -> PidLock:
+    """Lock the data dir for this server, or say clearly who still uses it (ServeError, exit 5).
+
+    Held until this process and its forked workers exit. The metrics lock is only checked here: the
+    metrics process takes it itself.
+    """
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = PidLock(settings.data_dir / SERVER_LOCK).acquire()
+    except OSError as exc:
+        raise ServeError(f"data dir {settings.data_dir} is not usable: {exc}") from exc
+    except LockHeld as exc:
+        raise ServeError(
+            f"another ctrltower server (pid {exc.pid}), or a worker process it left behind, is still "
+            f"running on {settings.data_dir}: stop it first"
+        ) from None
+    try:
+        PidLock(settings.data_dir / METRICS_LOCK).check_free()
+    except LockHeld as exc:
+        lock.release()
+        raise ServeError(
+            f"the metrics process of an earlier server (pid {exc.pid}) is still running on "
+            f"{settings.data_dir} and owns metrics.duckdb: stop it (kill {exc.pid}) and start again"
+        ) from None
+    except OSError as exc:
+        lock.release()
+        raise ServeError(f"data dir {settings.data_dir} is not usable: {exc}") from exc
+    return lock
+
+
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGTERM/SIGINT. Returns the process exit code."""
     from granian import Granian
     from granian.constants import Interfaces
 
+    data_lock = claim_data_dir(settings)  # also dropped by the kernel if we are killed
     written = prepare(settings)
     clear_ready(settings.data_dir)
     for role, path in written.items():
@@ -229,11 +282,12 @@ def serve(settings: ServerSettings) -> int:
     announcer.start()
     log.info("serving on http://%s:%s with %d workers", settings.host, settings.port, settings.workers)
     try:
-        server.serve(target_loader=functools.partial(load_app, settings.model_dump_json()))
+        server.serve(target_loader=functools.partial(load_app, settings.model_dump_json(), os.getpid()))
     finally:
         announcer.stop()
         maintenance.stop()
         if supervisor is not None:
             supervisor.stop()
+        data_lock.release()
         log.info("server stopped after %.1f s", time.monotonic() - started)
     return 0

@@ -33,6 +33,11 @@ class ServerSettings(BaseModel):
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
     )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "
+        "None: SQLite in DIR/state.db",
+    )
 
     @property
     def db_path(self) -> Path:

@@ -186,8 +186,16 @@ def test_client_honours_retry_after_and_reads_error_codes() -> None:
         with pytest.raises(ServerRefused) as refused:
             client.fetch_config("ag_1", "tok", None)
         assert (refused.value.status, refused.value.code) == (404, "no_group")
+        mismatched = client.fetch_config("ag_1", "tok", None)
+        assert mismatched is not None and mismatched.hash_mismatch
+        # Without trusted keys the agent retries later; with them it refuses it as untrusted.
+        from agent.trust import TrustGate
+        from schemas.signing import Untrusted
+
         with pytest.raises(ServerUnavailable, match="does not match"):
-            client.fetch_config("ag_1", "tok", None)
+            TrustGate({}, {}).check(mismatched)
+        with pytest.raises(Untrusted, match="is not the announced"):
+            TrustGate({"0" * 16: None}, {}).check(mismatched)  # type: ignore[dict-item]
     finally:
         client.close()
         server.shutdown()

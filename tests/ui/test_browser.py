@@ -107,7 +107,8 @@ def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[dict[str, object]]:
                      "--collector", str(collector_bin), "--config", str(tmp_path / "collector.yaml"),
                      "--state-dir", str(tmp_path / "agent-state"), "--labels", "tier=edge,zone=browser",
                      "--metrics-listen", f"127.0.0.1:{free_port()}", "--telemetry-port", str(free_port()),
-                     "--poll-interval", "0.5s", "--hostname", "browser-edge-1"],
+                     "--poll-interval", "0.5s", "--hostname", "browser-edge-1",
+                     "--collector-env", "APP_LOG_DIR", "--collector-env", "OTLP_HTTP_ENDPOINT"],
                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
             gen.start()

@@ -32,10 +32,26 @@ def failing() -> set[str]:
     return set()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The store backend: None (SQLite in the data dir) or a PostgreSQL URL with a fresh schema.
+
+    Every test using `srv` runs on both, so SQL added to webui/store is checked on both engines.
+    """
+    if request.param == "sqlite":
+        yield None
+    else:
+        yield request.getfixturevalue("database_url")
+
+
 @pytest.fixture
-def srv(tmp_path: Path, clock: Clock, failing: set[str]) -> Iterator[InProcessServer]:
+def srv(tmp_path: Path, clock: Clock, failing: set[str], backend: str | None) -> Iterator[InProcessServer]:
     server = InProcessServer(
-        tmp_path / "data", poll_interval_s=10.0, clock=clock, scrape_failing=lambda: failing
+        tmp_path / "data",
+        poll_interval_s=10.0,
+        clock=clock,
+        scrape_failing=lambda: failing,
+        database_url=backend,
     )
     yield server
     server.close()

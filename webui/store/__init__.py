@@ -1,11 +1,15 @@
-"""The server's SQLite state (DATA_DIR/state.db): one `Store` per worker process, built by create_app.
+"""The server's state: one `Store` per worker process, built by create_app.
+
+Two backends behind one interface (webui/store/db.py `StateDB`): SQLite in DATA_DIR/state.db (the
+embedded default) or PostgreSQL (`--database-url`, shared by any number of replicas, webui/store/pg.py).
 
 Get it in a request with `webui.store.get_store()` (it lives in `current_app.extensions["ctrltower"]`).
 Methods by area: agents (`register_agent`, `report_status`, `list_agents`, `get_agent`, `get_agents`,
 `agent_events`), commands (`queue_command`, `list_commands`), revisions (`publish`, `list_revisions`,
 `get_revision`, `list_groups`, `get_group` with history and diff, `list_pipelines`, `get_pipeline`,
 `served_config`), tokens (`create_token`, `list_tokens`, `revoke_token`, `find_token`), audit and runs
-(`audit`, `list_audit`, `add_reconcile_run`, `list_reconcile_runs`).
+(`audit`, `list_audit`, `add_reconcile_run`, `list_reconcile_runs`), OpAMP agents' protocol state
+(`opamp_agent`, `opamp_register`, `opamp_describe`, `opamp_save`, `opamp_fail_commands`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from webui.store.agents import AgentFilter, AgentsMixin
 from webui.store.audit import AuditMixin
 from webui.store.base import Clock, ScrapeHealth
 from webui.store.commands import CommandsMixin
-from webui.store.db import Database, migrate
+from webui.store.db import MIGRATIONS, Database, StateDB, migrate
+from webui.store.opamp import OpampMixin
 from webui.store.revisions import RevisionsMixin, ServedConfig
 from webui.store.tokens import TokensMixin
 
@@ -32,23 +37,35 @@ __all__ = ["AgentFilter", "ServedConfig", "Store", "get_store"]
 EXTENSION_KEY = "ctrltower"
 
 
-class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin):
-    """All state access of the server. Thread-safe (one SQLite connection per thread)."""
+class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin, OpampMixin):
+    """All state access of the server. Thread-safe (SQLite: a connection per thread; PostgreSQL: a pool)."""
 
     @classmethod
     def open(
         cls,
-        db_path: Path,
+        db_path: Path | None = None,
         *,
+        database_url: str | None = None,
         poll_interval_s: float = 15.0,
         offline_after_s: float | None = None,
         clock: Clock = time.time,
         scrape_failing: ScrapeHealth | None = None,
+        pool_size: int = 8,
     ) -> Store:
-        """Migrate (if needed) and open the database at db_path."""
-        migrate(db_path)
+        """Migrate (if needed) and open the SQLite database at db_path, or the PostgreSQL database_url."""
+        db: StateDB
+        if database_url is not None:
+            from webui.store.pg import PgDatabase, migrate_pg  # psycopg only where PostgreSQL is used
+
+            migrate_pg(database_url, MIGRATIONS)
+            db = PgDatabase(database_url, max_size=pool_size)
+        elif db_path is not None:
+            migrate(db_path)
+            db = Database(db_path)
+        else:
+            raise ValueError("Store.open needs db_path or database_url")
         return cls(
-            Database(db_path),
+            db,
             clock=clock,
             poll_interval_s=poll_interval_s,
             offline_after_s=3 * poll_interval_s if offline_after_s is None else offline_after_s,
@@ -61,6 +78,8 @@ class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin)
     ) -> Store:
         return cls.open(
             settings.db_path,
+            database_url=settings.database_url,
+            pool_size=settings.threads + 2,
             poll_interval_s=settings.poll_interval_s,
             offline_after_s=settings.offline_after_s,
             clock=clock,

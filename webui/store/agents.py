@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,10 @@ from schemas.api import (
 from webui.errors import NotFound
 from webui.store.base import dt, dt_req, dumps, loads, ts
 from webui.store.counts import StatusCountsMixin
+from webui.store.db import Conn
+from webui.store.dialect import Dialect
 from webui.store.groups import resolve_group
+from webui.store.opamp import with_opamp
 from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
@@ -67,11 +69,17 @@ SELECT a.*, g.config_hash AS desired_hash,
   {SYNC_STATUS_CASE} AS sync_status,
   CASE
     WHEN a.last_seen IS NULL OR a.last_seen < :cutoff THEN 'offline'
-    WHEN a.id IN (SELECT value FROM json_each(:failing)) THEN 'degraded'
+    WHEN a.id IN ({{failing}}) THEN 'degraded'
+    WHEN a.id IN (SELECT agent_id FROM opamp_agents WHERE healthy = 0) THEN 'degraded'
     ELSE 'online'
   END AS status
 FROM agents a LEFT JOIN g ON g.name = a.group_name
 """
+
+
+def _agent_view_sql(dialect: Dialect) -> str:
+    """The agent view as a subquery (aliased `v`: PostgreSQL requires a name for it)."""
+    return "(" + _AGENT_VIEW_SQL.replace("{failing}", dialect.json_list(":failing")) + ") v"
 
 
 class AgentsMixin(StatusCountsMixin):
@@ -226,7 +234,7 @@ class AgentsMixin(StatusCountsMixin):
 
     @staticmethod
     def _event(
-        conn: sqlite3.Connection,
+        conn: Conn,
         agent_id: str,
         at: float,
         kind: str,
@@ -245,8 +253,7 @@ class AgentsMixin(StatusCountsMixin):
     def _view_params(self) -> dict[str, Any]:
         return {"cutoff": self.clock() - self.offline_after_s, "failing": json.dumps(self._failing_agents())}
 
-    @staticmethod
-    def _filter_sql(f: AgentFilter, *, with_status: bool) -> tuple[str, dict[str, Any]]:
+    def _filter_sql(self, f: AgentFilter, *, with_status: bool) -> tuple[str, dict[str, Any]]:
         clauses: list[str] = []
         params: dict[str, Any] = {}
         if f.group is not None:
@@ -259,11 +266,15 @@ class AgentsMixin(StatusCountsMixin):
             clauses.append("sync_status = :sync")
             params["sync"] = f.sync_status
         for i, (key, value) in enumerate(f.labels):
-            clauses.append(f"json_extract(labels, :lk{i}) = :lv{i}")
-            params[f"lk{i}"] = '$."' + key.replace('"', "") + '"'
+            clauses.append(f"{self.db.dialect.json_field('labels', f':lk{i}')} = :lv{i}")
+            params[f"lk{i}"] = key
             params[f"lv{i}"] = value
         if f.search:
-            clauses.append("(instr(hostname, :q) > 0 OR instr(id, :q) > 0 OR instr(instance_id, :q) > 0)")
+            d = self.db.dialect
+            clauses.append(
+                f"({d.contains('hostname', ':q')} OR {d.contains('id', ':q')}"
+                f" OR {d.contains('instance_id', ':q')})"
+            )
             params["q"] = f.search
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -290,7 +301,7 @@ class AgentsMixin(StatusCountsMixin):
         where, fparams = self._filter_sql(f, with_status=True)
         cwhere, cparams = self._filter_sql(f, with_status=False)
         with self.db.read() as conn:
-            base = f"SELECT * FROM ({_AGENT_VIEW_SQL})"
+            base = f"SELECT * FROM {_agent_view_sql(self.db.dialect)}"
             rows = conn.execute(
                 f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
                 {**params, **fparams, "limit": limit, "offset": offset},
@@ -303,22 +314,23 @@ class AgentsMixin(StatusCountsMixin):
                     else sum(counts[s] for s in ("online", "degraded", "offline"))
                 )
                 return AgentList(
-                    items=[self._agent_view(r) for r in rows],
+                    items=with_opamp(conn, [self._agent_view(r) for r in rows]),
                     page=Page(total=total, limit=limit, offset=offset),
                     counts=counts,
                 )
             counts = {"online": 0, "degraded": 0, "offline": 0}
             total = 0
             for r in conn.execute(
-                f"SELECT status, sync_status, COUNT(*) FROM ({base}{cwhere}) GROUP BY status, sync_status",
+                f"SELECT status, sync_status, COUNT(*) FROM ({base}{cwhere}) c GROUP BY status, sync_status",
                 {**params, **cparams},
             ):
                 counts[r[0]] = counts.get(r[0], 0) + int(r[2])
                 counts[r[1]] = counts.get(r[1], 0) + int(r[2])
                 if f.status is None or r[0] == f.status:  # the page's total, from the same scan
                     total += int(r[2])
+            items = with_opamp(conn, [self._agent_view(r) for r in rows])
         return AgentList(
-            items=[self._agent_view(r) for r in rows],
+            items=items,
             page=Page(total=total, limit=limit, offset=offset),
             counts=counts,
         )
@@ -326,11 +338,12 @@ class AgentsMixin(StatusCountsMixin):
     def get_agent(self, agent_id: str) -> AgentView:
         with self.db.read() as conn:
             row = conn.execute(
-                f"SELECT * FROM ({_AGENT_VIEW_SQL}) WHERE id = :id", {**self._view_params(), "id": agent_id}
+                f"SELECT * FROM {_agent_view_sql(self.db.dialect)} WHERE id = :id",
+                {**self._view_params(), "id": agent_id},
             ).fetchone()
-        if row is None:
-            raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
-        return self._agent_view(row)
+            if row is None:
+                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            return with_opamp(conn, [self._agent_view(row)])[0]
 
     def delete_agent(self, agent_id: str, *, actor: str, role: str) -> AgentView:
         """Forget a (decommissioned) agent: its row, events and commands; its token stops working.
@@ -354,13 +367,14 @@ class AgentsMixin(StatusCountsMixin):
     def get_agents(self, ids: list[str]) -> list[AgentView]:
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM ({_AGENT_VIEW_SQL}) WHERE id IN (SELECT value FROM json_each(:ids))",
+                f"SELECT * FROM {_agent_view_sql(self.db.dialect)}"
+                f" WHERE id IN ({self.db.dialect.json_list(':ids')})",
                 {**self._view_params(), "ids": json.dumps(ids)},
             ).fetchall()
-        return [self._agent_view(r) for r in rows]
+            return with_opamp(conn, [self._agent_view(r) for r in rows])
 
     @staticmethod
-    def _agent_view(r: sqlite3.Row) -> AgentView:
+    def _agent_view(r: Any) -> AgentView:
         last_apply = None if r["last_apply"] is None else ApplyResult.model_validate_json(r["last_apply"])
         return AgentView(
             id=r["id"],
@@ -400,7 +414,7 @@ class AgentsMixin(StatusCountsMixin):
         clauses = ["agent_id = ?"]
         args: list[Any] = [agent_id]
         if kinds:
-            clauses.append("kind IN (SELECT value FROM json_each(?))")
+            clauses.append(f"kind IN ({self.db.dialect.json_list('?')})")
             args.append(json.dumps(kinds))
         if since is not None:
             clauses.append("at >= ?")

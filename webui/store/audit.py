@@ -75,9 +75,9 @@ class AuditMixin(StoreBase):
 
     def add_reconcile_run(self, run: ReconcileRunReport) -> ReconcileRunView:
         with self.db.write() as conn:
-            cur = conn.execute(
+            row = conn.execute(
                 "INSERT INTO reconcile_runs (started_at, finished_at, source, ref, commit_sha, outcome,"
-                " diagnostics, timings, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " diagnostics, timings, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     ts(run.started_at),
                     ts(run.finished_at),
@@ -89,8 +89,8 @@ class AuditMixin(StoreBase):
                     dumps(run.timings_s),
                     run.error,
                 ),
-            )
-            run_id = int(cur.lastrowid or 0)
+            ).fetchone()
+            run_id = int(row[0])
         return ReconcileRunView(
             id=run_id,
             started_at=run.started_at,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from webui.errors import NotFound
-from webui.store.db import Database
+from webui.store.db import Conn, StateDB
 from webui.store.groups import GroupSelector
 
 Clock = Callable[[], float]
@@ -20,7 +19,7 @@ ScrapeHealth = Callable[[], Collection[str]]
 class StoreBase:
     def __init__(
         self,
-        db: Database,
+        db: StateDB,
         *,
         clock: Clock,
         poll_interval_s: float,
@@ -42,26 +41,27 @@ class StoreBase:
             return []
 
     @staticmethod
-    def _require_agent(conn: sqlite3.Connection, agent_id: str) -> None:
+    def _require_agent(conn: Conn, agent_id: str) -> None:
         """Raise NotFound (a 404 with the JSON error body) unless the agent exists."""
         if conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
             raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
 
-    def _bump(self, conn: sqlite3.Connection, *, config: bool = False, agents: bool = False) -> None:
+    def _bump(self, conn: Conn, *, config: bool = False, agents: bool = False) -> None:
         conn.execute(
             "UPDATE meta SET config_gen = config_gen + ?, agents_gen = agents_gen + ? WHERE id = 1",
             (int(config), int(agents)),
         )
+        self.db.notify_change(conn)  # PostgreSQL: every replica's config cache hears of it at commit
 
     @staticmethod
-    def _current_sha(conn: sqlite3.Connection) -> str | None:
+    def _current_sha(conn: Conn) -> str | None:
         row = conn.execute("SELECT commit_sha FROM publications ORDER BY seq DESC LIMIT 1").fetchone()
         return None if row is None else str(row[0])
 
     def current_revision(self) -> str | None:
         return self._current_sha(self.db.conn())
 
-    def current_selectors(self, conn: sqlite3.Connection) -> list[GroupSelector]:
+    def current_selectors(self, conn: Conn) -> list[GroupSelector]:
         sha = self._current_sha(conn)
         if sha is None:
             return []
@@ -69,6 +69,15 @@ class StoreBase:
             "SELECT name, selector, priority FROM revision_groups WHERE commit_sha = ?", (sha,)
         ).fetchall()
         return [GroupSelector(r["name"], json.loads(r["selector"]), int(r["priority"])) for r in rows]
+
+    def watch_changes(self, on_change: Callable[[tuple[int, int]], None], *, fallback_s: float) -> bool:
+        """Push the change counters to `on_change` when they move (PostgreSQL LISTEN/NOTIFY), so the
+        config cache needs no database read per poll. False on SQLite: read `counters()` instead."""
+        listen = getattr(self.db, "listen", None)
+        if listen is None:
+            return False
+        listen(lambda: on_change(self.counters()), fallback_s=fallback_s)
+        return True
 
     def counters(self) -> tuple[int, int]:
         """(config_gen, agents_gen): the cheap check that keeps per-worker caches honest."""

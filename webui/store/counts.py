@@ -17,16 +17,16 @@ Portable SQL only (no triggers, no SQLite-only functions): `INSERT ... ON CONFLI
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from webui.store.base import StoreBase
+from webui.store.db import Conn
 from webui.store.sync_sql import CELL_OF_AGENT, REBUILD_SQL
 
 Cell = tuple[str, str]  # (group or '', sync status)
 
 
-def rebuild_counts(conn: sqlite3.Connection) -> None:
+def rebuild_counts(conn: Conn) -> None:
     """Recount every agent inside the caller's write transaction (a publish, migration 4)."""
     for statement in REBUILD_SQL:
         conn.execute(statement)
@@ -34,13 +34,13 @@ def rebuild_counts(conn: sqlite3.Connection) -> None:
 
 class StatusCountsMixin(StoreBase):
     @staticmethod
-    def _sync_cell(conn: sqlite3.Connection, agent_id: str) -> Cell | None:
+    def _sync_cell(conn: Conn, agent_id: str) -> Cell | None:
         """The (group, sync status) cell an agent counts in now, inside the caller's transaction."""
         row = conn.execute(CELL_OF_AGENT, (agent_id,)).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
     @staticmethod
-    def _move_count(conn: sqlite3.Connection, before: Cell | None, after: Cell | None) -> None:
+    def _move_count(conn: Conn, before: Cell | None, after: Cell | None) -> None:
         """Move one agent between cells (None: it did not exist before / does not exist after)."""
         if before == after:
             return
@@ -70,7 +70,7 @@ class StatusCountsMixin(StoreBase):
         return {str(r[0]): int(r[1]) for r in rows if int(r[1])}
 
     @staticmethod
-    def _fleet_counts(conn: sqlite3.Connection, cutoff: float, failing: list[str]) -> dict[str, int]:
+    def _fleet_counts(conn: Conn, cutoff: float, failing: list[str]) -> dict[str, int]:
         """Counts per run status and per sync status over the whole fleet, without scanning it."""
         counts: dict[str, int] = {"online": 0, "degraded": 0, "offline": 0}
         total = 0
@@ -83,6 +83,9 @@ class StatusCountsMixin(StoreBase):
                 "SELECT COUNT(*) FROM agents WHERE last_seen IS NULL OR last_seen < ?", (cutoff,)
             ).fetchone()[0]
         )
+        # OpAMP agents reporting themselves unhealthy are degraded too (webui/store/opamp.py)
+        unhealthy = conn.execute("SELECT agent_id FROM opamp_agents WHERE healthy = 0").fetchall()
+        failing = sorted({*failing, *(str(r[0]) for r in unhealthy)})
         degraded = 0
         for start in range(0, len(failing), 500):  # bounded parameter lists, portable (no json_each)
             chunk = failing[start : start + 500]

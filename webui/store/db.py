@@ -1,8 +1,17 @@
-"""SQLite connections and versioned migrations for the server's state (DATA_DIR/state.db).
+"""The store's database seam, the SQLite backend, and the versioned migrations both backends run.
 
-WAL mode (readers never block the one writer), foreign keys on every connection, a busy timeout so
-concurrent worker processes queue instead of failing. Migrations are numbered; `user_version` says which
-ran. The metrics process reads `agents` and `agent_events` read-only: keep their columns.
+`StateDB` is what the store's mixins use: `conn()` for single statements, `write()` for a transaction
+that writes (all or nothing), `read()` for a consistent snapshot, `lock(conn, name)` to serialize one kind
+of writer across processes and replicas, and `dialect` for the few SQL fragments that differ
+(webui/store/dialect.py). Two implementations: `Database` here (DATA_DIR/state.db) and
+`webui.store.pg.PgDatabase` (`--database-url`). Write SQL once, in the subset both run; the store tests
+run on both backends.
+
+SQLite: WAL mode (readers never block the one writer), foreign keys on every connection, a busy timeout
+so concurrent worker processes queue instead of failing. Migrations are numbered; `user_version` says
+which ran (PostgreSQL: the `schema_version` table). They are written in SQLite's types; `Dialect.ddl`
+maps them for PostgreSQL. The metrics process reads `agents` and `agent_events` read-only: keep their
+columns.
 """
 
 from __future__ import annotations
@@ -10,11 +19,52 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from schemas.errors import Permanent, RetryLater
+from webui.store.dialect import SQLITE, Dialect
 from webui.store.sync_sql import REBUILD_SQL
+
+
+class Cursor(Protocol):
+    """What a statement returns on either backend (rows index by position and by column name)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+
+
+class StateDB(Protocol):
+    """The store's view of its database, whichever backend holds it."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def conn(self) -> Conn: ...
+
+    def write(self) -> AbstractContextManager[Conn]: ...
+
+    def read(self) -> AbstractContextManager[Conn]: ...
+
+    def lock(self, conn: Conn, name: str) -> None: ...
+
+    def notify_change(self, conn: Conn) -> None: ...
+
+    def close(self) -> None: ...
+
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -169,6 +219,39 @@ MIGRATIONS: list[str] = [
     """
     + ";\n".join(REBUILD_SQL[1:])
     + ";\n",
+    # 5: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
+    """
+    CREATE TABLE IF NOT EXISTS opamp_agents (
+        agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+        enroll_token_id INTEGER,                 -- set: authenticates with this enroll token (no own token)
+        capabilities INTEGER NOT NULL DEFAULT 0, -- AgentCapabilities bits
+        sequence_num TEXT,                       -- last sequence_num (uint64 as decimal text)
+        healthy INTEGER,                         -- ComponentHealth.healthy; NULL: never reported
+        health_status TEXT,
+        health_error TEXT,
+        started_at REAL,
+        remote_status TEXT,                      -- APPLIED | APPLYING | FAILED | UNSET
+        remote_hash TEXT,                        -- hex of last_remote_config_hash
+        remote_error TEXT,
+        applied_hash TEXT,                       -- last hash reported APPLIED
+        effective_hash TEXT,                     -- sha256 of the reported effective config
+        baseline_hash TEXT,                      -- first effective config after applying baseline_for
+        baseline_for TEXT,
+        drifted INTEGER NOT NULL DEFAULT 0,
+        offered_hash TEXT,                       -- remote config hash last sent
+        want_full_state INTEGER NOT NULL DEFAULT 0,
+        delivered TEXT NOT NULL DEFAULT '[]',    -- JSON list of command ids sent in the last answer
+        disconnected INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+    # 6: secrets every replica must share (the UI's session key) when several servers use one database
+    """
+    CREATE TABLE IF NOT EXISTS server_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -221,7 +304,9 @@ def _statements(script: str) -> Iterator[str]:
 
 
 class Database:
-    """One connection per thread (granian runs blocking threads in each worker process)."""
+    """SQLite: one connection per thread (granian runs blocking threads in each worker process)."""
+
+    dialect = SQLITE
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -263,6 +348,12 @@ class Database:
             yield conn
         finally:
             conn.execute("COMMIT")
+
+    def lock(self, conn: Conn, name: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
+
+    def notify_change(self, conn: Conn) -> None:
+        """Nothing to do: workers read the counters themselves (one SQLite read per poll)."""
 
     def close(self) -> None:
         with self._lock:

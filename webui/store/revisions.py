@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.api import (
     GroupDetail,
@@ -25,6 +25,7 @@ from schemas.signing import Untrusted, peek_config
 from webui.errors import ApiError, Conflict, NotFound
 from webui.store.base import StoreBase, dt_req, dumps, loads, ts
 from webui.store.counts import rebuild_counts
+from webui.store.db import Conn
 from webui.store.groups import GroupSelector, resolve_group
 
 
@@ -73,6 +74,7 @@ class RevisionsMixin(StoreBase):
         expiries = _check_statements(rev)
         now = self.clock()
         with self.db.write() as conn:
+            self.db.lock(conn, "publish")  # compare-and-set across worker processes and replicas
             current = self._current_sha(conn)
             if rev.commit_sha == current:
                 if self._resign(conn, rev, expiries):
@@ -143,7 +145,7 @@ class RevisionsMixin(StoreBase):
             )
         return PublishResult(commit_sha=rev.commit_sha, outcome="published")
 
-    def _resign(self, conn: sqlite3.Connection, rev: RevisionPublish, expiries: dict[str, float]) -> bool:
+    def _resign(self, conn: Conn, rev: RevisionPublish, expiries: dict[str, float]) -> bool:
         """Replace the statements of the current commit's groups whose config is unchanged (the
         reconciler refreshes them before they expire); True if any changed."""
         changed = 0
@@ -152,14 +154,14 @@ class RevisionsMixin(StoreBase):
                 continue
             changed += conn.execute(
                 "UPDATE revision_groups SET statement = ?, statement_expires_at = ? WHERE commit_sha = ?"
-                " AND name = ? AND config_hash = ? AND statement IS NOT ?",
+                " AND name = ? AND config_hash = ? AND statement IS DISTINCT FROM ?",
                 (g.statement, expiries[g.name], rev.commit_sha, g.name, g.config_hash, g.statement),
             ).rowcount
         if changed:
             self._bump(conn, config=True)  # workers' config caches hold the old statements
         return changed > 0
 
-    def _reresolve_groups(self, conn: sqlite3.Connection, groups: list[GroupRevision]) -> None:
+    def _reresolve_groups(self, conn: Conn, groups: list[GroupRevision]) -> None:
         selectors = [GroupSelector(g.name, g.selector, g.priority) for g in groups]
         updates = []
         for row in conn.execute("SELECT id, labels, group_name FROM agents"):
@@ -187,7 +189,7 @@ class RevisionsMixin(StoreBase):
             sha, group, str(row["config_hash"]), str(row["config"]).encode("utf-8"), row["statement"]
         )
 
-    def resolve_sha(self, conn: sqlite3.Connection, sha: str) -> str:
+    def resolve_sha(self, conn: Conn, sha: str) -> str:
         """A full SHA from a full SHA or a unique prefix (7+ hex digits)."""
         if len(sha) < 7 or any(c not in "0123456789abcdef" for c in sha):
             raise NotFound(f"no revision {sha!r}", details={"commit_sha": sha})
@@ -202,9 +204,7 @@ class RevisionsMixin(StoreBase):
             )
         return str(rows[0][0])
 
-    def _summaries(
-        self, conn: sqlite3.Connection, where: str, args: tuple[object, ...]
-    ) -> list[RevisionSummary]:
+    def _summaries(self, conn: Conn, where: str, args: tuple[object, ...]) -> list[RevisionSummary]:
         current_seq = self._current_seq(conn)
         rows = conn.execute(
             "SELECT p.seq, p.commit_sha, p.published_at, r.message, r.author, r.committed_at"
@@ -236,7 +236,7 @@ class RevisionsMixin(StoreBase):
         return out
 
     @staticmethod
-    def _current_seq(conn: sqlite3.Connection) -> int | None:
+    def _current_seq(conn: Conn) -> int | None:
         row = conn.execute("SELECT MAX(seq) FROM publications").fetchone()
         return None if row[0] is None else int(row[0])
 
@@ -278,7 +278,7 @@ class RevisionsMixin(StoreBase):
         )
 
     @staticmethod
-    def _group_revision(g: sqlite3.Row) -> GroupRevision:
+    def _group_revision(g: Any) -> GroupRevision:
         return GroupRevision(
             name=g["name"],
             selector=loads(g["selector"]),
@@ -296,7 +296,7 @@ class RevisionsMixin(StoreBase):
                 return [], None
             return self._group_views(conn, sha, None), sha
 
-    def _group_views(self, conn: sqlite3.Connection, sha: str, name: str | None) -> list[GroupView]:
+    def _group_views(self, conn: Conn, sha: str, name: str | None) -> list[GroupView]:
         # agents per group from the maintained counts (webui/store/counts.py), not a scan of agents
         counts = {
             str(r[0]): int(r[1])
@@ -334,7 +334,7 @@ class RevisionsMixin(StoreBase):
             text = None if diff is None else self._group_diff(conn, name, *diff)
         return GroupDetail(group=views[0], config=config, history=history, diff=text)
 
-    def _group_history(self, conn: sqlite3.Connection, name: str) -> list[GroupHistoryEntry]:
+    def _group_history(self, conn: Conn, name: str) -> list[GroupHistoryEntry]:
         rows = conn.execute(
             "SELECT p.commit_sha, p.published_at, r.message, g.config_hash FROM publications p"
             " JOIN revisions r USING (commit_sha)"
@@ -361,7 +361,7 @@ class RevisionsMixin(StoreBase):
         out.reverse()  # newest first
         return out
 
-    def _group_diff(self, conn: sqlite3.Connection, name: str, a: str, b: str) -> str:
+    def _group_diff(self, conn: Conn, name: str, a: str, b: str) -> str:
         texts = []
         shas = []
         for sha in (a, b):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from schemas.api import Role, TokenCreated, TokenView
 from webui.errors import NotFound
 from webui.store.base import StoreBase, dt, dt_req, dumps
+from webui.store.db import Conn
 
 TOKEN_PREFIX = "ctt_"
 
@@ -35,25 +36,31 @@ class TokensMixin(StoreBase):
         self, role: Role, name: str = "", *, actor: str = "", actor_role: str = "", secret: str | None = None
     ) -> TokenCreated:
         """Create a token (a new random secret, or `secret` when re-importing a bootstrap token file)."""
+        with self.db.write() as conn:
+            return self._insert_token(conn, role, name, actor=actor, actor_role=actor_role, secret=secret)
+
+    def _insert_token(
+        self, conn: Conn, role: Role, name: str, *, actor: str, actor_role: str, secret: str | None
+    ) -> TokenCreated:
         secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
-        with self.db.write() as conn:
-            cur = conn.execute(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
-                (name, role, hash_secret(secret), now),
-            )
-            token_id = int(cur.lastrowid or 0)
+        token_id = int(
             conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    now,
-                    actor or "local",
-                    actor_role or "admin",
-                    "token.create",
-                    str(token_id),
-                    dumps({"role": role, "name": name}),
-                ),
-            )
+                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                (name, role, hash_secret(secret), now),
+            ).fetchone()[0]
+        )
+        conn.execute(
+            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                now,
+                actor or "local",
+                actor_role or "admin",
+                "token.create",
+                str(token_id),
+                dumps({"role": role, "name": name}),
+            ),
+        )
         view = TokenView(id=token_id, name=name, role=role, created_at=dt_req(now))
         return TokenCreated(token=view, secret=secret)
 
@@ -116,15 +123,29 @@ class TokensMixin(StoreBase):
         `existing` (role -> secret, from the token files of a previous database) re-imports those secrets,
         so deleting state.db does not change the tokens agents and operators already hold.
         """
-        with self.db.read() as conn:
-            count = int(conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
-        if count:
-            return {}
         existing = existing or {}
         out: dict[str, str] = {}
-        for role in ("admin", "enroll"):
-            prior = existing.get(role)
-            valid = prior if prior and 16 <= len(prior) <= 512 and prior.isprintable() else None
-            created = self.create_token(role, f"bootstrap {role}", actor="server", secret=valid)
-            out[role] = created.secret
+        with self.db.write() as conn:
+            # Replicas starting at the same moment: exactly one of them creates the bootstrap tokens.
+            self.db.lock(conn, "bootstrap-tokens")
+            if int(conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0]):
+                return {}
+            for role in ("admin", "enroll"):
+                prior = existing.get(role)
+                valid = prior if prior and 16 <= len(prior) <= 512 and prior.isprintable() else None
+                created = self._insert_token(
+                    conn, role, f"bootstrap {role}", actor="server", actor_role="", secret=valid
+                )
+                out[role] = created.secret
         return out
+
+    def shared_secret(self, name: str) -> str:
+        """A random secret created once for the whole database (first caller wins), the same for every
+        replica: the UI's session key in scale-out mode, where replicas share no data dir."""
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_hex(32), self.clock()),
+            )
+            return str(conn.execute("SELECT value FROM server_secrets WHERE name = ?", (name,)).fetchone()[0])

@@ -1,0 +1,228 @@
+"""`ctrltower agent --protocol opamp`: the same agent, talking OpAMP (`POST /v1/opamp`) to the server.
+
+Everything on the host side is the HTTP agent's (agent/runner.py: supervision, apply with health check,
+last good config, drift restore, /metrics); only the conversation with the server differs. Each server
+cycle is one AgentToServer carrying health, the remote config status (APPLIED for the config it runs,
+FAILED with the collector's error for one it rejected) and the effective config (the bytes at the config
+path); the agent description too on the first message and whenever the server asks for full state. The
+answer may bring the config (applied as if fetched over HTTP, after checking its sha256), the agent's own
+token (kept in STATE_DIR/opamp_token, 0600), ReportFullState, or a restart command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from random import Random
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
+from agent.opamp_client import OpampClient
+from agent.runner import AGENT_VERSION, Agent
+from agent.settings import AgentSettings
+from schemas.api import Command
+from schemas.common import config_hash
+from schemas.opamp import CONFIG_KEY, AgentCap, key_value, opamp_pb2
+
+log = logging.getLogger("ctrltower.agent.opamp")
+
+CAPABILITIES = (
+    AgentCap.AgentCapabilities_ReportsStatus
+    | AgentCap.AgentCapabilities_AcceptsRemoteConfig
+    | AgentCap.AgentCapabilities_ReportsRemoteConfig
+    | AgentCap.AgentCapabilities_ReportsEffectiveConfig
+    | AgentCap.AgentCapabilities_ReportsHealth
+    | AgentCap.AgentCapabilities_AcceptsRestartCommand
+    | AgentCap.AgentCapabilities_AcceptsOpAMPConnectionSettings
+    | AgentCap.AgentCapabilities_ReportsHeartbeat
+)
+TOKEN_FILE = "opamp_token"
+
+
+def instance_uid(instance_id: str) -> bytes:
+    """The 16-byte OpAMP instance_uid of the agent's persistent instance id (`ct-<uuid hex>`)."""
+    try:
+        return uuid.UUID(hex=instance_id.removeprefix("ct-")).bytes
+    except ValueError:  # an instance id written by hand: a stable UUID derived from it
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"ctrltower:{instance_id}").bytes
+
+
+def read_token(path: Path) -> str | None:
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return token or None
+
+
+def write_token(path: Path, token: str) -> None:
+    """Keep the agent's token for restarts: readable by this user only, replaced atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, token.encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class OpampAgent(Agent):
+    def __init__(
+        self,
+        settings: AgentSettings,
+        registry: CollectorRegistry,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        rng: Random | None = None,
+    ) -> None:
+        super().__init__(settings, registry, transport=transport, rng=rng)
+        self.opamp = OpampClient(settings.server, settings.http_timeout_s, transport=transport)
+        self.uid = instance_uid(self.instance_id)
+        self.token_path = self.state.root / TOKEN_FILE
+        self.own_token = read_token(self.token_path)
+        self.sequence_num = 0
+        self.full_state = True  # the first message describes the agent
+
+    def close(self) -> None:
+        super().close()
+        self.opamp.close()
+
+    # --- the message ------------------------------------------------------------------------------
+
+    def description(self) -> opamp_pb2.AgentDescription:
+        settings = self.settings
+        extra = {"ctrltower.agent.version": AGENT_VERSION}
+        metrics_url = self.advertised_metrics_url()
+        if metrics_url:
+            extra["ctrltower.metrics_url"] = metrics_url
+        return opamp_pb2.AgentDescription(
+            identifying_attributes=[
+                key_value("service.name", "io.opentelemetry.collector"),
+                key_value("service.version", self.collector_version or ""),
+                key_value("service.instance.id", str(uuid.UUID(bytes=self.uid))),
+            ],
+            non_identifying_attributes=[
+                key_value("host.name", settings.hostname or socket.gethostname()),
+                key_value("os.type", platform.system().lower()),
+                key_value("host.arch", platform.machine()),
+                *(key_value(k, v) for k, v in {**extra, **settings.labels}.items()),
+            ],
+        )
+
+    def health(self) -> opamp_pb2.ComponentHealth:
+        state = self.collector_state()
+        started = self.collector.started_at
+        health = opamp_pb2.ComponentHealth(healthy=state in ("running", "starting"), status=state)
+        if started is not None and self.collector.alive():
+            health.start_time_unix_nano = int((time.time() - (time.monotonic() - started)) * 1e9)
+        if self.last_apply is not None and self.last_apply.result == "failed" and self.last_apply.error:
+            health.last_error = self.last_apply.error[-2000:]
+        health.status_time_unix_nano = time.time_ns()
+        return health
+
+    def remote_config_status(self) -> opamp_pb2.RemoteConfigStatus | None:
+        """FAILED for a config the collector rejected (until another one applies), else APPLIED for the
+        one it runs; nothing before the first config."""
+        if self.failed_hash is not None:
+            last = self.last_apply
+            error = last.error if last is not None and last.result == "failed" and last.error else None
+            return opamp_pb2.RemoteConfigStatus(
+                last_remote_config_hash=bytes.fromhex(self.failed_hash),
+                status=opamp_pb2.RemoteConfigStatuses_FAILED,
+                error_message=error or "the collector rejected this config (before the agent restarted)",
+            )
+        if self.desired is None:
+            return None
+        return opamp_pb2.RemoteConfigStatus(
+            last_remote_config_hash=bytes.fromhex(self.desired.hash),
+            status=opamp_pb2.RemoteConfigStatuses_APPLIED,
+        )
+
+    def message(self) -> opamp_pb2.AgentToServer:
+        msg = opamp_pb2.AgentToServer(
+            instance_uid=self.uid, sequence_num=self.sequence_num, capabilities=CAPABILITIES
+        )
+        if self.full_state:
+            msg.agent_description.CopyFrom(self.description())
+        msg.health.CopyFrom(self.health())
+        status = self.remote_config_status()
+        if status is not None:
+            msg.remote_config_status.CopyFrom(status)
+        local = self.applier.read_local() if self.desired is not None else None
+        if local is not None:
+            entry = msg.effective_config.config_map.config_map[CONFIG_KEY]
+            entry.body = local
+            entry.content_type = "text/yaml"
+        return msg
+
+    # --- the exchange -----------------------------------------------------------------------------
+
+    def server_cycle(self) -> None:
+        message = self.message()
+        self.sequence_num += 1  # every message counts, delivered or not: the server notices a loss
+        try:
+            answer = self.opamp.send(message, self.own_token or self.settings.enroll_token)
+        except ServerUnavailable as exc:
+            self.full_state = True  # whatever was lost, say everything next time
+            self._retry_later(exc)
+            return
+        except ServerRefused as exc:
+            if exc.status == 401 and self.own_token is not None:
+                log.info("the server refused this agent's token (%s): enrolling again", exc)
+                self.own_token = None
+                self.token_path.unlink(missing_ok=True)
+                self.full_state = True
+            else:
+                log.error("server refused: %s", exc)
+            self.next_server_at = time.monotonic() + self.server_backoff.next_delay()
+            return
+        self.full_state = False
+        self.server_backoff.reset()
+        self.metrics.last_poll.set(time.time())
+        soon = self.handle(answer)
+        self.next_server_at = time.monotonic() + (0.0 if soon else self.poll_interval)
+
+    def handle(self, answer: opamp_pb2.ServerToAgent) -> bool:
+        """Act on one ServerToAgent; True when the server should hear back at once."""
+        soon = False
+        settings = answer.connection_settings.opamp
+        for header in settings.headers.headers:
+            if header.key.lower() == "authorization" and header.value.startswith("Bearer "):
+                self.own_token = header.value.removeprefix("Bearer ").strip()
+                write_token(self.token_path, self.own_token)
+                log.info("registered over OpAMP as instance %s", uuid.UUID(bytes=self.uid))
+        if settings.heartbeat_interval_seconds:
+            self.server_poll_interval = float(settings.heartbeat_interval_seconds)
+        if answer.flags & opamp_pb2.ServerToAgentFlags_ReportFullState:
+            self.full_state = soon = True
+        if answer.HasField("command") and answer.command.type == opamp_pb2.CommandType_Restart:
+            ack = self.execute(Command(id=0, action="restart", issued_at=datetime.now(UTC)))
+            if ack.result == "failed":
+                log.error("restart failed: %s", ack.error)
+            soon = True
+        if answer.HasField("remote_config"):
+            self.take_config(answer.remote_config)
+            soon = True
+        return soon
+
+    def take_config(self, remote: opamp_pb2.AgentRemoteConfig) -> None:
+        files = remote.config.config_map
+        if len(files) != 1:
+            log.error("remote config with %d files: this agent runs exactly one; ignored", len(files))
+            return
+        body = next(iter(files.values())).body
+        digest = config_hash(body)
+        if remote.config_hash and remote.config_hash.hex() != digest:
+            # What was reviewed must be what runs: bytes that do not match their hash are never applied.
+            log.error("remote config body %s does not match its config_hash; ignored", digest[:12])
+            return
+        self.receive(FetchedConfig(data=body, hash=digest, revision=None, group=None))

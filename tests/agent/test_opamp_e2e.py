@@ -1,0 +1,245 @@
+"""End to end, one fleet: an HTTP-protocol agent and an OpAMP agent (`ctrltower agent --protocol opamp`),
+both subprocesses on an agent-only host (server dependencies blocked), both running the real collector
+shipping to demo/sink.py, both managed by the real server: Synced on the fleet page, restart over OpAMP,
+a rejected revision reported as ApplyFailed while the last good config keeps running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from demo.sink import SinkHandle, start_sink
+from schemas.api import AgentView, GroupRevision, RevisionPublish
+from schemas.common import config_hash
+from tests.agent.helpers import BLOCKER_DIR, children, collector_config, pid_alive, wait_until, write_lines
+from tests.conftest import ROOT, free_port
+from tests.support.server import ServerProcess, auth
+
+pytestmark = [pytest.mark.collector, pytest.mark.slow]
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Host:
+    """One agent subprocess with its own config path, state dir and log directory."""
+
+    name: str
+    protocol: str
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+    metrics_port: int = field(default_factory=free_port)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def start(self, srv: ServerProcess, collector_bin: Path) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(BLOCKER_DIR), PYTHONUNBUFFERED="1", APP_LOG_DIR=str(self.logs))
+        log = (self.root / "agent.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "ctrltower", "agent",
+                "--protocol", self.protocol,
+                "--server", srv.base_url,
+                "--enroll-token", srv.enroll_token,
+                "--collector", str(collector_bin),
+                "--config", str(self.root / "collector.yaml"),
+                "--state-dir", str(self.root / "state"),
+                "--labels", f"role=edge,proto={self.protocol}",
+                "--hostname", self.name,
+                "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+                "--poll-interval", "0.5s",
+                "--health-timeout", "5s",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+
+    def log_text(self) -> str:
+        return (self.root / "agent.log").read_text(errors="replace")[-6000:]
+
+    def collector_pid(self) -> int | None:
+        assert self.proc is not None
+        pids = [p for p in children(self.proc.pid) if pid_alive(p)]
+        return pids[0] if pids else None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@dataclass
+class MixedFleet:
+    srv: ServerProcess
+    sink: SinkHandle
+    hosts: dict[str, Host]
+    admin: str
+    head: str | None = None
+    n: int = 0
+
+    def publish(self, yaml_text: str) -> str:
+        self.n += 1
+        sha = f"{self.n:07x}0ba3c"
+        body = RevisionPublish(
+            commit_sha=sha,
+            previous_commit_sha=self.head,
+            groups=[
+                GroupRevision(
+                    name="edge",
+                    selector={"role": "edge"},
+                    priority=0,
+                    config=yaml_text,
+                    config_hash=config_hash(yaml_text),
+                )
+            ],
+            pipelines=[],
+        )
+        r = httpx.post(
+            f"{self.srv.base_url}/api/v1/revisions",
+            content=body.model_dump_json(by_alias=True),
+            headers={**auth(self.admin), "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert r.status_code in (200, 201), r.text
+        self.head = sha
+        return sha
+
+    def views(self) -> dict[str, AgentView]:
+        r = httpx.get(f"{self.srv.base_url}/api/v1/agents", headers=auth(self.admin), timeout=10)
+        return {v.hostname: v for v in (AgentView.model_validate(i) for i in r.json()["items"])}
+
+    def wait(self, what: str, check: object, timeout: float = 40) -> dict[str, AgentView]:
+        def ok() -> dict[str, AgentView] | None:
+            views = self.views()
+            return views if check(views) else None  # type: ignore[operator]
+
+        try:
+            return wait_until(ok, timeout, interval=0.2, what=what)
+        except AssertionError as exc:
+            logs = "\n".join(f"--- {h.name}\n{h.log_text()}" for h in self.hosts.values())
+            raise AssertionError(f"{exc}\nviews: {self.views()}\n{logs}") from None
+
+
+@pytest.fixture
+def mixed(tmp_path: Path, collector_bin: Path) -> Iterator[MixedFleet]:
+    with start_sink("127.0.0.1", 0) as sink, ServerProcess(tmp_path / "server", poll_interval_s=0.5) as srv:
+        hosts = {p: Host(f"{p}-host", p, tmp_path / p) for p in ("http", "opamp")}
+        fleet = MixedFleet(srv, sink, hosts, srv.admin_token)
+        try:
+            yield fleet
+        finally:
+            for host in hosts.values():
+                host.stop()
+
+
+def fleet_page(srv: ServerProcess) -> str:
+    """The fleet page as a logged-in operator's browser gets it (session cookie, CSRF-checked login)."""
+    with httpx.Client(base_url=srv.base_url, timeout=10) as ui:
+        login = ui.get("/login")
+        match = CSRF.search(login.text)
+        assert match, login.text[:500]
+        token = srv.create_token("operator")
+        r = ui.post("/login", data={"token": token, "csrf_token": match.group(1), "next": "/"})
+        assert r.status_code == 302, r.text[:500]
+        page = ui.get("/")
+        assert page.status_code == 200
+        return page.text
+
+
+def row_of(html: str, hostname: str) -> str:
+    rows = re.findall(r"<tr data-agent=.*?</tr>", html, re.S)
+    found = [r for r in rows if f">{hostname}</a>" in r]
+    assert len(found) == 1, f"{hostname} not on the fleet page"
+    return found[0]
+
+
+def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Path) -> None:
+    good = collector_config("${env:APP_LOG_DIR}/*.log", mixed.sink.endpoint)
+    mixed.publish(good)
+    for host in mixed.hosts.values():
+        host.start(mixed.srv, collector_bin)
+    both_synced = mixed.wait(
+        "both agents Synced",
+        lambda v: len(v) == 2 and all(x.sync_status == "Synced" for x in v.values()),
+    )
+    opamp_view = both_synced["opamp-host"]
+    assert opamp_view.reported_hash == config_hash(good) == both_synced["http-host"].reported_hash
+    assert opamp_view.labels["proto"] == "opamp" and opamp_view.labels["service.name"]
+    assert opamp_view.collector_version and opamp_view.agent_version
+
+    # both real collectors run the config: lines written on each host reach the sink
+    for host in mixed.hosts.values():
+        write_lines(host.logs / "app.log", host.name, 20)
+    mixed.sink.wait_for("logs", 40, timeout=60)
+    bodies = mixed.sink.bodies()
+    for hostname in ("http-host", "opamp-host"):
+        assert any(b.startswith(hostname + " ") for b in bodies), hostname
+
+    # the fleet page shows both, Synced (HTML-level: the page a browser gets)
+    html = fleet_page(mixed.srv)
+    for hostname in ("http-host", "opamp-host"):
+        assert 'data-sync="Synced"' in row_of(html, hostname)
+    assert 'data-protocol="opamp"' in row_of(html, "opamp-host")
+    assert 'data-protocol="opamp"' not in row_of(html, "http-host")
+
+    # the OpAMP agent kept its own token, readable by its user only
+    token_file = mixed.hosts["opamp"].root / "state" / "opamp_token"
+    assert token_file.read_text().startswith("cta_")
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+    # restart over OpAMP: a new collector process, the command done
+    opamp = mixed.hosts["opamp"]
+    before = opamp.collector_pid()
+    assert before is not None
+    r = httpx.post(
+        f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/commands",
+        json={"action": "restart"},
+        headers=auth(mixed.admin),
+        timeout=10,
+    )
+    assert r.status_code == 202, r.text
+    command_id = r.json()["id"]
+
+    def restarted() -> bool:
+        items = httpx.get(
+            f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/commands",
+            headers=auth(mixed.admin),
+            timeout=10,
+        ).json()["items"]
+        done = any(c["id"] == command_id and c["state"] == "done" for c in items)
+        pid = opamp.collector_pid()
+        return done and pid is not None and pid != before
+
+    wait_until(restarted, 40, interval=0.2, what=f"restart done\n{opamp.log_text()}")
+
+    # a revision the collector rejects: ApplyFailed on both, the last good config keeps running
+    bad = collector_config("${env:APP_LOG_DIR}/*.log", mixed.sink.endpoint, extra="    no_such_key: 1\n")
+    mixed.publish(bad)
+    failed = mixed.wait(
+        "both ApplyFailed", lambda v: all(x.sync_status == "ApplyFailed" for x in v.values()) and len(v) == 2
+    )
+    assert failed["opamp-host"].reported_hash == config_hash(good)
+    assert failed["opamp-host"].last_apply is not None and failed["opamp-host"].last_apply.error
+    assert (opamp.root / "collector.yaml").read_text() == good
+    assert opamp.collector_pid() is not None
+
+    # fixed in the next revision: both Synced again
+    fixed = good + "# fixed\n"
+    mixed.publish(fixed)
+    mixed.wait("both Synced again", lambda v: all(x.sync_status == "Synced" for x in v.values()))
