@@ -106,6 +106,7 @@ def compile_repo(
                     config=rendered.config,
                     config_hash=config_hash(rendered.config),
                     pipelines=names,
+                    collector_version=lg.model.collector.version if lg.model.collector else None,
                 )
             )
         if has_errors(diags):

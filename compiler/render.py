@@ -16,7 +16,7 @@ from compiler.naming import dotted, model_doc, where
 from compiler.repo import LoadedGroup, LoadedPipeline
 from compiler.template import TemplateProblem, Templater
 from schemas.diagnostics import Diagnostic
-from schemas.repo import TelemetrySettings
+from schemas.repo import COLLECTOR_LINE_PREFIX, TelemetrySettings
 
 SECTIONS = {
     "receiver": "receivers",
@@ -172,4 +172,8 @@ def render_group(
     service["pipelines"] = {k: service_pipelines[k] for k in sorted(service_pipelines)}
     doc["service"] = service
     header = f"# ctrltower: group {g.name}; rendered from the config repo, do not edit\n"
+    if g.collector is not None:
+        # In the bytes, so a version change is a config change: reviewed in the plan's diff, covered by
+        # the signed sha256, and delivered past the agents' ETag (agents read it from this line).
+        header += f"{COLLECTOR_LINE_PREFIX}{g.collector.version}\n"
     return RenderedGroup(g.name, header + dump_yaml(doc), diags)
