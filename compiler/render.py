@@ -16,7 +16,7 @@ from compiler.naming import dotted, model_doc, where
 from compiler.repo import LoadedGroup, LoadedPipeline
 from compiler.template import TemplateProblem, Templater
 from schemas.diagnostics import Diagnostic
-from schemas.repo import TelemetrySettings
+from schemas.repo import COLLECTOR_LINE_PREFIX, TelemetrySettings
 
 SECTIONS = {
     "receiver": "receivers",
@@ -25,6 +25,10 @@ SECTIONS = {
     "connector": "connectors",
 }
 TELEMETRY_PORT_ENV = "CTRLTOWER_TELEMETRY_PORT"
+# A collector config is kilobytes. These stop a repo whose pipelines are each within the file and
+# alias limits but add up (a large pipeline named by hundreds of groups) before the configs fill memory.
+MAX_CONFIG_CHARS = 16 * 1024 * 1024  # one group's rendered config
+MAX_TOTAL_CONFIG_CHARS = 256 * 1024 * 1024  # every group's together, in one compile
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,22 @@ def _template_diagnostics(
     return out
 
 
+def config_size_problem(group: LoadedGroup, size: int, total: int) -> Diagnostic | None:
+    """CT214 when a rendered config, or all of them so far, is over its limit (the caller stops
+    rendering: the commit has failed, and more configs would only cost memory)."""
+    if size <= MAX_CONFIG_CHARS and total <= MAX_TOTAL_CONFIG_CHARS:
+        return None
+    name = group.model.name
+    what = (
+        f"the rendered config of group '{name}' is {size:,} characters (limit {MAX_CONFIG_CHARS:,})"
+        if size > MAX_CONFIG_CHARS
+        else f"the rendered configs of the groups up to '{name}' add up to more than "
+        f"{MAX_TOTAL_CONFIG_CHARS:,} characters"
+    )
+    hint = "a collector config is kilobytes: look for large values repeated in many places"
+    return diagnostic(group, ("name",), "CT214", what, hint=hint)
+
+
 def render_group(
     group: LoadedGroup,
     pipelines: list[tuple[LoadedPipeline, PipelinePlan]],
@@ -152,4 +172,8 @@ def render_group(
     service["pipelines"] = {k: service_pipelines[k] for k in sorted(service_pipelines)}
     doc["service"] = service
     header = f"# ctrltower: group {g.name}; rendered from the config repo, do not edit\n"
+    if g.collector is not None:
+        # In the bytes, so a version change is a config change: reviewed in the plan's diff, covered by
+        # the signed sha256, and delivered past the agents' ETag (agents read it from this line).
+        header += f"{COLLECTOR_LINE_PREFIX}{g.collector.version}\n"
     return RenderedGroup(g.name, header + dump_yaml(doc), diags)

@@ -15,6 +15,23 @@ from pydantic import Field, model_validator
 
 from schemas.common import ComponentClass, LabelKey, LabelValue, Name, NodeId, Signal, StrictModel
 
+# A published collector build's version label (`ctrltower collector publish --version`).
+COLLECTOR_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+# The rendered config's line naming the group's build: in the bytes, so the version is reviewed, signed,
+# and delivered like any config change; the agent reads it back (agent/upgrade.py).
+COLLECTOR_LINE_PREFIX = "# ctrltower: collector "
+
+
+class CollectorSpec(StrictModel):
+    """The collector build a group's agents run (published to the server by an admin)."""
+
+    version: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=COLLECTOR_VERSION_PATTERN,
+        description="a version published with `ctrltower collector publish`, e.g. 0.135.0-acme.1",
+    )
+
 
 class AgentGroup(StrictModel):
     """Selects agents by labels and carries the variables its pipelines' templates see."""
@@ -30,6 +47,9 @@ class AgentGroup(StrictModel):
     extensions: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict,
         description="collector extensions for this group's config, keyed by component id (e.g. health_check)",
+    )
+    collector: CollectorSpec | None = Field(
+        default=None, description="the collector build to run; absent: whatever binary each agent has"
     )
 
 

@@ -35,6 +35,7 @@ EVENT_KINDS = (
     "applied",
     "apply_failed",
     "untrusted",
+    "collector",
     "drift",
     "command",
     "command_ack",
@@ -219,6 +220,21 @@ class AgentsMixin(StatusCountsMixin):
                     agent_id,
                 ),
             )
+            if report.collector_version is not None and report.collector_version != row["collector_version"]:
+                # an upgrade (or a rollback of one) changed the running build since registration
+                conn.execute(
+                    "UPDATE agents SET collector_version = ? WHERE id = ?",
+                    (report.collector_version, agent_id),
+                )
+                self._event(
+                    conn,
+                    agent_id,
+                    now,
+                    "collector",
+                    None,
+                    None,
+                    {"from": row["collector_version"], "to": report.collector_version},
+                )
             self._move_count(conn, before, self._sync_cell(conn, agent_id))
             pending = conn.execute(
                 "SELECT id, action, issued_at FROM commands WHERE agent_id = ? AND state IN"
