@@ -37,6 +37,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _record import Baseline, Run, tool_version  # noqa: E402
+
 from schemas.api import AgentRegistration  # noqa: E402
 from schemas.common import config_hash  # noqa: E402
 from schemas.signing import STATEMENT_HEADER, Signer, key_id, verify_config  # noqa: E402
@@ -322,6 +324,9 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("wrk is not installed (make system-deps)", file=sys.stderr)
         return 2
+    run = Run("poll")
+    run.version("nginx", tool_version(["nginx", "-v"]))
+    run.version("wrk", tool_version(["wrk", "--version"]))
     with tempfile.TemporaryDirectory(prefix="ct-poll-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)  # nginx workers run as an unprivileged user
@@ -378,7 +383,17 @@ def main() -> int:
     )
     met = ours["rps"] >= 10_000 and ours["p99_ms"] < 50 and ours["non_3xx"] == 0
     print("target (>= 10,000 req/s, p99 < 50 ms, all 304):", "met" if met else "MISSED")
-    return 0 if met else 1
+    run.figure(
+        "poll_rps", f"config polls (304 path), {args.agents:,} agents", round(ours["rps"]), "req/s",
+        baseline=Baseline("nginx serving the file with ETag", round(theirs["rps"]), "req/s"),
+        target=">= 10,000 req/s, p99 < 50 ms, every answer 304", met=met, readme=True,
+        p50_ms=ours["p50_ms"], p99_ms=ours["p99_ms"], non_304=ours["non_3xx"],
+        cpu_us_per_req=round(ours["cpu_us_per_req"], 1), nginx_p99_ms=theirs["p99_ms"],
+        nginx_cpu_us_per_req=round(theirs["cpu_us_per_req"], 1), shape=shape, wrk=wrk,
+    )  # fmt: skip
+    run.figure("poll_p99_ms", "config poll p99 latency", ours["p99_ms"], "ms",
+               baseline=Baseline("nginx p99", theirs["p99_ms"], "ms"))  # fmt: skip
+    return run.save()
 
 
 if __name__ == "__main__":

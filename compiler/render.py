@@ -27,6 +27,10 @@ SECTIONS = {
     "connector": "connectors",
 }
 TELEMETRY_PORT_ENV = "CTRLTOWER_TELEMETRY_PORT"
+# A collector config is kilobytes. These stop a repo whose pipelines are each within the file and
+# alias limits but add up (a large pipeline named by hundreds of groups) before the configs fill memory.
+MAX_CONFIG_CHARS = 16 * 1024 * 1024  # one group's rendered config
+MAX_TOTAL_CONFIG_CHARS = 256 * 1024 * 1024  # every group's together, in one compile
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,22 @@ def _template_diagnostics(
 
 def _routed(routed: dict[tuple[str, str], list[str]], router: str, target: str) -> list[str]:
     return routed.get((router, target), [])
+
+
+def config_size_problem(group: LoadedGroup, size: int, total: int) -> Diagnostic | None:
+    """CT214 when a rendered config, or all of them so far, is over its limit (the caller stops
+    rendering: the commit has failed, and more configs would only cost memory)."""
+    if size <= MAX_CONFIG_CHARS and total <= MAX_TOTAL_CONFIG_CHARS:
+        return None
+    name = group.model.name
+    what = (
+        f"the rendered config of group '{name}' is {size:,} characters (limit {MAX_CONFIG_CHARS:,})"
+        if size > MAX_CONFIG_CHARS
+        else f"the rendered configs of the groups up to '{name}' add up to more than "
+        f"{MAX_TOTAL_CONFIG_CHARS:,} characters"
+    )
+    hint = "a collector config is kilobytes: look for large values repeated in many places"
+    return diagnostic(group, ("name",), "CT214", what, hint=hint)
 
 
 def render_group(
