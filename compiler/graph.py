@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,11 +24,14 @@ from compiler.catalog import Catalog, ComponentInfo, signal_order
 from compiler.loader import diagnostic
 from compiler.naming import model_doc, where
 from compiler.repo import LoadedPipeline
+from compiler.routes import is_router, route_targets
 from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.diagnostics import Diagnostic
 from schemas.repo import Node
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Signals a repo must opt in to on components whose support is not stable (ctrltower.yaml).
+GATED_SIGNALS = ("profiles",)
 MAX_PATHS = 10_000  # per pipeline and signal: more means a combinatorial graph, reported as CT212
 
 SOURCE_CLASSES = ("receiver", "connector")
@@ -51,6 +55,22 @@ class PipelinePlan:
     collector_pipelines: tuple[tuple[str, CollectorPipeline], ...]  # (suffix-free name, pipeline)
     edge_signals: tuple[tuple[str, str, tuple[str, ...]], ...]
 
+    def routed_pipelines(self) -> dict[tuple[str, str], list[str]]:
+        """(router node, route target node) -> the collector pipelines holding that edge: those the
+        router feeds whose chain starts at the target (or, without processors, that export to it)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for pname, cp in self.collector_pipelines:
+            heads = cp.processors[:1] or cp.exporters
+            for r in cp.receivers:
+                if _is_router(self.nodes[r]):
+                    for head in heads:
+                        out.setdefault((r, head), []).append(pname)
+        return out
+
+
+def _is_router(node: Node) -> bool:
+    return node.class_ == "connector" and is_router(node.type)
+
 
 @dataclass(frozen=True)
 class GraphResult:
@@ -68,10 +88,11 @@ def component_name(pipeline: str, node: Node) -> str:
 
 
 class _Checker:
-    def __init__(self, lp: LoadedPipeline, catalog: Catalog) -> None:
+    def __init__(self, lp: LoadedPipeline, catalog: Catalog, unstable_signals: frozenset[str]) -> None:
         self.lp = lp
         self.p = lp.model
         self.catalog = catalog
+        self.unstable_signals = unstable_signals
         self.diags: list[Diagnostic] = []
         self.doc = model_doc(self.p)  # node ids and edge ends, to name them in key paths
 
@@ -201,8 +222,10 @@ class _Checker:
             edge_signals.setdefault(key, set()).update(signals)
             graph.add_edge(edge.from_, edge.to)
 
+        self._routes(nodes, index, edge_signals)
         has_cycle = self._cycles(graph, index)
         self._flow(nodes, index, infos, edge_signals)
+        self._unstable(nodes, index, infos, edge_signals)
         carried = {s for sigs in edge_signals.values() for s in sigs}
         for s in p.signals:
             if s not in carried:
@@ -219,6 +242,71 @@ class _Checker:
             return GraphResult(self.diags, None)
         edges_out = tuple((a, b, tuple(signal_order(sigs))) for (a, b), sigs in edge_signals.items())
         return GraphResult(self.diags, PipelinePlan(p.name, nodes, planned, edges_out))
+
+    def _routes(
+        self, nodes: dict[str, Node], index: dict[str, int], edge_signals: dict[tuple[str, str], set[str]]
+    ) -> None:
+        """CT312: each route of a routing/failover connector names a node its edges go to."""
+        for nid, node in nodes.items():
+            if not _is_router(node):
+                continue
+            targets = sorted({b for a, b in edge_signals if a == nid})
+            for path, target in route_targets(node.type, node.config):
+                at = ("nodes", index[nid], "config", *path)
+                if not isinstance(target, str) or target not in nodes:
+                    close = difflib.get_close_matches(str(target), targets, n=1)
+                    self.diag(
+                        "CT312",
+                        f"connector '{nid}' ({node.type}) routes to {target!r}, which is not a node of "
+                        "this pipeline",
+                        at,
+                        node=nid,
+                        hint=f"did you mean '{close[0]}'?"
+                        if close
+                        else "a route names the node an edge of the connector goes to: "
+                        + (", ".join(targets) or "add an edge"),
+                    )
+                elif target not in targets:
+                    self.diag(
+                        "CT312",
+                        f"connector '{nid}' ({node.type}) routes to '{target}', but no edge goes from "
+                        f"'{nid}' to '{target}'",
+                        at,
+                        node=nid,
+                        hint=f"add the edge {{from: {nid}, to: {target}}}",
+                    )
+
+    def _unstable(
+        self,
+        nodes: dict[str, Node],
+        index: dict[str, int],
+        infos: dict[str, ComponentInfo],
+        edge_signals: dict[tuple[str, str], set[str]],
+    ) -> None:
+        """CT311: a signal that is not stable upstream (profiles) on a component whose support for it
+        is not stable, without the repo's opt-in (ctrltower.yaml unstable_signals)."""
+        touched: dict[str, set[str]] = defaultdict(set)
+        for (a, b), sigs in edge_signals.items():
+            for s in sigs & set(GATED_SIGNALS):
+                touched[a].add(s)
+                touched[b].add(s)
+        for nid in sorted(touched, key=lambda n: index[n]):
+            info, node = infos.get(nid), nodes[nid]
+            for s in signal_order(touched[nid] - self.unstable_signals):
+                if info is None or s not in info.emits() | info.accepts():
+                    continue  # an unknown type or an unsupported signal: CT301 / CT303 / CT304 say so
+                level = info.stability_of(s)
+                if level == "stable" or (level is None and not info.custom):
+                    continue
+                what = f"is {level}" if level else "has no known stability (a custom type)"
+                self.diag(
+                    "CT311",
+                    f"node '{nid}' ({node.type}) carries {s}, whose support in {node.type} {what}",
+                    ("nodes", index[nid], "type"),
+                    node=nid,
+                    hint=f"opt in with `unstable_signals: [{s}]` in ctrltower.yaml (the collector also "
+                    "needs --feature-gates=+service.profilesSupport)",
+                )
 
     def _unknown_type(self, i: int, node: Node) -> None:
         others = [c for c in self.catalog.classes_of(node.type) if c != node.class_]
@@ -363,7 +451,7 @@ class _Checker:
                 if signal in sigs:
                     succ[a].append(b)
             chains: dict[tuple[str, ...], tuple[set[str], set[str]]] = {}
-            direct: dict[str, set[str]] = {}
+            direct: dict[tuple[str, str], set[str]] = {}
             count = 0
             for source in sorted(succ):
                 if nodes[source].class_ not in SOURCE_CLASSES:
@@ -389,11 +477,13 @@ class _Checker:
                             recv.add(source)
                             exp.add(nxt)
                         else:
-                            direct.setdefault(source, set()).add(nxt)
+                            # a router's routes are separate pipelines: group its direct paths per sink
+                            key = (source, nxt if _is_router(nodes[source]) else "")
+                            direct.setdefault(key, set()).add(nxt)
             layouts = [
                 CollectorPipeline(signal, tuple(sorted(r)), chain, tuple(sorted(e)))
                 for chain, (r, e) in chains.items()
-            ] + [CollectorPipeline(signal, (src,), (), tuple(sorted(e))) for src, e in direct.items()]
+            ] + [CollectorPipeline(signal, (src,), (), tuple(sorted(e))) for (src, _), e in direct.items()]
             layouts.sort(key=lambda cp: (cp.processors, cp.receivers, cp.exporters))
             for k, cp in enumerate(layouts, start=1):
                 suffix = f"{signal}/{name}" if len(layouts) == 1 else f"{signal}/{name}.{k}"
@@ -401,9 +491,12 @@ class _Checker:
         return tuple(result)
 
 
-def check_pipeline(lp: LoadedPipeline, catalog: Catalog) -> GraphResult:
-    """Every graph, component and signal problem of one pipeline; a plan when there is none."""
-    return _Checker(lp, catalog).run()
+def check_pipeline(
+    lp: LoadedPipeline, catalog: Catalog, unstable_signals: Collection[str] = ()
+) -> GraphResult:
+    """Every graph, component and signal problem of one pipeline; a plan when there is none.
+    unstable_signals: the signals the repo opted in to (ctrltower.yaml)."""
+    return _Checker(lp, catalog, frozenset(unstable_signals)).run()
 
 
 def graph_view(lp: LoadedPipeline, plan: PipelinePlan | None) -> PipelineGraph:

@@ -20,10 +20,12 @@ from typing import Any, Literal
 
 from compiler.catalog import Catalog, builtin_catalog, signal_order
 from compiler.collector_config import SECTION_CLASS, CollectorConfig, read_collector_config
+from compiler.graph import GATED_SIGNALS
 from compiler.import_graph import ImportGraph, escape, type_of
 from compiler.jsonschema import json_schemas
 from compiler.loader import LoadError, Path, Source, diagnostic, dump_yaml, load_yaml
 from compiler.repo import SETTINGS_FILES
+from compiler.routes import is_router, rewrite_routes
 from schemas.diagnostics import Diagnostic
 
 SCHEMA_DIR = ".schema"  # import writes the JSON Schema here so editors validate the new files
@@ -60,6 +62,7 @@ class _Import:
         self.graph = ImportGraph(cfg, self.report)
         self.declare: list[dict[str, Any]] = []
         self.extensions: dict[str, Any] = {}
+        self.unstable: list[str] = []  # signals the repo must opt in to (ctrltower.yaml)
 
     def report(
         self,
@@ -97,15 +100,31 @@ class _Import:
                         "warning",
                         (section, cid),
                     )
-        for cid in sorted(components["connectors"]):
-            if cid == "routing" or type_of(cid) == "routing":
+
+    def routes(self) -> None:
+        """Routing and failover connectors name collector pipelines; in the repo a route names the node
+        the connector's edge into that pipeline goes to. A route to a pipeline that is not imported or
+        does not receive from the connector is dropped (CT607)."""
+        graph = self.graph
+        by_node = {nid: cid for (cls, cid), nid in graph.shared.items() if cls == "connector"}
+        for node in graph.nodes:
+            if node["class"] != "connector" or not is_router(node["type"]) or "config" not in node:
+                continue
+            nid, cid = node["id"], by_node[node["id"]]
+
+            def to_nodes(pid: str, nid: str = nid, cid: str = cid) -> list[str]:
+                if nid in graph.sources.get(pid, []):
+                    return graph.heads[pid]
                 self.report(
                     "CT607",
-                    f"connector '{cid}' names collector pipelines in its config; "
-                    "ctrltower renames pipelines, so review its routes after import",
+                    f"connector '{cid}' routes to pipeline '{pid}', which is not imported or does not "
+                    "receive from it; that route is left out",
                     "warning",
                     ("connectors", cid),
                 )
+                return []
+
+            node["config"] = rewrite_routes(node["type"], node["config"], to_nodes)
 
     def declarations(self) -> None:
         """Types to declare in ctrltower.yaml: unknown to the catalog, or used beyond what it lists."""
@@ -192,9 +211,25 @@ class _Import:
                 self.result.files[path] = _schema_comment("agent-group", 1) + dump_yaml(old)
         return True
 
+    def unstable_signals(self) -> None:
+        """Profiles pipelines are imported with the repo's opt-in to them (CT609 says so)."""
+        gated: list[str] = [s for s in signal_order(self.graph.signals) if s in GATED_SIGNALS]
+        if gated:
+            self.unstable = gated
+            pids = sorted(str(p) for p in self.cfg.pipelines if str(p).split("/", 1)[0] in gated)
+            self.report(
+                "CT609",
+                f"{', '.join(gated)} is not stable in the collector: ctrltower.yaml opts in "
+                f"(unstable_signals: [{', '.join(gated)}]) so {', '.join(pids)} can be imported",
+                "warning",
+                ("service", "pipelines", pids[0]),
+                "run the collector with --feature-gates=+service.profilesSupport",
+            )
+
     def settings_file(self) -> bool:
-        """ctrltower.yaml with the declared component types added; False when it does not load."""
-        if not self.declare:
+        """ctrltower.yaml with the declared component types and the signal opt-in added; False when it
+        does not load."""
+        if not self.declare and not self.unstable:
             return True
         path = next((p for p in SETTINGS_FILES if p in self.existing), SETTINGS_FILES[0])
         raw = self.existing.get(path)
@@ -204,8 +239,13 @@ class _Import:
         settings = loaded or {"kind": "Settings"}
         declared = {(c.get("class"), c.get("type")) for c in settings.get("components") or []}
         new = [d for d in self.declare if (d["class"], d["type"]) not in declared]
+        opted = list(settings.get("unstable_signals") or [])
+        more = [s for s in self.unstable if s not in opted]
         if new:
             settings["components"] = [*(settings.get("components") or []), *new]
+        if more:
+            settings["unstable_signals"] = [*opted, *more]
+        if new or more:
             self.result.files[path] = _schema_comment("settings", 0) + dump_yaml(settings)
         return True
 
@@ -249,11 +289,13 @@ def import_collector_configs(
     run = _Import(cfg, result, catalog or builtin_catalog(), existing or {})
     run.telemetry()
     run.graph.add_pipelines()
+    run.routes()
     run.not_imported()
     if not run.graph.nodes:
-        run.report("CT601", "no pipeline of a supported signal (traces, metrics, logs) to import")
+        run.report("CT601", "no pipeline of a supported signal (traces, metrics, logs, profiles) to import")
         return result
     run.declarations()
+    run.unstable_signals()
     run.enabled_extensions()
     if run.pipeline_file(pipeline or group, group) and run.group_file(group) and run.settings_file():
         run.schema_files()

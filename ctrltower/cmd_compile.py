@@ -19,29 +19,18 @@ from pathlib import Path
 import click
 
 from compiler.api import compile_repo
-from compiler.importer import import_collector_configs
+from compiler.files import symlink_diagnostic
+from compiler.importer import SCHEMA_DIR, import_collector_configs
 from compiler.jsonschema import json_schemas
 from compiler.loader import Located, Source, diagnostic
 from compiler.repo import LoadedRepo, is_repo_file
 from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
+from ctrltower.repo_dir import scan_repo_dir
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 COLLECTOR_TIMEOUT_S = 60
-
-
-def read_repo_dir(root: Path) -> dict[str, bytes]:
-    """The repo's files as the compiler takes them: {posix path relative to root: bytes}."""
-    files: dict[str, bytes] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for fn in sorted(filenames):
-            path = Path(dirpath) / fn
-            rel = path.relative_to(root).as_posix()
-            if is_repo_file(rel) and path.is_file():
-                files[rel] = path.read_bytes()
-    return files
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -134,10 +123,10 @@ repo_option = click.option(
 @click.option("--path-prefix", default="", help="Prefix for paths in github annotations (repo in a subdir).")
 def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str) -> None:
     """Check a config repo and report every problem (exit 0: no errors, 1: errors, 2: usage)."""
-    files = read_repo_dir(repo_dir)
+    files, refused = scan_repo_dir(repo_dir)
     result = compile_repo(files)
-    diags = list(result.diagnostics)
-    if collector is not None and result.ok and result.repo is not None:
+    diags = sort_diagnostics(refused + list(result.diagnostics))
+    if collector is not None and result.ok and not refused and result.repo is not None:
         diags = sort_diagnostics(diags + collector_check(collector, result.configs, result.repo))
     _emit(diags, fmt, files, path_prefix)
     sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
@@ -156,13 +145,15 @@ def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def render(repo_dir: Path, out_dir: Path, groups: tuple[str, ...], fmt: str) -> None:
     """Write OUT/<group>.yaml for every group; nothing is written when the repo has errors."""
-    files = read_repo_dir(repo_dir)
+    files, refused = scan_repo_dir(repo_dir)
     result = compile_repo(files, only_groups=groups or None)
-    unknown = sorted(set(groups) - set(result.configs)) if result.ok else []
+    ok = result.ok and not has_errors(refused)
+    unknown = sorted(set(groups) - set(result.configs)) if ok else []
     if unknown:
         raise click.BadParameter(f"no such group: {', '.join(unknown)}", param_hint="--group")
-    if not result.ok:
-        click.echo(format_diagnostics(result.diagnostics, fmt, files), nl=False, err=fmt == "text")
+    if not ok:
+        diags = sort_diagnostics(refused + list(result.diagnostics))
+        click.echo(format_diagnostics(diags, fmt, files), nl=False, err=fmt == "text")
         sys.exit(exit_codes.FINDINGS)
     if result.diagnostics:
         click.echo(format_diagnostics(result.diagnostics, "text", files), nl=False, err=True)
@@ -209,7 +200,12 @@ def import_(
 
     Several files are merged in the order given, as `otelcol --config A --config B` merges them.
     """
-    existing = read_repo_dir(repo_dir) if repo_dir.is_dir() else {}
+    existing, refused = scan_repo_dir(repo_dir) if repo_dir.is_dir() else ({}, [])
+    if (repo_dir / SCHEMA_DIR).is_symlink():  # import writes there
+        refused.append(symlink_diagnostic(SCHEMA_DIR))
+    if refused:  # never read through, or write through, a link out of the repo
+        _emit(sort_diagnostics(refused), fmt, {})
+        sys.exit(exit_codes.FINDINGS)
     if repo_dir.is_dir():
         existing.update(
             {

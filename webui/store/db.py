@@ -61,6 +61,8 @@ class StateDB(Protocol):
 
     def lock(self, conn: Conn, name: str) -> None: ...
 
+    def notify_change(self, conn: Conn) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -250,6 +252,20 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 7: collector builds (`ctrltower collector publish`), kept in the database so every replica serves
+    # them; the version each group asks for. Added by the signing part.
+    """
+    CREATE TABLE IF NOT EXISTS collector_builds (
+        version TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        statement TEXT,                          -- signed collector statement (schemas/signing.py) or NULL
+        data BLOB NOT NULL,
+        published_at REAL NOT NULL,
+        published_by TEXT NOT NULL DEFAULT ''
+    );
+    ALTER TABLE revision_groups ADD COLUMN collector_version TEXT;
+    """,
 ]
 
 
@@ -349,6 +365,9 @@ class Database:
 
     def lock(self, conn: Conn, name: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
+
+    def notify_change(self, conn: Conn) -> None:
+        """Nothing to do: workers read the counters themselves (one SQLite read per poll)."""
 
     def close(self) -> None:
         with self._lock:
