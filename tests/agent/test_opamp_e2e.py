@@ -197,7 +197,7 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     except AssertionError as exc:
         logs = {
             h.name: (h.root / "state" / "collector.log").read_text(errors="replace")[-3000:] for h in hosts
-        }  # noqa: E501
+        }
         counts = f"sink {mixed.sink.counts()}, http {shipped('http-host')}, opamp {shipped('opamp-host')}"
         raise AssertionError(f"{exc}: {counts}\n{logs}") from None
 
