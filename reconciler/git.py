@@ -41,9 +41,11 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from compiler.files import (
     CONFIG_DIRS,
     MAX_FILE_BYTES,
+    MAX_REPO_BYTES,
     SETTINGS_FILES,
     in_config_dirs,
     is_repo_file,
+    repo_too_large_diagnostic,
     symlink_diagnostic,
     too_large_diagnostic,
 )
@@ -214,6 +216,7 @@ class GitRepo:
         self.source = source  # display form, safe to print
         self._blobs: dict[str, bytes] = {}
         self._sizes: dict[str, int] = {}
+        self._read_bytes = 0
         self._objects = ObjectReader(self._start_cat_file)
         self._trees = Trees(self._objects)
 
@@ -432,15 +435,36 @@ class GitRepo:
 
     def refusals(self, sha: str, listing: Mapping[str, str], subdir: str = "") -> list[Diagnostic]:
         """What the compiler must be told about the files read_blobs will not give it: symbolic
-        links (CT109) and files over the size limit (CT102), located at their paths."""
+        links (CT109), files over the size limit (CT102), and the files past MAX_REPO_BYTES in all
+        (CT114, once, at the first file over; read_blobs then reads none of the listing)."""
         found = [symlink_diagnostic(p) for p in self.list_links(sha, subdir)]
         found += [too_large_diagnostic(p, n) for p, n in sorted(self.oversized(listing).items())]
+        over = self._over_total(listing)
+        if over is not None:
+            found.append(repo_too_large_diagnostic(*over))
         return found
+
+    def readable(self, listing: Mapping[str, str]) -> Mapping[str, str]:
+        """The listing, or nothing when its files together pass MAX_REPO_BYTES (CT114)."""
+        return {} if self._over_total(listing) is not None else listing
+
+    def _over_total(self, listing: Mapping[str, str]) -> tuple[str, int] | None:
+        """(first path, in path order, at which the readable files pass MAX_REPO_BYTES, the total)."""
+        sizes = self.sizes(listing.values())
+        total = 0
+        for path in sorted(listing):
+            size = sizes[listing[path]]
+            if size <= MAX_FILE_BYTES:
+                total += size
+                if total > MAX_REPO_BYTES:
+                    return path, total
+        return None
 
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
         """Contents for a listing from list_files, in one `git cat-file` round trip; blobs already
         read (same SHA, e.g. the files base and head share) are not read again. A file over the
         size limit is left out unread (`refusals` reports it)."""
+        listing = self.readable(listing)
         self.prefetch(listing.values())
         return {path: self._blobs[sha] for path, sha in listing.items() if sha in self._blobs}
 
@@ -451,6 +475,10 @@ class GitRepo:
         if missing:
             sizes = self.sizes(missing)
             wanted = [sha for sha in missing if sizes[sha] <= MAX_FILE_BYTES]
+            # base and head of a plan each pass the total check: never more than both together
+            if self._read_bytes + sum(sizes[sha] for sha in wanted) > 2 * MAX_REPO_BYTES:
+                return
+            self._read_bytes += sum(sizes[sha] for sha in wanted)
             if wanted:
                 self._blobs.update(self._cat_blobs(wanted))
 

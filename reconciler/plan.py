@@ -114,12 +114,13 @@ def build_plan(
     # make base count as invalid (its configs then count as absent)
     head_refused = repo.refusals(head_sha, head_list, subdir)
     base_refused = repo.refusals(base_sha, base_list, subdir)
+    base_read, head_read = repo.readable(base_list), repo.readable(head_list)  # {} past CT114
     if full:
-        repo.prefetch([*base_list.values(), *head_list.values()])
-        base_files, head_files = repo.read_blobs(base_list), repo.read_blobs(head_list)
+        repo.prefetch([*base_read.values(), *head_read.values()])
+        base_files, head_files = repo.read_blobs(base_read), repo.read_blobs(head_read)
     else:
         base_files, head_files = _read_relevant(
-            repo, base_sha, head_sha, base_list, head_list, changed, subdir
+            repo, base_sha, head_sha, base_read, head_read, changed, subdir
         )
     git_s = time.perf_counter() - t0
     plan = plan_files(

@@ -112,3 +112,27 @@ def test_plan_refuses_oversized_and_links_unread(tmp_path: Path, contents_reques
     with GitRepo.open(src) as repo:
         plan = build_plan(repo, bad, fixed)
     assert plan.valid and plan.base_diagnostics >= 2
+
+
+def test_repo_files_over_the_total_limit_are_ct114_and_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contents_requests: list[str]
+) -> None:
+    """Thousands of files each under 4 MiB are a bomb too (the limit is lowered for the test)."""
+    import reconciler.git as git_module
+
+    monkeypatch.setattr(git_module, "MAX_REPO_BYTES", 20_000)
+    src = init_repo(tmp_path / "src")
+    base = head(src)
+    for i in range(10):
+        (src / "pipelines" / f"pad-{i}.yaml").write_text("# padding\n" * 300)
+    padded = commit(src, "many files")
+    pads = {_blob(src, f"pipelines/pad-{i}.yaml") for i in range(10)}
+    with GitRepo.open(src) as repo:
+        listing = repo.list_files(padded)
+        assert [d.code for d in repo.refusals(padded, listing)] == ["CT114"]
+        assert repo.read_blobs(listing) == {}
+    for full in (False, True):
+        with GitRepo.open(src) as repo:
+            plan = build_plan(repo, base, padded, full=full)
+        assert not plan.valid and "CT114" in [d.code for d in plan.diagnostics]
+    assert not pads & set(contents_requests)

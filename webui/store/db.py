@@ -252,7 +252,21 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
-    # 7: scale-out metrics (webui/metrics/shards.py): each agent's last scrape, shared by the replicas so
+    # 7: collector builds (`ctrltower collector publish`), kept in the database so every replica serves
+    # them; the version each group asks for. Added by the signing part.
+    """
+    CREATE TABLE IF NOT EXISTS collector_builds (
+        version TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        statement TEXT,                          -- signed collector statement (schemas/signing.py) or NULL
+        data BLOB NOT NULL,
+        published_at REAL NOT NULL,
+        published_by TEXT NOT NULL DEFAULT ''
+    );
+    ALTER TABLE revision_groups ADD COLUMN collector_version TEXT;
+    """,
+    # 8: scale-out metrics (webui/metrics/shards.py): each agent's last scrape, shared by the replicas so
     # the one that takes over a shard computes rates against the previous owner's last scrape.
     """
     CREATE TABLE IF NOT EXISTS metric_baselines (
