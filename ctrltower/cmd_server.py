@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from ctrltower import exit_codes
+from ctrltower.params import parse_listen
 from schemas.api import ROLES, Role
 from schemas.errors import CtrlTowerError
 
@@ -50,13 +51,6 @@ def check_database_url(url: str | None) -> str | None:
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.BadParameter("expected a postgresql:// URL", param_hint="--database-url")
     return url
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--listen")
-    return host.strip("[]"), int(port)
 
 
 @click.command()
@@ -114,6 +108,8 @@ def server(
     from webui.settings import ServerSettings
 
     host, port = parse_listen(listen)
+    if port == 0:
+        raise click.BadParameter("the server needs a fixed port", param_hint="--listen")
     url = check_database_url(database_url)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServerSettings(
@@ -143,6 +139,7 @@ def token() -> None:
 
 
 def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
+    from webui import datadir
     from webui.store import Store
 
     url = check_database_url(database_url)
@@ -155,13 +152,14 @@ def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
     if data_dir is None:
         click.echo("ctrltower token: --data-dir or --database-url is required", err=True)
         sys.exit(exit_codes.USAGE)
-    if not (data_dir / "state.db").exists():
-        click.echo(f"ctrltower token: no state.db in {data_dir} (start the server once first)", err=True)
+    db = datadir.state_db(data_dir)
+    if not db.exists():
+        click.echo(f"ctrltower token: no {db.name} in {data_dir} (start the server once first)", err=True)
         sys.exit(exit_codes.USAGE)
     try:
-        return Store.open(data_dir / "state.db")
+        return Store.open(db)
     except (sqlite3.Error, CtrlTowerError) as exc:
-        click.echo(f"ctrltower token: {data_dir / 'state.db'} is not usable: {exc}", err=True)
+        click.echo(f"ctrltower token: {db} is not usable: {exc}", err=True)
         sys.exit(exit_codes.SERVER_ERROR)
 
 

@@ -322,8 +322,12 @@ class AgentsMixin(StatusCountsMixin):
                 f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
                 {**params, **fparams, "limit": limit, "offset": offset},
             ).fetchall()
-            if not cwhere:  # the whole fleet (the fleet page's default): maintained counts, no scan
-                counts = self._fleet_counts(conn, params["cutoff"], json.loads(params["failing"]))
+            # The whole fleet (the fleet page's default) or one group (the group filter, the groups
+            # page): maintained counts, no evaluation of every agent. Other filters count by scanning.
+            only_group = f.sync_status is None and not f.labels and not f.search
+            if only_group:
+                failing = json.loads(params["failing"])
+                counts = self._fleet_counts(conn, params["cutoff"], failing, f.group)
                 total = (
                     counts[f.status]
                     if f.status is not None
