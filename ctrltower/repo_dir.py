@@ -16,8 +16,11 @@ from pathlib import Path
 from compiler.files import (
     CONFIG_DIRS,
     MAX_FILE_BYTES,
+    MAX_REPO_BYTES,
+    MAX_REPO_FILES,
     in_config_dirs,
     is_repo_file,
+    repo_too_large_diagnostic,
     symlink_diagnostic,
     too_large_diagnostic,
 )
@@ -30,6 +33,7 @@ def scan_repo_dir(root: Path) -> tuple[dict[str, bytes], list[Diagnostic]]:
     """({posix path relative to root: bytes} of the repo files, diagnostics for files refused unread)."""
     files: dict[str, bytes] = {}
     refused: list[Diagnostic] = []
+    total = count = 0
     for dirpath, dirnames, filenames in os.walk(root):  # never enters a linked directory
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
@@ -47,11 +51,18 @@ def scan_repo_dir(root: Path) -> tuple[dict[str, bytes], list[Diagnostic]]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if not in_config_dirs(rel):
                 continue
+            if total > MAX_REPO_BYTES or count > MAX_REPO_FILES:
+                continue  # said once, at the file that went over
             problem, data = _read(here / name, rel)
             if problem is not None:
                 refused.append(problem)
             elif data is not None:
-                files[rel] = data
+                total += len(data)
+                count += 1
+                if total > MAX_REPO_BYTES or count > MAX_REPO_FILES:
+                    refused.append(repo_too_large_diagnostic(rel, total, count))
+                else:
+                    files[rel] = data
     return files, refused
 
 

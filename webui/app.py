@@ -20,7 +20,9 @@ from typing import Any, cast
 
 from flask import Blueprint, Flask, Response
 
+from webui import datadir
 from webui.api import agent as agent_api
+from webui.api import collectors as collectors_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
 from webui.api import rollouts as rollouts_api
@@ -68,6 +70,7 @@ def create_app(
     app.register_blueprint(control_api.bp, url_prefix="/api/v1")
     app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
     app.register_blueprint(rollouts_api.bp, url_prefix="/api/v1")
+    app.register_blueprint(collectors_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
     app.register_blueprint(opamp_endpoint.bp)  # POST /v1/opamp (protobuf, outside /api: the OpAMP path)
     metrics_bp = _optional_blueprint("webui.metrics.api") if settings.metrics else None
@@ -150,7 +153,7 @@ def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth | None:
 
 def _secret_key(data_dir: Path) -> str:
     """The Flask session key, shared by all workers through DATA_DIR/secret.key (created 0600)."""
-    path = data_dir / "secret.key"
+    path = data_dir / datadir.SECRET_KEY
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

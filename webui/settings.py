@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webui import datadir
+
 
 class ServerSettings(BaseModel):
     """Everything `ctrltower server` needs. No environment lookups below this object."""
@@ -22,6 +24,9 @@ class ServerSettings(BaseModel):
         default=3.0, gt=0, description="silence that makes an agent offline"
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="request body limit")
+    max_collector_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="body limit of a collector build upload"
+    )
     metrics: bool = Field(
         default=True, description="mount webui.metrics.api and start the metrics process, if they exist"
     )
@@ -39,6 +44,11 @@ class ServerSettings(BaseModel):
         default=30.0, gt=0, le=86400, description="a dead controller's lease expires after this long"
     )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
+    metrics_lake: str | None = Field(
+        default=None,
+        description="with database_url: metrics in DuckLake (catalog in that PostgreSQL) at this data path",
+    )
+    metrics_shards: int = Field(default=64, ge=1, le=4096, description="scrape shards (scale-out)")
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "
@@ -47,19 +57,19 @@ class ServerSettings(BaseModel):
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "state.db"
+        return self.data_dir / datadir.STATE_DB
 
     @property
     def admin_token_path(self) -> Path:
-        return self.data_dir / "admin.token"
+        return self.data_dir / datadir.ADMIN_TOKEN
 
     @property
     def enroll_token_path(self) -> Path:
-        return self.data_dir / "enroll.token"
+        return self.data_dir / datadir.ENROLL_TOKEN
 
     @property
     def metrics_socket(self) -> Path:
-        return self.data_dir / "metrics.sock"
+        return self.data_dir / datadir.METRICS_SOCKET
 
     @property
     def offline_after_s(self) -> float:

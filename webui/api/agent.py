@@ -9,8 +9,6 @@ costs no database round trip at all.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -20,6 +18,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from schemas.api import (
+    HEADER_COLLECTOR_SHA256,
+    HEADER_COLLECTOR_VERSION,
     HEADER_CONFIG_HASH,
     HEADER_GROUP,
     HEADER_REVISION,
@@ -36,6 +36,7 @@ from webui.auth import bearer_token, require_role
 from webui.errors import ApiError, NotFound, Unauthorized, json_response
 from webui.store import ServedConfig, Store, get_store
 from webui.store.agents import AgentAuth
+from webui.store.tokens import hash_secret, same_hash
 
 bp = Blueprint("agent_api", __name__)
 CACHE_KEY = "ctrltower.config_cache"
@@ -125,10 +126,10 @@ def check_agent(cache: ConfigCache, agent_id: str, token: str | None) -> AgentAu
     auth = cache.agent(agent_id)
     if auth is None:
         raise NotFound(f"no agent {agent_id!r}: register again", details={"agent_id": agent_id})
-    digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
-    if not hmac.compare_digest(digest, auth.token_hash):
+    digest = hash_secret(token)
+    if not same_hash(digest, auth.token_hash):
         fresh = cache.recheck(agent_id)
-        if fresh is None or not hmac.compare_digest(digest, fresh.token_hash):
+        if fresh is None or not same_hash(digest, fresh.token_hash):
             raise Unauthorized("token is not this agent's current token: register again")
         auth = fresh
     return auth
@@ -199,6 +200,24 @@ def get_config(agent_id: str) -> Response:
     if answer.status == 200:
         resp.mimetype = "text/yaml"
     return resp
+
+
+@bp.get("/agents/<agent_id>/collectors/<version>")
+@doc(
+    "Download a published collector build (application/octet-stream) with its sha256 and signed"
+    " statement in headers; 404 no_collector",
+    response_media="application/octet-stream",
+    errors=(401, 404, 422),
+)
+def get_collector(agent_id: str, version: str) -> Response:
+    from webui.api.collectors import check_version
+
+    check_agent(_cache(), agent_id, bearer_token())
+    build, data = get_store().collector_bytes(check_version(version))
+    headers = {HEADER_COLLECTOR_VERSION: build.version, HEADER_COLLECTOR_SHA256: build.sha256}
+    if build.statement is not None:
+        headers[STATEMENT_HEADER] = build.statement
+    return Response(data, status=200, headers=headers, mimetype="application/octet-stream")
 
 
 @bp.post("/agents/<agent_id>/status")

@@ -252,7 +252,30 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
-    # 7: progressive rollouts (webui/store/rollouts.py, docs/rollouts.md). Added by the rollouts part.
+    # 7: collector builds (`ctrltower collector publish`), kept in the database so every replica serves
+    # them; the version each group asks for. Added by the signing part.
+    """
+    CREATE TABLE IF NOT EXISTS collector_builds (
+        version TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        statement TEXT,                          -- signed collector statement (schemas/signing.py) or NULL
+        data BLOB NOT NULL,
+        published_at REAL NOT NULL,
+        published_by TEXT NOT NULL DEFAULT ''
+    );
+    ALTER TABLE revision_groups ADD COLUMN collector_version TEXT;
+    """,
+    # 8: scale-out metrics (webui/metrics/shards.py): each agent's last scrape, shared by the replicas so
+    # the one that takes over a shard computes rates against the previous owner's last scrape.
+    """
+    CREATE TABLE IF NOT EXISTS metric_baselines (
+        agent TEXT PRIMARY KEY,
+        ts REAL NOT NULL,
+        vals TEXT NOT NULL                       -- JSON list of raw counter values (RAW_COUNTERS order)
+    );
+    """,
+    # 9: progressive rollouts (webui/store/rollouts.py, docs/rollouts.md). Added by the rollouts part.
     # served_sha pins the revision an agent is served while a rollout (or a rollback) holds it.
     """
     ALTER TABLE agents ADD COLUMN served_sha TEXT;

@@ -118,7 +118,8 @@ class RevisionsMixin(RolloutsMixin):
                 )
             conn.executemany(
                 "INSERT INTO revision_groups (commit_sha, name, selector, priority, config, config_hash,"
-                " pipelines, statement, statement_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " pipelines, statement, statement_expires_at, collector_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         rev.commit_sha,
@@ -130,6 +131,7 @@ class RevisionsMixin(RolloutsMixin):
                         dumps(g.pipelines),
                         g.statement,
                         expiries.get(g.name),
+                        g.collector_version,
                     )
                     for g in rev.groups
                 ],
@@ -299,6 +301,7 @@ class RevisionsMixin(RolloutsMixin):
             config_hash=g["config_hash"],
             pipelines=loads(g["pipelines"]),
             statement=g["statement"],
+            collector_version=g["collector_version"],
         )
 
     def list_groups(self) -> tuple[list[GroupView], str | None]:
