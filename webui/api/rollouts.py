@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 from schemas.api import ROLLOUT_ACTIVE, RolloutAction, RolloutList, RolloutState, RolloutView
 from webui.api import LIMIT, OFFSET, QueryParam, doc, parse_body, query_choice, query_int
 from webui.auth import current_principal, require_role
-from webui.errors import Conflict, json_response
+from webui.errors import Conflict, NotFound, json_response
 from webui.store import get_store
 from webui.store.rollouts import RolloutRow
 
@@ -54,13 +54,20 @@ def list_rollouts() -> Response:
     errors=(401, 403, 404),
 )
 def get_rollout(rollout_id: int) -> Response:
-    return json_response(get_store().get_rollout(rollout_id))
+    return json_response(get_store().get_rollout(_id(rollout_id)))
+
+
+def _id(rollout_id: int) -> int:
+    """Ids are 64-bit in the database: a larger number names no rollout (404, not an overflow)."""
+    if not 0 < rollout_id < 2**63:
+        raise NotFound(f"no rollout {rollout_id}", details={"rollout_id": rollout_id})
+    return rollout_id
 
 
 def _act(rollout_id: int, action: str) -> Response:
     body = parse_body(RolloutAction) if request.content_length else RolloutAction()
     store = get_store()
-    row = store.rollout_row(rollout_id)
+    row = store.rollout_row(_id(rollout_id))
     p = current_principal()
     assert p is not None  # require_role ran first
     reason = f"{action} by {p.actor}" + (f": {body.reason}" if body.reason else "")
