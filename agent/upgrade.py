@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +24,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.client import AgentClient
 from agent.state import atomic_write, fsync_dir
-from schemas.repo import COLLECTOR_LINE_PREFIX
+from schemas.repo import COLLECTOR_LINE_PREFIX, COLLECTOR_VERSION_PATTERN
 from schemas.signing import Untrusted, verify_collector
 
 log = logging.getLogger("ctrltower.agent")
 _PREFIX = COLLECTOR_LINE_PREFIX.encode()
+_VERSION = re.compile(COLLECTOR_VERSION_PATTERN)
 
 
 def wanted_version(data: bytes) -> str | None:
-    """The build a rendered config asks for (its second header line), or None."""
+    """The build a rendered config asks for (its second header line), or None. A version that is not
+    a valid label (it becomes a file name and a URL path) is ignored."""
     for line in data.split(b"\n", 3)[:3]:
         if line.startswith(_PREFIX):
-            return line[len(_PREFIX) :].decode("utf-8", "replace").strip() or None
+            version = line[len(_PREFIX) :].decode("utf-8", "replace").strip()
+            if len(version) <= 128 and _VERSION.match(version):
+                return version
+            log.warning("ignoring an invalid collector version in the config: %r", version[:200])
     return None
 
 

@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from ctrltower import exit_codes
+from ctrltower.params import parse_listen
 from schemas.api import ROLES, Role
 from schemas.errors import CtrlTowerError
 
@@ -52,13 +53,6 @@ def check_database_url(url: str | None) -> str | None:
     return url
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--listen")
-    return host.strip("[]"), int(port)
-
-
 @click.command()
 @DATA_DIR
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on.")
@@ -95,6 +89,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     help="Keep agent events, finished commands and reconcile runs this long (the audit log is kept).",
 )
 @DATABASE_URL
+@click.option(
+    "--metrics-lake",
+    envvar="CTRLTOWER_METRICS_LAKE",
+    default=None,
+    metavar="DATA_PATH",
+    help="With --database-url: metrics in DuckLake, catalog in that PostgreSQL, data in DATA_PATH "
+    "(a directory all replicas reach, or s3://bucket/prefix); scrapes are sharded across replicas "
+    "(env CTRLTOWER_METRICS_LAKE).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def server(
     data_dir: Path,
@@ -107,6 +110,7 @@ def server(
     metrics_interval: float | None,
     retention_days: float,
     database_url: str | None,
+    metrics_lake: str | None,
     log_level: str,
 ) -> None:
     """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
@@ -114,7 +118,18 @@ def server(
     from webui.settings import ServerSettings
 
     host, port = parse_listen(listen)
+    if port == 0:
+        raise click.BadParameter("the server needs a fixed port", param_hint="--listen")
     url = check_database_url(database_url)
+    if metrics_lake and url is None:
+        raise click.BadParameter(
+            "needs --database-url (the lake's catalog lives there)", param_hint="--metrics-lake"
+        )
+    if url is not None and not no_metrics and not metrics_lake:
+        # a local DuckDB file per replica would answer each query with a different part of the fleet
+        raise click.UsageError(
+            "with --database-url, give --metrics-lake DATA_PATH (shared metrics) or --no-metrics"
+        )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServerSettings(
         data_dir=data_dir.resolve(),
@@ -128,6 +143,7 @@ def server(
         metrics_interval_s=metrics_interval,
         retention_days=retention_days,
         database_url=url,
+        metrics_lake=metrics_lake or None,
     )
     try:
         code = serve(settings)
@@ -143,6 +159,7 @@ def token() -> None:
 
 
 def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
+    from webui import datadir
     from webui.store import Store
 
     url = check_database_url(database_url)
@@ -155,13 +172,14 @@ def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
     if data_dir is None:
         click.echo("ctrltower token: --data-dir or --database-url is required", err=True)
         sys.exit(exit_codes.USAGE)
-    if not (data_dir / "state.db").exists():
-        click.echo(f"ctrltower token: no state.db in {data_dir} (start the server once first)", err=True)
+    db = datadir.state_db(data_dir)
+    if not db.exists():
+        click.echo(f"ctrltower token: no {db.name} in {data_dir} (start the server once first)", err=True)
         sys.exit(exit_codes.USAGE)
     try:
-        return Store.open(data_dir / "state.db")
+        return Store.open(db)
     except (sqlite3.Error, CtrlTowerError) as exc:
-        click.echo(f"ctrltower token: {data_dir / 'state.db'} is not usable: {exc}", err=True)
+        click.echo(f"ctrltower token: {db} is not usable: {exc}", err=True)
         sys.exit(exit_codes.SERVER_ERROR)
 
 

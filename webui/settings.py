@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webui import datadir
+
 
 class ServerSettings(BaseModel):
     """Everything `ctrltower server` needs. No environment lookups below this object."""
@@ -36,6 +38,11 @@ class ServerSettings(BaseModel):
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
     )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
+    metrics_lake: str | None = Field(
+        default=None,
+        description="with database_url: metrics in DuckLake (catalog in that PostgreSQL) at this data path",
+    )
+    metrics_shards: int = Field(default=64, ge=1, le=4096, description="scrape shards (scale-out)")
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "
@@ -44,19 +51,19 @@ class ServerSettings(BaseModel):
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "state.db"
+        return self.data_dir / datadir.STATE_DB
 
     @property
     def admin_token_path(self) -> Path:
-        return self.data_dir / "admin.token"
+        return self.data_dir / datadir.ADMIN_TOKEN
 
     @property
     def enroll_token_path(self) -> Path:
-        return self.data_dir / "enroll.token"
+        return self.data_dir / datadir.ENROLL_TOKEN
 
     @property
     def metrics_socket(self) -> Path:
-        return self.data_dir / "metrics.sock"
+        return self.data_dir / datadir.METRICS_SOCKET
 
     @property
     def offline_after_s(self) -> float:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webui import datadir
+
 DAY = 86400.0
 
 
@@ -34,18 +36,29 @@ class MetricsSettings(BaseModel):
         default="1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$", description="DuckDB's memory cap"
     )
     failing_after: int = Field(default=2, ge=1, description="consecutive failed scrapes that make it failing")
+    database_url: str | None = Field(
+        default=None, description="scale-out: the state in PostgreSQL (targets, shard leases, baselines)"
+    )
+    lake_path: str | None = Field(
+        default=None, description="scale-out: DuckLake data path (directory or s3://bucket/prefix)"
+    )
+    shards: int = Field(default=64, ge=1, le=4096, description="scale-out: agents are split into this many")
+
+    @property
+    def scale_out(self) -> bool:
+        return self.database_url is not None and self.lake_path is not None
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "metrics.duckdb"
+        return self.data_dir / datadir.METRICS_DB
 
     @property
     def socket_path(self) -> Path:
-        return self.data_dir / "metrics.sock"
+        return self.data_dir / datadir.METRICS_SOCKET
 
     @property
     def state_db_path(self) -> Path:
-        return self.data_dir / "state.db"
+        return self.data_dir / datadir.STATE_DB
 
     @property
     def max_gap_s(self) -> float:
