@@ -89,6 +89,7 @@ def test_counts_follow_every_change(tmp_path: Path, seed: int) -> None:
             elif op == "reregister":  # new labels: the agent may move to another group (or to none)
                 idx = rnd.randrange(len(agents))
                 view = store.get_agent(agents[idx])
+                store.approve_reregistration(view.id, actor="t", role="operator")  # no token at hand
                 store.register_agent(
                     AgentRegistration(instance_id=view.instance_id, hostname=view.hostname,
                                       labels=dict(TIERS[rnd.randrange(len(TIERS))]))
@@ -128,6 +129,14 @@ def test_an_old_database_gets_its_counts_on_migration(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     version = MIGRATIONS.index(next(m for m in MIGRATIONS if "agent_sync_counts" in m))
     conn.execute("DROP TABLE agent_sync_counts")
+    # ... and nothing of the later migrations either (migration 7 adds columns: not repeatable)
+    for undo in (
+        "ALTER TABLE tokens DROP COLUMN label_scope",
+        "ALTER TABLE agents DROP COLUMN label_scope",
+        "ALTER TABLE agents DROP COLUMN reregister_until",
+        "DROP TABLE ui_sessions",
+    ):
+        conn.execute(undo)
     conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()

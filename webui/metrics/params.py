@@ -60,10 +60,11 @@ def _one(args: Args, name: str) -> str | None:
 
 
 def parse_duration(text: str, name: str) -> float:
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise QueryError(f"bad {name} {text!r}: use seconds or a duration like 30s, 5m, 1h, 7d")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    m = _DURATION.match(text.strip()) if len(text) <= 64 else None
+    value = float(m.group(1)) * _UNITS[m.group(2)] if m else math.nan
+    if not math.isfinite(value):  # no match, or digits enough to overflow a float
+        raise QueryError(f"bad {name} {text[:64]!r}: use seconds or a duration like 30s, 5m, 1h, 7d")
+    return value
 
 
 def parse_time(text: str, now: float, name: str) -> float:
@@ -119,6 +120,8 @@ def parse_range(args: Args, now: float) -> RangeRequest:
     if step is not None:
         if step < 1:
             raise QueryError("'step' must be at least 1s")
+        if step > MAX_RANGE_S:
+            raise QueryError(f"'step' must be at most {MAX_RANGE_S / 86400:g}d")
         if (end - start) / step > MAX_POINTS:
             raise QueryError(f"more than {MAX_POINTS} points: raise 'step' or shorten the range")
     agg = _one(args, "agg") or "sum"

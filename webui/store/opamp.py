@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from schemas.api import AgentRegistration, RegistrationResponse
+from schemas.api import AgentRegistration, LabelScope, RegistrationResponse
 from webui.opamp.protocol import OpampState
 from webui.store.base import StoreBase, dumps
 from webui.store.db import Conn
@@ -100,7 +100,9 @@ def _values_of(state: OpampState) -> tuple[Any, ...]:
 class OpampMixin(StoreBase):
     if TYPE_CHECKING:  # AgentsMixin's and StatusCountsMixin's, beside this mixin in Store
 
-        def register_agent(self, reg: AgentRegistration) -> RegistrationResponse: ...
+        def register_agent(
+            self, reg: AgentRegistration, *, scope: LabelScope | None = None
+        ) -> RegistrationResponse: ...
 
         @staticmethod
         def _sync_cell(conn: Conn, agent_id: str) -> tuple[str, str] | None: ...
@@ -133,11 +135,16 @@ class OpampMixin(StoreBase):
         )
 
     def opamp_register(
-        self, reg: AgentRegistration, *, capabilities: int, enroll_token_id: int | None
+        self,
+        reg: AgentRegistration,
+        *,
+        capabilities: int,
+        enroll_token_id: int | None,
+        scope: LabelScope | None = None,
     ) -> RegistrationResponse:
         """Register (or re-register) through `register_agent`, the one registration path, then mark the
         agent as OpAMP. The OpAMP state starts over: the agent is told to report its full state."""
-        response = self.register_agent(reg)
+        response = self.register_agent(reg, scope=scope)
         with self.db.write() as conn:
             self._save(conn, response.agent_id, OpampState(capabilities=capabilities), enroll_token_id)
         return response
