@@ -71,7 +71,7 @@ def compile_repo(
     graphs: list[PipelineGraph] = []
     for name in sorted(repo.pipelines):
         lp = repo.pipelines[name]
-        result = check_pipeline(lp, repo.catalog)
+        result = check_pipeline(lp, repo.catalog, repo.settings.unstable_signals)
         diags.extend(result.diagnostics)
         if result.plan is not None:
             plans[name] = result.plan

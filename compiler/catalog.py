@@ -15,10 +15,12 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from schemas.common import SIGNALS, Signal
+from schemas.common import PIPELINE_SIGNALS, Signal
 from schemas.repo import ComponentType
 
 CLASSES = ("receiver", "processor", "exporter", "connector", "extension")
+# The collector's stability levels, least stable first (component metadata.yaml).
+STABILITY_ORDER = {"unmaintained": 0, "deprecated": 1, "development": 2, "alpha": 3, "beta": 4, "stable": 5}
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,20 @@ class ComponentInfo:
     signals: frozenset[str]
     pairs: frozenset[tuple[str, str]]  # connectors only
     custom: bool = False
+    # upstream stability per signal ("profiles": "alpha") or, for connectors, per pair ("traces_to_metrics")
+    stability: tuple[tuple[str, str], ...] = ()
+
+    def stability_of(self, signal: str) -> str | None:
+        """How stable this component's support for `signal` is upstream; None when unknown (custom
+        types). For a connector: its least stable pair into or out of the signal."""
+        levels = dict(self.stability)
+        if self.class_ != "connector":
+            return levels.get(signal)
+        keys = [f"{a}_to_{b}" for a, b in sorted(self.pairs) if signal in (a, b)]
+        found = [levels[k] for k in keys if k in levels]
+        if not found or len(found) < len(keys):
+            return None
+        return min(found, key=lambda level: STABILITY_ORDER.get(level, -1))
 
     def emits(self) -> frozenset[str]:
         """Signals this component can send downstream."""
@@ -73,12 +89,14 @@ class Catalog:
 
 
 def _info(entry: dict[str, Any]) -> ComponentInfo:
-    known = set(SIGNALS)
+    known = set(PIPELINE_SIGNALS)
+    stability = entry.get("stability") or {}
     return ComponentInfo(
         type=entry["type"],
         class_=entry["class"],
         signals=frozenset(s for s in entry.get("signals") or [] if s in known),
         pairs=frozenset((a, b) for a, b in entry.get("pairs") or [] if a in known and b in known),
+        stability=tuple(sorted((str(k), str(v)) for k, v in stability.items())),
     )
 
 
@@ -98,6 +116,6 @@ def builtin_catalog() -> Catalog:
 
 
 def signal_order(signals: Iterable[str]) -> list[Signal]:
-    """Signals in the canonical order traces, metrics, logs."""
+    """Signals in the canonical order traces, metrics, logs, profiles."""
     present = set(signals)
-    return [s for s in SIGNALS if s in present]
+    return [s for s in PIPELINE_SIGNALS if s in present]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +29,8 @@ from schemas.diagnostics import Diagnostic
 from schemas.repo import Node
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Signals a repo must opt in to on components whose support is not stable (ctrltower.yaml).
+GATED_SIGNALS = ("profiles",)
 MAX_PATHS = 10_000  # per pipeline and signal: more means a combinatorial graph, reported as CT212
 
 SOURCE_CLASSES = ("receiver", "connector")
@@ -68,10 +71,11 @@ def component_name(pipeline: str, node: Node) -> str:
 
 
 class _Checker:
-    def __init__(self, lp: LoadedPipeline, catalog: Catalog) -> None:
+    def __init__(self, lp: LoadedPipeline, catalog: Catalog, unstable_signals: frozenset[str]) -> None:
         self.lp = lp
         self.p = lp.model
         self.catalog = catalog
+        self.unstable_signals = unstable_signals
         self.diags: list[Diagnostic] = []
         self.doc = model_doc(self.p)  # node ids and edge ends, to name them in key paths
 
@@ -203,6 +207,7 @@ class _Checker:
 
         has_cycle = self._cycles(graph, index)
         self._flow(nodes, index, infos, edge_signals)
+        self._unstable(nodes, index, infos, edge_signals)
         carried = {s for sigs in edge_signals.values() for s in sigs}
         for s in p.signals:
             if s not in carried:
@@ -219,6 +224,38 @@ class _Checker:
             return GraphResult(self.diags, None)
         edges_out = tuple((a, b, tuple(signal_order(sigs))) for (a, b), sigs in edge_signals.items())
         return GraphResult(self.diags, PipelinePlan(p.name, nodes, planned, edges_out))
+
+    def _unstable(
+        self,
+        nodes: dict[str, Node],
+        index: dict[str, int],
+        infos: dict[str, ComponentInfo],
+        edge_signals: dict[tuple[str, str], set[str]],
+    ) -> None:
+        """CT311: a signal that is not stable upstream (profiles) on a component whose support for it
+        is not stable, without the repo's opt-in (ctrltower.yaml unstable_signals)."""
+        touched: dict[str, set[str]] = defaultdict(set)
+        for (a, b), sigs in edge_signals.items():
+            for s in sigs & set(GATED_SIGNALS):
+                touched[a].add(s)
+                touched[b].add(s)
+        for nid in sorted(touched, key=lambda n: index[n]):
+            info, node = infos.get(nid), nodes[nid]
+            for s in signal_order(touched[nid] - self.unstable_signals):
+                if info is None or s not in info.emits() | info.accepts():
+                    continue  # an unknown type or an unsupported signal: CT301 / CT303 / CT304 say so
+                level = info.stability_of(s)
+                if level == "stable" or (level is None and not info.custom):
+                    continue
+                what = f"is {level}" if level else "has no known stability (a custom type)"
+                self.diag(
+                    "CT311",
+                    f"node '{nid}' ({node.type}) carries {s}, whose support in {node.type} {what}",
+                    ("nodes", index[nid], "type"),
+                    node=nid,
+                    hint=f"opt in with `unstable_signals: [{s}]` in ctrltower.yaml (the collector also "
+                    "needs --feature-gates=+service.profilesSupport)",
+                )
 
     def _unknown_type(self, i: int, node: Node) -> None:
         others = [c for c in self.catalog.classes_of(node.type) if c != node.class_]
@@ -401,9 +438,12 @@ class _Checker:
         return tuple(result)
 
 
-def check_pipeline(lp: LoadedPipeline, catalog: Catalog) -> GraphResult:
-    """Every graph, component and signal problem of one pipeline; a plan when there is none."""
-    return _Checker(lp, catalog).run()
+def check_pipeline(
+    lp: LoadedPipeline, catalog: Catalog, unstable_signals: Collection[str] = ()
+) -> GraphResult:
+    """Every graph, component and signal problem of one pipeline; a plan when there is none.
+    unstable_signals: the signals the repo opted in to (ctrltower.yaml)."""
+    return _Checker(lp, catalog, frozenset(unstable_signals)).run()
 
 
 def graph_view(lp: LoadedPipeline, plan: PipelinePlan | None) -> PipelineGraph:

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from compiler.collector_config import SECTION_CLASS, CollectorConfig
 from compiler.loader import Path
 from compiler.template import escape_literal
+from schemas.common import PIPELINE_SIGNALS
 
-SUPPORTED = ("traces", "metrics", "logs")
+SUPPORTED = PIPELINE_SIGNALS
 _NODE_ID_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 # diag(code, message, severity, path, hint): report a problem at a path of the collector config
@@ -100,8 +101,8 @@ class ImportGraph:
                 "this looks like a fragment of a config merged from several files",
                 "error",
                 at,
-                "merge the files into one config first (otelcol --config a.yaml --config b.yaml "
-                "print-config, or by hand)",
+                "import it together with the files the collector merges it with, in the same order: "
+                "ctrltower import base.yaml overlay.yaml ...",
             )
             return
         self.signals.add(signal)

@@ -14,12 +14,13 @@ collector's metrics through it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from compiler.catalog import Catalog, builtin_catalog, signal_order
 from compiler.collector_config import SECTION_CLASS, CollectorConfig, read_collector_config
+from compiler.graph import GATED_SIGNALS
 from compiler.import_graph import ImportGraph, escape, type_of
 from compiler.jsonschema import json_schemas
 from compiler.loader import LoadError, Path, Source, diagnostic, dump_yaml, load_yaml
@@ -60,6 +61,7 @@ class _Import:
         self.graph = ImportGraph(cfg, self.report)
         self.declare: list[dict[str, Any]] = []
         self.extensions: dict[str, Any] = {}
+        self.unstable: list[str] = []  # signals the repo must opt in to (ctrltower.yaml)
 
     def report(
         self,
@@ -192,9 +194,25 @@ class _Import:
                 self.result.files[path] = _schema_comment("agent-group", 1) + dump_yaml(old)
         return True
 
+    def unstable_signals(self) -> None:
+        """Profiles pipelines are imported with the repo's opt-in to them (CT609 says so)."""
+        gated: list[str] = [s for s in signal_order(self.graph.signals) if s in GATED_SIGNALS]
+        if gated:
+            self.unstable = gated
+            pids = sorted(str(p) for p in self.cfg.pipelines if str(p).split("/", 1)[0] in gated)
+            self.report(
+                "CT609",
+                f"{', '.join(gated)} is not stable in the collector: ctrltower.yaml opts in "
+                f"(unstable_signals: [{', '.join(gated)}]) so {', '.join(pids)} can be imported",
+                "warning",
+                ("service", "pipelines", pids[0]),
+                "run the collector with --feature-gates=+service.profilesSupport",
+            )
+
     def settings_file(self) -> bool:
-        """ctrltower.yaml with the declared component types added; False when it does not load."""
-        if not self.declare:
+        """ctrltower.yaml with the declared component types and the signal opt-in added; False when it
+        does not load."""
+        if not self.declare and not self.unstable:
             return True
         path = next((p for p in SETTINGS_FILES if p in self.existing), SETTINGS_FILES[0])
         raw = self.existing.get(path)
@@ -204,8 +222,13 @@ class _Import:
         settings = loaded or {"kind": "Settings"}
         declared = {(c.get("class"), c.get("type")) for c in settings.get("components") or []}
         new = [d for d in self.declare if (d["class"], d["type"]) not in declared]
+        opted = list(settings.get("unstable_signals") or [])
+        more = [s for s in self.unstable if s not in opted]
         if new:
             settings["components"] = [*(settings.get("components") or []), *new]
+        if more:
+            settings["unstable_signals"] = [*opted, *more]
+        if new or more:
             self.result.files[path] = _schema_comment("settings", 0) + dump_yaml(settings)
         return True
 
@@ -225,8 +248,25 @@ def import_collector_config(
     catalog: Catalog | None = None,
 ) -> ImportResult:
     """Turn one collector config into repo files for `group` (pipeline name defaults to the group)."""
+    return import_collector_configs(
+        [(source_name, source)], group=group, pipeline=pipeline, existing=existing, catalog=catalog
+    )
+
+
+def import_collector_configs(
+    sources: Sequence[tuple[str, bytes | str]],
+    *,
+    group: str,
+    pipeline: str | None = None,
+    existing: Mapping[str, bytes | str] | None = None,
+    catalog: Catalog | None = None,
+) -> ImportResult:
+    """Turn a collector config given as one or more files [(name, content)], merged in order as
+    `otelcol --config A --config B` does, into repo files for `group`."""
     result = ImportResult()
-    cfg = read_collector_config([(source_name, source)], result.diagnostics)
+    if not sources:
+        raise ValueError("import needs at least one collector config file")
+    cfg = read_collector_config(sources, result.diagnostics)
     if cfg is None:
         return result
     run = _Import(cfg, result, catalog or builtin_catalog(), existing or {})
@@ -234,9 +274,10 @@ def import_collector_config(
     run.graph.add_pipelines()
     run.not_imported()
     if not run.graph.nodes:
-        run.report("CT601", "no pipeline of a supported signal (traces, metrics, logs) to import")
+        run.report("CT601", "no pipeline of a supported signal (traces, metrics, logs, profiles) to import")
         return result
     run.declarations()
+    run.unstable_signals()
     run.enabled_extensions()
     if run.pipeline_file(pipeline or group, group) and run.group_file(group) and run.settings_file():
         run.schema_files()

@@ -97,6 +97,7 @@ def render_group(
     templater: Templater,
 ) -> RenderedGroup:
     g = group.model
+    templater.start_budget()  # the step and output budget is per group
     context: dict[str, Any] = {
         "vars": g.vars,
         "group": {"name": g.name, "selector": dict(g.selector), "priority": g.priority},

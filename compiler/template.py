@@ -15,7 +15,8 @@ from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+
+from compiler.sandbox import MAX_STRING, BudgetExceeded, Sandbox, check_result
 
 Path = tuple[str | int, ...]
 _SINGLE = re.compile(r"\{\{-?(?P<expr>(?:(?!\{\{|\}\}|\{%).)+?)-?\}\}", re.S)
@@ -27,41 +28,26 @@ def is_template(value: str) -> bool:
 
 @dataclass(frozen=True)
 class TemplateProblem:
-    code: str  # CT401 syntax, CT402 undefined, CT403 sandbox, CT404 other
+    code: str  # CT401 syntax, CT402 undefined, CT403 sandbox, CT404 other, CT405 over budget
     message: str
     path: Path
-
-
-MAX_SEQUENCE = 100_000  # a template may not build strings or lists longer than this with * (memory DoS)
-MAX_EXPONENT = 1_000
-
-
-class _Sandbox(SandboxedEnvironment):
-    """The sandbox, plus limits on the operators that turn a short template into gigabytes or hours."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
-                    raise SecurityError(f"the result of * would exceed {MAX_SEQUENCE:,} items")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponents above {MAX_EXPONENT} are refused")
-        return super().call_binop(context, operator, left, right)
 
 
 class Templater:
     """One per compile run: caches compiled templates (the same string in many groups compiles once)."""
 
     def __init__(self) -> None:
-        self.env = _Sandbox(
+        self.env = Sandbox(
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
             cache_size=0,
         )
         self._compiled: dict[str, Any] = {}
+
+    def start_budget(self) -> None:
+        """A fresh step and output budget (compiler/sandbox.py): called once per group's render."""
+        self.env.start()
 
     def _compile(self, source: str, path: Path) -> Any:
         """A Template, a compiled expression (single `{{ expr }}` values), or the syntax problem."""
@@ -87,17 +73,21 @@ class Templater:
         if isinstance(value, str):
             if not is_template(value):
                 return value
+            if self.env.budget.exhausted:
+                return value  # the group already failed with CT405: one diagnostic, not thousands
             tpl = self._compile(value, path)
             if isinstance(tpl, TemplateProblem):
                 problems.append(tpl)
                 return value
             try:
                 if isinstance(tpl, jinja2.Template):
-                    return tpl.render(context)
-                result = tpl(**context)
+                    return _joined(tpl.generate(context))
+                result = check_result(tpl(**context))
                 if isinstance(result, bool | int | float):
                     return result
-                return str(result)
+                return _joined([str(result)])
+            except BudgetExceeded as exc:
+                problems.append(TemplateProblem("CT405", f"template over its budget: {exc}", path))
             except UndefinedError as exc:
                 problems.append(TemplateProblem("CT402", f"undefined template variable: {exc.message}", path))
             except SecurityError as exc:
@@ -114,6 +104,18 @@ class Templater:
         if isinstance(value, list):
             return [self.render_value(v, context, (*path, i), problems) for i, v in enumerate(value)]
         return value
+
+
+def _joined(chunks: Any) -> str:
+    """The rendered value, refused as soon as it passes MAX_STRING characters (never built whole)."""
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_STRING:
+            raise BudgetExceeded(f"a rendered value of more than {MAX_STRING:,} characters")
+        out.append(chunk)
+    return "".join(out)
 
 
 def has_templates(value: Any) -> bool:

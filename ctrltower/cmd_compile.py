@@ -19,29 +19,18 @@ from pathlib import Path
 import click
 
 from compiler.api import compile_repo
-from compiler.importer import import_collector_config
+from compiler.files import symlink_diagnostic
+from compiler.importer import SCHEMA_DIR, import_collector_configs
 from compiler.jsonschema import json_schemas
 from compiler.loader import Located, Source, diagnostic
 from compiler.repo import LoadedRepo, is_repo_file
 from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
+from ctrltower.repo_dir import scan_repo_dir
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 COLLECTOR_TIMEOUT_S = 60
-
-
-def read_repo_dir(root: Path) -> dict[str, bytes]:
-    """The repo's files as the compiler takes them: {posix path relative to root: bytes}."""
-    files: dict[str, bytes] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for fn in sorted(filenames):
-            path = Path(dirpath) / fn
-            rel = path.relative_to(root).as_posix()
-            if is_repo_file(rel) and path.is_file():
-                files[rel] = path.read_bytes()
-    return files
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -134,10 +123,10 @@ repo_option = click.option(
 @click.option("--path-prefix", default="", help="Prefix for paths in github annotations (repo in a subdir).")
 def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str) -> None:
     """Check a config repo and report every problem (exit 0: no errors, 1: errors, 2: usage)."""
-    files = read_repo_dir(repo_dir)
+    files, refused = scan_repo_dir(repo_dir)
     result = compile_repo(files)
-    diags = list(result.diagnostics)
-    if collector is not None and result.ok and result.repo is not None:
+    diags = sort_diagnostics(refused + list(result.diagnostics))
+    if collector is not None and result.ok and not refused and result.repo is not None:
         diags = sort_diagnostics(diags + collector_check(collector, result.configs, result.repo))
     _emit(diags, fmt, files, path_prefix)
     sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
@@ -156,13 +145,15 @@ def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def render(repo_dir: Path, out_dir: Path, groups: tuple[str, ...], fmt: str) -> None:
     """Write OUT/<group>.yaml for every group; nothing is written when the repo has errors."""
-    files = read_repo_dir(repo_dir)
+    files, refused = scan_repo_dir(repo_dir)
     result = compile_repo(files, only_groups=groups or None)
-    unknown = sorted(set(groups) - set(result.configs)) if result.ok else []
+    ok = result.ok and not has_errors(refused)
+    unknown = sorted(set(groups) - set(result.configs)) if ok else []
     if unknown:
         raise click.BadParameter(f"no such group: {', '.join(unknown)}", param_hint="--group")
-    if not result.ok:
-        click.echo(format_diagnostics(result.diagnostics, fmt, files), nl=False, err=fmt == "text")
+    if not ok:
+        diags = sort_diagnostics(refused + list(result.diagnostics))
+        click.echo(format_diagnostics(diags, fmt, files), nl=False, err=fmt == "text")
         sys.exit(exit_codes.FINDINGS)
     if result.diagnostics:
         click.echo(format_diagnostics(result.diagnostics, "text", files), nl=False, err=True)
@@ -178,8 +169,20 @@ def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def _source_names(paths: tuple[Path, ...]) -> list[str]:
+    """How diagnostics name the collector files: the file name, or the path as given when two
+    files share a name (base/config.yaml and prod/config.yaml)."""
+    names = [p.name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
 @click.command(name="import")
-@click.argument("collector_config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "collector_configs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @click.option(
     "--repo",
     "repo_dir",
@@ -190,9 +193,19 @@ def _check_name(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--group", required=True, callback=_check_name, help="The agent group to import into.")
 @click.option("--pipeline", callback=_check_name, help="Pipeline name (default: the group name).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | None, fmt: str) -> None:
-    """Turn an existing collector config into pipeline and group files (exit 1 if it cannot)."""
-    existing = read_repo_dir(repo_dir) if repo_dir.is_dir() else {}
+def import_(
+    collector_configs: tuple[Path, ...], repo_dir: Path, group: str, pipeline: str | None, fmt: str
+) -> None:
+    """Turn an existing collector config into pipeline and group files (exit 1 if it cannot).
+
+    Several files are merged in the order given, as `otelcol --config A --config B` merges them.
+    """
+    existing, refused = scan_repo_dir(repo_dir) if repo_dir.is_dir() else ({}, [])
+    if (repo_dir / SCHEMA_DIR).is_symlink():  # import writes there
+        refused.append(symlink_diagnostic(SCHEMA_DIR))
+    if refused:  # never read through, or write through, a link out of the repo
+        _emit(sort_diagnostics(refused), fmt, {})
+        sys.exit(exit_codes.FINDINGS)
     if repo_dir.is_dir():
         existing.update(
             {
@@ -201,12 +214,15 @@ def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | 
                 if p.is_file()
             }
         )
-    source = collector_config.read_bytes()
-    result = import_collector_config(
-        source, group=group, pipeline=pipeline, existing=existing, source_name=collector_config.name
+    sources = {
+        name: path.read_bytes()
+        for name, path in zip(_source_names(collector_configs), collector_configs, strict=True)
+    }
+    result = import_collector_configs(
+        list(sources.items()), group=group, pipeline=pipeline, existing=existing
     )
     if not result.ok:
-        _emit(result.diagnostics, fmt, {collector_config.name: source})
+        _emit(result.diagnostics, fmt, sources)
         sys.exit(exit_codes.FINDINGS)
     merged = {k: v for k, v in existing.items() if is_repo_file(k)}
     merged.update({k: v.encode("utf-8") for k, v in result.files.items()})
@@ -216,7 +232,7 @@ def import_(collector_config: Path, repo_dir: Path, group: str, pipeline: str | 
         if fmt == "text":
             click.echo(f"wrote {repo_dir / path}")
     diags = sort_diagnostics(result.diagnostics + check.diagnostics)
-    _emit(diags, fmt, {collector_config.name: source, **merged})
+    _emit(diags, fmt, {**sources, **merged})
     sys.exit(exit_codes.FINDINGS if has_errors(diags) else exit_codes.OK)
 
 

@@ -197,6 +197,19 @@ class RevisionSummary(FrozenModel):
 # --- control API: agents, commands, audit ------------------------------------------------------------
 
 
+class OpampStatus(FrozenModel):
+    """What an OpAMP agent told the server (docs/opamp.md): capabilities, health, remote config status."""
+
+    capabilities: list[str] = Field(description="AgentCapabilities names, e.g. AcceptsRestartCommand")
+    commands: list[Action] = Field(description="the operator commands this agent can carry out")
+    healthy: bool | None = None
+    health_status: str | None = None
+    health_error: str | None = None
+    remote_config_status: str | None = Field(default=None, description="APPLIED, APPLYING, FAILED, UNSET")
+    remote_config_error: str | None = None
+    own_token: bool = Field(description="false: it authenticates with the enroll token that registered it")
+
+
 class AgentView(FrozenModel):
     id: str
     instance_id: str
@@ -218,6 +231,8 @@ class AgentView(FrozenModel):
     registered_at: datetime
     last_apply: ApplyResult | None = None
     stopped_by_operator: bool = False
+    protocol: Literal["http", "opamp"] = "http"
+    opamp: OpampStatus | None = Field(default=None, description="set for OpAMP agents")
     verifies_signatures: bool | None = None
 
 

@@ -7,7 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-Signal = Literal["traces", "metrics", "logs"]
+Signal = Literal["traces", "metrics", "logs", "profiles"]
+# Every signal a repo pipeline can carry, in canonical order. `profiles` is development/alpha upstream:
+# a repo opts in to it in ctrltower.yaml (RepoSettings.unstable_signals).
+PIPELINE_SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs", "profiles")
+# The signals whose items the agent counts from the collector's own metrics (none exist for profiles).
 SIGNALS: tuple[Signal, ...] = ("traces", "metrics", "logs")
 
 ComponentClass = Literal["receiver", "processor", "exporter", "connector"]

@@ -79,6 +79,11 @@ class RepoSettings(StrictModel):
     kind: Literal["Settings"] = "Settings"
     components: list[ComponentType] = Field(default_factory=list)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    unstable_signals: list[Signal] = Field(
+        default_factory=list,
+        description="signals allowed on components whose support for them is not stable upstream "
+        "(profiles is development/alpha; the collector also needs --feature-gates=+service.profilesSupport)",
+    )
 
 
 # --- rollouts ---------------------------------------------------------------------------------------

@@ -195,6 +195,8 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     html = fleet_page(mixed.srv)
     for hostname in ("http-host", "opamp-host"):
         assert 'data-sync="Synced"' in row_of(html, hostname)
+    assert 'data-protocol="opamp"' in row_of(html, "opamp-host")
+    assert 'data-protocol="opamp"' not in row_of(html, "http-host")
 
     # the OpAMP agent kept its own token, readable by its user only
     token_file = mixed.hosts["opamp"].root / "state" / "opamp_token"

@@ -11,12 +11,55 @@ import yaml
 from click.testing import CliRunner
 
 from compiler.api import compile_repo
-from compiler.importer import import_collector_config
+from compiler.importer import import_collector_config, import_collector_configs
 from ctrltower.cli import cli
 from tests.compiler.helpers import ROOT
 
-FIXTURES = sorted((ROOT / "tests" / "fixtures" / "otel-configs").glob("*.yaml"))
-SIGNALS = ("traces", "metrics", "logs")
+CONFIGS = ROOT / "tests" / "fixtures" / "otel-configs"
+FIXTURES = sorted(CONFIGS.glob("*.yaml"))
+SIGNALS = ("traces", "metrics", "logs", "profiles")
+# Real multi-file setups (sources in tests/fixtures/otel-configs/SOURCES.md), in the order the project
+# passes them to `otelcol --config ... --config ...`.
+MULTI = {
+    "hyperdx-standalone": [
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.yaml",
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.standalone.yaml",
+    ],
+    "hyperdx-standalone-auth": [
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.yaml",
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.standalone.yaml",
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.standalone.auth.yaml",
+    ],
+    "hyperdx-dev-custom": [
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.yaml",
+        "multi/hyperdxio__hyperdx__docker_otel-collector_config.standalone.yaml",
+        "multi/hyperdxio__hyperdx__docker_otel-collector_custom.config.yaml",
+    ],
+    "lgtm-export-http-debug": [
+        "multi/grafana__docker-otel-lgtm__docker_otelcol-config-export-http.yaml",
+        "multi/grafana__docker-otel-lgtm__docker_otelcol-config-debug.yaml",
+    ],
+    "lgtm-remotetap": [
+        "grafana__docker-otel-lgtm__docker_otelcol-config.yaml",
+        "multi/grafana__docker-otel-lgtm__docker_otelcol-config-remotetap.yaml",
+    ],
+    "demo-extras": [
+        "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config.yaml",
+        "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config-extras.yaml",
+    ],
+}
+
+
+def collector_merge(base: Any, overlay: Any) -> Any:
+    """The collector's documented merge, written out independently of the importer's: maps merge
+    at every depth, anything else from the later file replaces."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {**base, **{k: collector_merge(base[k], v) if k in base else v for k, v in overlay.items()}}
+    return overlay
+
+
+def sources_of(case: str) -> list[tuple[str, bytes]]:
+    return [(Path(f).name, (CONFIGS / f).read_bytes()) for f in MULTI[case]]
 
 
 def _key(doc: dict[str, Any], cid: str, sections: tuple[str, ...]) -> tuple[str, str]:
@@ -73,6 +116,85 @@ def test_import_then_render_keeps_data_flow(fixture: Path) -> None:
     assert extensions(rendered) == extensions(original)
     telemetry = rendered["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
     assert telemetry["host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("case", sorted(MULTI))
+def test_multi_file_import_then_render_keeps_the_merged_data_flow(case: str) -> None:
+    sources = sources_of(case)
+    original: Any = {}
+    for _, raw in sources:
+        original = collector_merge(original, yaml.safe_load(raw) or {})
+    result = import_collector_configs(sources, group="imported")
+    assert result.ok, [d.format_text() for d in result.diagnostics]
+    compiled = compile_repo(result.files)
+    assert compiled.ok, [d.format_text() for d in compiled.diagnostics]
+    rendered = yaml.safe_load(compiled.configs["imported"])
+    assert any(flows(original).values())
+    assert flows(rendered) == flows(original)
+    assert extensions(rendered) == extensions(original)
+
+
+def test_merge_follows_the_collector_and_diagnostics_point_into_each_file() -> None:
+    base = """receivers:
+  filelog: {include: [/a.log], start_at: end}
+processors:
+  batch: {timeout: 1s}
+  unused: {}
+exporters:
+  otlphttp: {endpoint: "http://a", headers: {x: "1"}}
+service:
+  pipelines:
+    logs:
+      receivers: [filelog]
+      processors: [batch]
+      exporters: [otlphttp]
+"""
+    overlay = """receivers:
+  filelog: {include: [/b.log]}
+exporters:
+  otlphttp: {headers: {y: "2"}}
+service:
+  pipelines:
+    logs:
+      processors: []
+    logs/extra:
+      receivers: [filelog]
+      exporters: [nowhere]
+"""
+    result = import_collector_configs([("base.yaml", base), ("overlay.yaml", overlay)], group="m")
+    assert result.ok, [d.format_text() for d in result.diagnostics]
+    where = {(d.code, d.location.file, d.location.line) for d in result.diagnostics}
+    assert ("CT606", "base.yaml", 5) in where  # processor 'unused': defined in the base
+    assert ("CT606", "base.yaml", 4) in where  # batch: no pipeline uses it once the overlay empties the chain
+    assert ("CT603", "overlay.yaml", 9) in where  # exporter 'nowhere', named by the overlay's pipeline
+    doc = yaml.safe_load(result.files["pipelines/m.yaml"])
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    assert nodes["filelog"]["config"] == {
+        "include": ["/b.log"],
+        "start_at": "end",
+    }  # list replaced, map merged
+    assert nodes["otlphttp"]["config"] == {"endpoint": "http://a", "headers": {"x": "1", "y": "2"}}
+    assert not any(n["class"] == "processor" for n in doc["nodes"])
+    assert doc["description"] == "imported from base.yaml, overlay.yaml"
+
+
+def test_a_fragment_alone_is_refused_and_imports_with_its_base() -> None:
+    base, overlay = sources_of("lgtm-export-http-debug")
+    alone = import_collector_configs([overlay], group="f")
+    fragments = [d for d in alone.diagnostics if d.code == "CT608"]
+    assert not alone.ok and len(fragments) == 3  # traces, metrics, logs: exporters only
+    assert all(d.location.file == overlay[0] for d in fragments)
+    assert "ctrltower import base.yaml overlay.yaml" in (fragments[0].hint or "")
+    assert import_collector_configs([base, overlay], group="f").ok
+
+
+def test_each_broken_file_is_reported() -> None:
+    result = import_collector_configs([("a.yaml", "[unclosed"), ("b.yaml", "- a list\n")], group="x")
+    assert not result.ok and result.files == {}
+    assert {(d.code, d.location.file) for d in result.diagnostics} == {
+        ("CT101", "a.yaml"),
+        ("CT601", "b.yaml"),
+    }
 
 
 def test_literal_template_text_comes_back_verbatim() -> None:
@@ -150,3 +272,18 @@ def test_cli_import_creates_repo_and_refuses_to_overwrite(tmp_path: Path) -> Non
     bad = runner.invoke(cli, ["import", str(fixture), "--repo", str(repo), "--group", "Bad_Name"])
     assert bad.exit_code == 2
     assert runner.invoke(cli, ["validate", "--repo", str(repo)]).exit_code == 0
+
+
+def test_cli_import_merges_several_files_in_order(tmp_path: Path) -> None:
+    files = [str(CONFIGS / f) for f in MULTI["hyperdx-standalone"]]
+    repo = tmp_path / "repo"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["import", *files, "--repo", str(repo), "--group", "hdx"])
+    assert res.exit_code == 0, res.output
+    assert "config.standalone.yaml:" in res.output  # warnings name the file that wrote the value
+    doc = yaml.safe_load((repo / "pipelines" / "hdx.yaml").read_text())
+    assert {n["type"] for n in doc["nodes"]} >= {"transform", "routing", "clickhouse"}
+    alone = runner.invoke(cli, ["import", files[1], "--repo", str(tmp_path / "r2"), "--group", "hdx"])
+    assert alone.exit_code == 0, alone.output  # processors undefined without the base: warnings only
+    assert "CT603" in alone.output
+    assert runner.invoke(cli, ["import", "--repo", str(repo), "--group", "x"]).exit_code == 2

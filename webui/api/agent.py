@@ -1,8 +1,10 @@
 """The agent API (/api/agent/v1): registration, config pull with ETag/304, status reports.
 
 The config endpoint is the hot path (every agent polls it every few seconds): per worker, `ConfigCache`
-keeps each agent's token hash and group and each group's (hash, body) of the current revision; one
-SQLite read of two counters per request tells whether a publish or a re-registration happened since.
+keeps each agent's token hash and group and each group's (hash, body) of the current revision. Whether
+a publish or a re-registration happened since: on SQLite one read of two counters per request; on
+PostgreSQL (any number of replicas) the counters are pushed to the cache by LISTEN/NOTIFY, so a 304
+costs no database round trip at all.
 """
 
 from __future__ import annotations
@@ -54,16 +56,39 @@ class ConfigCache:
         self._counters: tuple[int, int] | None = None
         self._agents: dict[str, AgentAuth] = {}
         self._configs: dict[str, ServedConfig | None] = {}
+        self._revision: tuple[str | None] | None = None  # the current revision, once asked
+        self._pushed: tuple[int, int] | None = None
+        # A fallback re-read well inside one poll interval, in case a notification is ever lost.
+        fallback = max(0.5, min(5.0, store.poll_interval_s / 3))
+        self._push = store.watch_changes(self._on_change, fallback_s=fallback)
+
+    def _on_change(self, counters: tuple[int, int]) -> None:
+        self._pushed = counters
 
     def _check(self) -> None:
-        counters = self.store.counters()
+        pushed = self._pushed
+        counters = pushed if self._push and pushed is not None else self.store.counters()
         if counters != self._counters:
             with self._lock:
                 if counters != self._counters:
                     # One query loads every agent: cheaper than one per agent on a fleet of 25,000.
                     self._agents = self.store.all_agent_auth()
                     self._configs = {}
+                    self._revision = None
                     self._counters = counters
+
+    def recheck(self, agent_id: str) -> AgentAuth | None:
+        """The agent's auth from the database (a token that does not match the cached one may be newer
+        than this worker's last notification: another replica registered it a moment ago)."""
+        auth = self.store.agent_auth(agent_id)
+        if auth is not None:
+            self._agents[agent_id] = auth
+        return auth
+
+    def current_revision(self) -> str | None:
+        if self._revision is None:
+            self._revision = (self.store.current_revision(),)
+        return self._revision[0]
 
     def agent(self, agent_id: str) -> AgentAuth | None:
         self._check()
@@ -106,7 +131,10 @@ def check_agent(cache: ConfigCache, agent_id: str, token: str | None) -> AgentAu
         raise NotFound(f"no agent {agent_id!r}: register again", details={"agent_id": agent_id})
     digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
     if not hmac.compare_digest(digest, auth.token_hash):
-        raise Unauthorized("token is not this agent's current token: register again")
+        fresh = cache.recheck(agent_id)
+        if fresh is None or not hmac.compare_digest(digest, fresh.token_hash):
+            raise Unauthorized("token is not this agent's current token: register again")
+        auth = fresh
     return auth
 
 
@@ -129,7 +157,7 @@ def config_answer(
     auth = check_agent(cache, agent_id, token)
     served = None if auth.group is None else cache.config(auth.group)
     if served is None:
-        if cache.store.current_revision() is None:
+        if cache.current_revision() is None:
             raise NotFound("nothing has been published yet", code="no_revision")
         raise NotFound(
             "this agent's labels match no group of the current revision",

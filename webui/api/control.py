@@ -187,11 +187,11 @@ def list_commands(agent_id: str) -> Response:
 @bp.post("/agents/<agent_id>/commands")
 @require_role("operator")
 @doc(
-    "Queue start, stop, restart or shutdown for the agent (audited)",
+    "Queue start, stop, restart or shutdown for the agent (audited); 409 for a command an OpAMP agent lacks",
     body=CommandRequest,
     response=CommandView,
     status=202,
-    errors=(400, 401, 403, 404, 413, 422),
+    errors=(400, 401, 403, 404, 409, 413, 422),
 )
 def queue_command(agent_id: str) -> Response:
     req = parse_body(CommandRequest)

@@ -28,6 +28,7 @@ from webui.store.db import Conn
 from webui.store.dialect import Dialect
 from webui.store.groups import resolve_group
 from webui.store.identity import check_takeover
+from webui.store.opamp import with_opamp
 from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
@@ -337,7 +338,7 @@ class AgentsMixin(StatusCountsMixin):
                     else sum(counts[s] for s in ("online", "degraded", "offline"))
                 )
                 return AgentList(
-                    items=[self._agent_view(r) for r in rows],
+                    items=with_opamp(conn, [self._agent_view(r) for r in rows]),
                     page=Page(total=total, limit=limit, offset=offset),
                     counts=counts,
                 )
@@ -351,8 +352,9 @@ class AgentsMixin(StatusCountsMixin):
                 counts[r[1]] = counts.get(r[1], 0) + int(r[2])
                 if f.status is None or r[0] == f.status:  # the page's total, from the same scan
                     total += int(r[2])
+            items = with_opamp(conn, [self._agent_view(r) for r in rows])
         return AgentList(
-            items=[self._agent_view(r) for r in rows],
+            items=items,
             page=Page(total=total, limit=limit, offset=offset),
             counts=counts,
         )
@@ -363,9 +365,9 @@ class AgentsMixin(StatusCountsMixin):
                 f"SELECT * FROM {_agent_view_sql(self.db.dialect)} WHERE id = :id",
                 {**self._view_params(), "id": agent_id},
             ).fetchone()
-        if row is None:
-            raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
-        return self._agent_view(row)
+            if row is None:
+                raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
+            return with_opamp(conn, [self._agent_view(row)])[0]
 
     def delete_agent(self, agent_id: str, *, actor: str, role: str) -> AgentView:
         """Forget a (decommissioned) agent: its row, events and commands; its token stops working.
@@ -393,7 +395,7 @@ class AgentsMixin(StatusCountsMixin):
                 f" WHERE id IN ({self.db.dialect.json_list(':ids')})",
                 {**self._view_params(), "ids": json.dumps(ids)},
             ).fetchall()
-        return [self._agent_view(r) for r in rows]
+            return with_opamp(conn, [self._agent_view(r) for r in rows])
 
     @staticmethod
     def _agent_view(r: Any) -> AgentView:

@@ -51,6 +51,7 @@ class StoreBase:
             "UPDATE meta SET config_gen = config_gen + ?, agents_gen = agents_gen + ? WHERE id = 1",
             (int(config), int(agents)),
         )
+        self.db.notify_change(conn)  # PostgreSQL: every replica's config cache hears of it at commit
 
     @staticmethod
     def _current_sha(conn: Conn) -> str | None:
@@ -68,6 +69,15 @@ class StoreBase:
             "SELECT name, selector, priority FROM revision_groups WHERE commit_sha = ?", (sha,)
         ).fetchall()
         return [GroupSelector(r["name"], json.loads(r["selector"]), int(r["priority"])) for r in rows]
+
+    def watch_changes(self, on_change: Callable[[tuple[int, int]], None], *, fallback_s: float) -> bool:
+        """Push the change counters to `on_change` when they move (PostgreSQL LISTEN/NOTIFY), so the
+        config cache needs no database read per poll. False on SQLite: read `counters()` instead."""
+        listen = getattr(self.db, "listen", None)
+        if listen is None:
+            return False
+        listen(lambda: on_change(self.counters()), fallback_s=fallback_s)
+        return True
 
     def counters(self) -> tuple[int, int]:
         """(config_gen, agents_gen): the cheap check that keeps per-worker caches honest."""

@@ -1,9 +1,15 @@
-"""Operator commands to agents (start, stop, restart, shutdown): queued, delivered, acknowledged."""
+"""Operator commands to agents (start, stop, restart, shutdown): queued, delivered, acknowledged.
+
+An OpAMP agent can only restart, and only with the AcceptsRestartCommand capability: other commands
+are refused with 409 `unsupported_command` instead of being queued for an agent that cannot run them.
+"""
 
 from __future__ import annotations
 
 from schemas.api import Action, CommandView
+from webui.errors import Conflict
 from webui.store.base import StoreBase, dt, dt_req, dumps
+from webui.store.opamp import opamp_refusal
 
 
 class CommandsMixin(StoreBase):
@@ -12,6 +18,9 @@ class CommandsMixin(StoreBase):
         now = self.clock()
         with self.db.write() as conn:
             self._require_agent(conn, agent_id)
+            refusal = opamp_refusal(conn, agent_id, action)
+            if refusal is not None:  # an OpAMP agent that cannot do it: say so now, queue nothing
+                raise Conflict(refusal, code="unsupported_command", details={"action": action})
             command_id = int(
                 conn.execute(
                     "INSERT INTO commands (agent_id, action, state, issued_by, issued_at)"

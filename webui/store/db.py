@@ -61,6 +61,8 @@ class StateDB(Protocol):
 
     def lock(self, conn: Conn, name: str) -> None: ...
 
+    def notify_change(self, conn: Conn) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -363,6 +365,9 @@ class Database:
 
     def lock(self, conn: Conn, name: str) -> None:
         """Nothing to do: BEGIN IMMEDIATE already made this transaction the only writer."""
+
+    def notify_change(self, conn: Conn) -> None:
+        """Nothing to do: workers read the counters themselves (one SQLite read per poll)."""
 
     def close(self) -> None:
         with self._lock:

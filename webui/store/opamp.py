@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from schemas.api import AgentRegistration, LabelScope, RegistrationResponse
+from schemas.api import Action, AgentRegistration, AgentView, LabelScope, OpampStatus, RegistrationResponse
+from schemas.opamp import AgentCap, capability_names, has
 from webui.opamp.protocol import OpampState
 from webui.store.base import StoreBase, dumps
 from webui.store.db import Conn
@@ -95,6 +96,50 @@ def _values_of(state: OpampState) -> tuple[Any, ...]:
         json.dumps(list(state.delivered)),
         int(state.disconnected),
     )
+
+
+def commands_of(capabilities: int) -> list[Action]:
+    """The operator commands an OpAMP agent can carry out: restart, if it accepts the restart command."""
+    return ["restart"] if has(capabilities, AgentCap.AgentCapabilities_AcceptsRestartCommand) else []
+
+
+def with_opamp(conn: Conn, views: list[AgentView]) -> list[AgentView]:
+    """The views with protocol and OpAMP status filled in for the OpAMP agents among them."""
+    if not views:
+        return views
+    found: dict[str, OpampStatus] = {}
+    ids = [v.id for v in views]
+    for start in range(0, len(ids), 500):  # bounded parameter lists, portable SQL
+        chunk = ids[start : start + 500]
+        rows = conn.execute(
+            f"SELECT * FROM opamp_agents WHERE agent_id IN ({', '.join('?' * len(chunk))})", chunk
+        ).fetchall()
+        for row in rows:
+            state = _state_of(row)
+            found[str(row["agent_id"])] = OpampStatus(
+                capabilities=capability_names(state.capabilities),
+                commands=commands_of(state.capabilities),
+                healthy=state.healthy,
+                health_status=state.health_status,
+                health_error=state.health_error,
+                remote_config_status=state.remote_status,
+                remote_config_error=state.remote_error,
+                own_token=row["enroll_token_id"] is None,
+            )
+    return [
+        v.model_copy(update={"protocol": "opamp", "opamp": found[v.id]}) if v.id in found else v
+        for v in views
+    ]
+
+
+def opamp_refusal(conn: Conn, agent_id: str, action: str) -> str | None:
+    """Why an OpAMP agent cannot carry out `action` (None: it can, or it is not an OpAMP agent)."""
+    row = conn.execute("SELECT capabilities FROM opamp_agents WHERE agent_id = ?", (agent_id,)).fetchone()
+    if row is None or action in commands_of(int(row[0])):
+        return None
+    if action == "restart":
+        return "this OpAMP agent does not accept restart commands (no AcceptsRestartCommand capability)"
+    return f"OpAMP has no {action} command: only restart can be sent to an OpAMP agent"
 
 
 class OpampMixin(StoreBase):

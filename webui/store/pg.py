@@ -9,6 +9,11 @@ advisory lock), `read()` one REPEATABLE READ snapshot. Results are fetched befor
 back to the pool: every query here is bounded (pages, one agent, one revision).
 
 Migrations run under an advisory lock, so replicas starting at the same moment migrate once.
+
+Change notifications: a write that bumps the change counters (`StoreBase._bump`) also NOTIFYs the
+channel `ctrltower_changes_<schema>` (delivered at commit); `ChangeListener` LISTENs on its own
+connection, so each worker's config cache learns of a publish at once instead of asking the database
+on every poll.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql as pg_sql
 from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool
 
@@ -126,6 +133,7 @@ class PgConn:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        self.changed = False  # this transaction moved the change counters (notify_change)
 
     def execute(self, sql: str, parameters: Any = None, /) -> PgResult:
         with _translate_errors(), self._conn.cursor() as cur:
@@ -181,6 +189,8 @@ class PgDatabase:
             name="ctrltower",
             open=True,
         )
+        self._schema: str | None = None
+        self._listeners: list[ChangeListener] = []
 
     @contextmanager
     def _borrow(self) -> Iterator[psycopg.Connection[Any]]:
@@ -195,8 +205,9 @@ class PgDatabase:
         with self._borrow() as raw:
             with _translate_errors():
                 raw.execute(begin)
+            conn = PgConn(raw)
             try:
-                yield PgConn(raw)
+                yield conn
             except BaseException:
                 if not raw.closed and not raw.broken:
                     raw.execute("ROLLBACK")
@@ -204,6 +215,10 @@ class PgDatabase:
             else:
                 with _translate_errors():
                     raw.execute("COMMIT")
+        if conn.changed:
+            # This process reads its own writes at once (the notification reaches the others in ms).
+            for listener in self._listeners:
+                listener.call()
 
     def write(self) -> Any:
         """A READ COMMITTED write transaction: all or nothing."""
@@ -221,8 +236,80 @@ class PgDatabase:
         """
         conn.execute(_LOCK_SQL, (name,))
 
+    def notify_change(self, conn: Any) -> None:
+        """Tell every replica's listeners that the change counters moved (sent when the transaction
+        commits; several in one transaction arrive as one)."""
+        conn.execute("SELECT pg_notify(? || current_schema(), '')", (CHANNEL_PREFIX,))
+        if isinstance(conn, PgConn):
+            conn.changed = True
+
+    def schema(self) -> str:
+        if self._schema is None:
+            row = self.conn().execute("SELECT current_schema()").fetchone()
+            self._schema = str(row[0])
+        return self._schema
+
+    def listen(self, on_change: Callable[[], None], *, fallback_s: float) -> None:
+        """Call `on_change()` (on a thread of its own) after every notification, after (re)connecting,
+        and at least every `fallback_s` seconds; until close()."""
+        listener = ChangeListener(self.url, CHANNEL_PREFIX + self.schema(), on_change, fallback_s)
+        self._listeners.append(listener)
+        listener.start()
+
     def close(self) -> None:
+        for listener in self._listeners:
+            listener.stop()
+        self._listeners.clear()
         self._pool.close()
+
+
+CHANNEL_PREFIX = "ctrltower_changes_"
+
+
+class ChangeListener(threading.Thread):
+    """LISTEN on a dedicated connection; reconnect with backoff if it drops (a missed notification is
+    covered by the call after reconnecting and by the fallback timer)."""
+
+    def __init__(self, url: str, channel: str, on_change: Callable[[], None], fallback_s: float) -> None:
+        super().__init__(name="ctrltower-listen", daemon=True)
+        self.url = url
+        self.channel = channel
+        self.on_change = on_change
+        self.fallback_s = fallback_s
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def call(self) -> None:
+        try:
+            self.on_change()
+        except Exception as exc:  # the database blinked: the next notification or timer tries again
+            log.warning("change listener callback failed: %s", exc)
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self._halt.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(self.channel)))
+                    backoff = 0.2
+                    self.call()  # whatever changed before LISTEN took effect
+                    waited = 0.0
+                    while not self._halt.is_set():
+                        # Wake up at least every 0.5 s so stop() is prompt.
+                        got = list(conn.notifies(timeout=min(0.5, self.fallback_s), stop_after=1))
+                        waited += 0.5
+                        if got or waited >= self.fallback_s:
+                            self.call()
+                            waited = 0.0
+            except psycopg.Error as exc:
+                if self._halt.is_set():
+                    return
+                log.warning("change listener lost its connection (%s); reconnecting", exc)
+                self._halt.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
 
 
 def migrate_pg(url: str, migrations: Sequence[str]) -> int:

@@ -300,7 +300,9 @@ def agent(agent_id: str) -> str:
         config_note=config_note,
         events=events.items,
         can_operate=can_operate,
-        actions=ACTIONS,
+        # an OpAMP agent gets buttons only for what it can carry out; the rest is listed as unavailable
+        actions=[a for a in ACTIONS if view.opamp is None or a in view.opamp.commands],
+        unavailable=[a for a in ACTIONS if view.opamp is not None and a not in view.opamp.commands],
     )
 
 
@@ -372,6 +374,9 @@ def agent_command(agent_id: str, action: str) -> Response | str:
         abort(403, description=f"role {who.role!r} may not {action} collectors (operators only)")
     store = get_store()
     view = store.get_agent(agent_id)
+    if view.opamp is not None and action not in view.opamp.commands:
+        flash(f"This OpAMP agent cannot {action}: see its capabilities below.", "error")
+        return redirect(url_for("ui.agent", agent_id=agent_id))
     if request.form.get("confirm") != "yes":
         return render_template(
             "confirm.html",
