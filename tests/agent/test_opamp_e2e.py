@@ -61,6 +61,7 @@ class Host:
                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
                 "--poll-interval", "0.5s",
                 "--health-timeout", "5s",
+                "--collector-env", "APP_LOG_DIR",  # what the configs read; nothing else is passed
             ],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -182,6 +182,7 @@ class SignedFleet:
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             "--poll-interval", "0.5s",
             "--health-timeout", "10s",
+            "--collector-env", "APP_LOG_DIR",  # what the configs read; nothing else is passed
         ]  # fmt: skip
         for name in trust:
             cmd += ["--trust-key", str(self.keys[name][1])]
