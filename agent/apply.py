@@ -119,7 +119,16 @@ class Applier:
             self.collector.start()
         return self.wait_healthy(previous, mark)
 
-    def apply(self, new: StoredConfig, last_good: StoredConfig | None, should_run: bool) -> ApplyOutcome:
+    def apply(
+        self,
+        new: StoredConfig,
+        last_good: StoredConfig | None,
+        should_run: bool,
+        binary: Path | None = None,
+    ) -> ApplyOutcome:
+        """Apply `new`; with `binary` (an upgrade), validate it with that binary and switch both together:
+        stop, swap binary and config, start, wait healthy; on failure the previous binary runs the last
+        good config again."""
         staging = self.path.with_name(f".{self.path.name}.staging")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -131,11 +140,16 @@ class Applier:
             f.write(new.data)
             f.flush()
             os.fsync(f.fileno())
-        error = validate(self.collector.binary, staging, self.collector.env)
+        previous = self.collector.binary
+        error = validate(binary or previous, staging, self.collector.env)
         if error is not None:
             staging.unlink(missing_ok=True)
             log.warning("config %s rejected by the collector: %s", new.hash[:12], error)
             return ApplyOutcome(False, f"collector validate failed: {error}")
+        swap = binary is not None and binary != previous
+        if swap:  # a new binary cannot be reloaded into: stop the old one, start the new one
+            self.collector.stop(timeout=10)
+            self.collector.binary = binary  # type: ignore[assignment]
         os.replace(staging, self.path)
         fsync_dir(self.path.parent)
         if not should_run:
@@ -144,6 +158,9 @@ class Applier:
         if problem is None:
             return ApplyOutcome(True)
         log.warning("config %s unhealthy, rolling back: %s", new.hash[:12], problem)
+        if swap:
+            self.collector.stop(timeout=10)
+            self.collector.binary = previous
         self.rollback(last_good)
         return ApplyOutcome(False, problem)
 

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from schemas.api import (
+    HEADER_COLLECTOR_SHA256,
     HEADER_CONFIG_HASH,
     HEADER_GROUP,
     HEADER_REVISION,
@@ -25,6 +26,7 @@ from schemas.errors import CtrlTowerError, Permanent, RetryLater
 from schemas.signing import STATEMENT_HEADER
 
 AGENT_API = "/api/agent/v1"
+DOWNLOAD_TIMEOUT_S = 300.0  # a collector build is tens of MB; the loop waits (supervision too)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -153,6 +155,22 @@ class AgentClient:
             group=response.headers.get(HEADER_GROUP) or None,
             announced=announced or None,
             statement=response.headers.get(STATEMENT_HEADER) or None,
+        )
+
+    def fetch_collector(self, agent_id: str, token: str, version: str) -> tuple[bytes, str, str | None]:
+        """A collector build: (bytes, the sha256 the server announces, its signed statement or None)."""
+        response = self._request(
+            "GET",
+            f"{AGENT_API}/agents/{agent_id}/collectors/{version}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(DOWNLOAD_TIMEOUT_S, connect=3.0),
+        )
+        if response.status_code != 200:
+            raise _error_of(response)
+        return (
+            response.content,
+            response.headers.get(HEADER_COLLECTOR_SHA256, ""),
+            response.headers.get(STATEMENT_HEADER) or None,
         )
 
     def post_status(self, agent_id: str, token: str, report: StatusReport) -> StatusResponse:

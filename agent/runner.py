@@ -32,7 +32,8 @@ from agent.settings import AgentSettings
 from agent.state import StateDir, StoredConfig
 from agent.supervisor import CollectorProcess
 from agent.supervisor import version as collector_version
-from agent.trust import TrustGate
+from agent.trust import TrustChecks, TrustGate
+from agent.upgrade import Build, Upgrades
 from schemas.api import (
     AgentRegistration,
     ApplyResult,
@@ -44,7 +45,6 @@ from schemas.api import (
 )
 from schemas.common import config_hash
 from schemas.errors import Permanent
-from schemas.signing import Untrusted
 
 log = logging.getLogger("ctrltower.agent")
 
@@ -87,7 +87,7 @@ def outgoing_address(server_url: str) -> str | None:
         return None
 
 
-class Agent:
+class Agent(TrustChecks):
     def __init__(
         self,
         settings: AgentSettings,
@@ -108,8 +108,12 @@ class Agent:
         self.telemetry_port = settings.telemetry_port or pick_free_port()
         # An explicit environment: a pipeline's ${env:X} must not read the agent's secrets.
         env = collector_environment(os.environ, settings.collector_env, self.telemetry_port)
+        self.client = AgentClient(settings.server, settings.http_timeout_s, transport=transport)
+        # The build that runs: a downloaded upgrade (STATE/collectors/current.json) or --collector.
+        initial = Build(collector_version(settings.collector) or "unknown", settings.collector)
+        self.upgrades = Upgrades(self.state.root, initial, self.client, trust_keys or {})
         self.collector = CollectorProcess(
-            settings.collector, settings.config_path, env, self.state.collector_log
+            self.upgrades.current.path, settings.config_path, env, self.state.collector_log
         )
         self.scraper = MetricsScraper(f"http://127.0.0.1:{self.telemetry_port}/metrics", timeout=2.0)
         self.applier = Applier(
@@ -119,8 +123,6 @@ class Agent:
             health_settle_s=settings.health_settle_s,
             on_page=self._observe_page,
         )
-        self.client = AgentClient(settings.server, settings.http_timeout_s, transport=transport)
-        self.collector_version = collector_version(settings.collector)
         self.server_backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s, rng=self.rng)
         self.restart_backoff = Backoff(
             settings.restart_backoff_initial_s, settings.restart_backoff_max_s, rng=self.rng
@@ -146,6 +148,11 @@ class Agent:
         self.next_sample_at = 0.0
         self.next_restart_at = 0.0
         self.shutdown_requested = False
+
+    @property
+    def collector_version(self) -> str:
+        """The build running now (a downloaded upgrade or the --collector binary)."""
+        return self.upgrades.current.version
 
     # --- timing ------------------------------------------------------------------------------------
 
@@ -269,7 +276,7 @@ class Agent:
         desired = self.desired
         self.metrics.set_info(
             AGENT_VERSION,
-            self.collector_version or "",
+            self.upgrades.current.version,
             self.instance_id,
             (desired.group if desired else None) or "",
             (desired.revision if desired else None) or "",
@@ -381,7 +388,7 @@ class Agent:
             hostname=settings.hostname or socket.gethostname(),
             platform=f"{platform.system().lower()}/{platform.machine()}",
             agent_version=AGENT_VERSION,
-            collector_version=self.collector_version,
+            collector_version=self.upgrades.current.version,
             labels=settings.labels,
             metrics_url=self.advertised_metrics_url(),
             # proof that this is the agent registered with this instance_id (the server refuses a
@@ -412,36 +419,17 @@ class Agent:
         if fetched is not None:
             self.receive(fetched)
 
-    def _check(self, fetched: FetchedConfig) -> StoredConfig | None:
-        """The config to act on, or None if refused. With trusted keys, nothing the server sent is
-        written anywhere (not even last_received) until its statement verifies; a refusal is reported
-        as `untrusted` and the ETag is not advanced, so the next poll fetches and checks it again."""
-        try:
-            checked = self.trust.check(fetched)
-        except Untrusted as exc:
-            self._refuse(fetched, exc.reason)
-            return None
-        if self.untrusted is not None:
-            log.info("config %s verified: trusted again", fetched.hash[:12])
-            self.untrusted = None
-        return checked
-
-    def _refuse(self, fetched: FetchedConfig, reason: str) -> None:
-        # Report against the hash the server announced: that is what it wants this agent to run.
-        target = fetched.announced or fetched.hash
-        if self.untrusted != (target, reason):
-            log.error("refusing config %s (revision %s): %s", target[:12], fetched.revision, reason)
-            self.untrusted = (target, reason)
-            self.metrics.applies.labels(result="untrusted").inc()
-            self.last_apply = ApplyResult(
-                result="untrusted", config_hash=target, revision=fetched.revision, error=reason, at=_now()
-            )
-
     def receive(self, fetched: FetchedConfig) -> None:
         checked = self._check(fetched)
         if checked is None:
             return
         new = checked
+        build: Build | None = None
+        version = self.upgrades.needed(new.data) if new.hash != self.failed_hash else None
+        if version is not None:
+            build = self._prepare_build(new, version)
+            if build is None:
+                return
         self.state.save_last_received(new)
         self.etag = new.hash
         desired = self.desired
@@ -455,7 +443,14 @@ class Agent:
         if new.hash == self.failed_hash:
             return
         log.info("applying config %s (revision %s)", new.hash[:12], new.revision)
-        outcome = self.applier.apply(new, desired, should_run=not self.operator_stopped)
+        binary = build.path if build is not None else None
+        outcome = self.applier.apply(new, desired, should_run=not self.operator_stopped, binary=binary)
+        if build is not None:
+            if outcome.ok:
+                self.upgrades.switched(build)
+            else:
+                log.error("collector %s rolled back to %s", build.version, self.upgrades.current.version)
+                self.upgrades.discard()
         result: ApplyResult
         if outcome.ok:
             self.desired = new
@@ -488,6 +483,7 @@ class Agent:
             uptime_s=time.monotonic() - self.started,
             stopped_by_operator=self.operator_stopped,
             verifies_signatures=self.trust.enabled,
+            collector_version=self.upgrades.current.version,
         )
 
     def report(self, agent_id: str, token: str) -> None:

@@ -28,6 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _record import Baseline, Run  # noqa: E402
+
 from agent.collector_metrics import process_usage  # noqa: E402
 from demo.sink import start_sink  # noqa: E402
 from schemas.api import GroupRevision, RevisionPublish  # noqa: E402
@@ -42,6 +44,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=1000, help="log lines per second")
     args = parser.parse_args()
+    run = Run("agent")
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     logs = tmp / "logs"
     logs.mkdir()
@@ -110,9 +113,16 @@ def main() -> int:
     print(f"collector (baseline) CPU {collector_cpu:.2f} s, RSS {c1.rss_bytes / 1e6:.0f} MB")
     print(f"agent CPU {agent_cpu:.2f} s, RSS {rss_mb:.0f} MB")
     print(f"ratio agent/collector CPU: {ratio:.2f}x (target <= 0.5x; load average {os.getloadavg()[0]:.1f})")
-    ok = ratio <= 0.5 and rss_mb < 60 and got == written and sent == written
-    print("target met" if ok else "TARGET MISSED")
-    return 0 if ok else 1
+    if got != written or sent != written:
+        run.fail(f"lines lost: {written} written, sink got {got}, agent /metrics says {sent:g} sent")
+    run.figure(
+        "agent_cpu", f"the agent beside its collector ({args.rate:,} lines/s)", round(agent_cpu, 3), "CPU s",
+        baseline=Baseline("the collector's own CPU, same window", round(collector_cpu, 3), "CPU s"),
+        target="<= 0.5x the collector's CPU", met=ratio <= 0.5, readme=True, seconds=args.seconds,
+    )  # fmt: skip
+    run.figure("agent_rss_mb", "the agent's RSS", round(rss_mb, 1), "MB", target="< 60 MB", met=rss_mb < 60,
+               readme=True, collector_rss_mb=round(c1.rss_bytes / 1e6, 1))  # fmt: skip
+    return run.save()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _record import Baseline, Run, tool_version  # noqa: E402
+
 from webui.metrics import query  # noqa: E402
 from webui.metrics.client import MetricsClient  # noqa: E402
 from webui.metrics.params import parse_range  # noqa: E402
@@ -54,13 +56,15 @@ GROUPS = 10
 SUBSET_AGENTS = 10  # the data set both stores get for the query_range comparison
 SUBSET_EVERY = 60.0
 QUERY_REPEAT = 21
+# The series our scraper turns into values (webui/metrics/parse.py); Prometheus keeps the same ones.
+KEPT_SERIES = "ctrltower_collector_(up|cpu_seconds_total|resident_memory_bytes|items_total)"
 FLEET_PROCS = 3  # simulator processes sharing the port (SO_REUSEPORT), so the fleet keeps up
 
 # --- the simulated fleet -----------------------------------------------------------------------------
 
 FLEET_SERVER = r"""
 import asyncio, sys, time
-N = int(sys.argv[1]); PORT = int(sys.argv[2]); T0 = time.time()
+N = int(sys.argv[1]); PORT = int(sys.argv[2]); CLOSE = sys.argv[3] == "close"; T0 = time.time()
 noise = []
 for i in range(22):
     noise.append(f'otelcol_exporter_queue_size{{exporter="otlphttp/{i}",service_instance_id="c0ffee"}} {i}\n')
@@ -106,6 +110,7 @@ async def handle(reader, writer):
                 body = page(int(path.rsplit(b"/", 1)[1]))
             except ValueError:
                 body = b""
+            keep = keep and not CLOSE
             head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
             writer.write(head % (len(body), b"" if keep else b"Connection: close\r\n") + body)
             await writer.drain()
@@ -255,6 +260,10 @@ def bench_prometheus(tmp: Path, agents: int, port: int, warm: float, seconds: fl
                         "replacement": "/metrics/$1",
                     }
                 ],
+                # store only what ours stores: the collector's cpu, memory, up and item counters
+                "metric_relabel_configs": [
+                    {"source_labels": ["__name__"], "regex": KEPT_SERIES, "action": "keep"}
+                ],
             }
         ],
     }
@@ -265,15 +274,22 @@ def bench_prometheus(tmp: Path, agents: int, port: int, warm: float, seconds: fl
         time.sleep(seconds)
         c1, t1, w1 = cpu_seconds(proc.pid), time.monotonic(), time.time()
         rss = rss_mb(proc.pid)
-        r = httpx.get(
-            url + "/api/v1/query", params={"query": f"sum(count_over_time(up[{int(w1 - w0)}s]))", "time": w1}
-        )
-        result = r.json()["data"]["result"]
-        scrapes = float(result[0]["value"][1]) if result else 0.0
+        window = int(w1 - w0)
+
+        def promql(expr: str) -> float:
+            r = httpx.get(url + "/api/v1/query", params={"query": expr, "time": w1}, timeout=60)
+            result = r.json()["data"]["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+
+        attempts = promql(f"sum(count_over_time(up[{window}s]))")
+        scrapes = promql(f"sum(sum_over_time(up[{window}s]))")  # up is 1 for a successful scrape
+        kept = promql('count({__name__=~"' + KEPT_SERIES + '"})')
     finally:
         stop(proc)
     return {
         "scrapes_per_s": scrapes / (t1 - t0),
+        "failed": attempts - scrapes,
+        "series_kept": kept,
         "cores": (c1 - c0) / (t1 - t0),
         "cpu_ms_per_scrape": 1000 * (c1 - c0) / max(1.0, scrapes),
         "rss_mb": rss,
@@ -284,11 +300,18 @@ def bench_prometheus(tmp: Path, agents: int, port: int, warm: float, seconds: fl
 
 
 def day_arrays(
-    agents: int, start: float, every: float, days: float, rng: np.random.Generator
+    agents: int,
+    start: float,
+    every: float,
+    days: float,
+    rng: np.random.Generator,
+    ids: list[str] | None = None,
+    group_of: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Columns of `days` of scrapes of `agents` agents (ids and groups generated unless given)."""
     steps = int(days * DAY / every)
-    names = np.array([f"agent-{i:05d}" for i in range(agents)], dtype=object)
-    groups = np.array([f"g{i % GROUPS}" for i in range(agents)], dtype=object)
+    names = np.array(ids or [f"agent-{i:05d}" for i in range(agents)], dtype=object)
+    groups = np.array(group_of or [f"g{i % GROUPS}" for i in range(agents)], dtype=object)
     n = steps * agents
     cols: dict[str, Any] = {
         "agent": np.tile(names, steps),
@@ -450,11 +473,13 @@ def bench_vs_prometheus_queries(tmp: Path, now: float) -> dict[str, float]:
     return out
 
 
-def run_scrape(tmp: Path, agents: int, seconds: float) -> bool:
+def run_scrape(tmp: Path, agents: int, seconds: float, run: Run) -> bool:
     warm = INTERVAL + 5
     port = free_port()
     fleet = [
-        subprocess.Popen([sys.executable, "-c", FLEET_SERVER, str(agents), str(port)], stdout=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", FLEET_SERVER, str(agents), str(port), "close"], stdout=subprocess.PIPE
+        )
         for _ in range(FLEET_PROCS)
     ]
     try:
@@ -478,17 +503,25 @@ def run_scrape(tmp: Path, agents: int, seconds: float) -> bool:
               f"{r['cpu_ms_per_scrape']:.3f} ms CPU/scrape  RSS {r['rss_mb']:.0f} MB  "
               f"(fleet simulator {r['fleet_cores']:.2f} cores)")  # fmt: skip
     print(f"  ctrltower: failed scrapes {ours['failed']:.0f}, skipped (previous still running) ", end="")
-    print(f"{ours['skipped']:.0f}")
+    print(f"{ours['skipped']:.0f}; prometheus: failed scrapes {prom['failed']:.0f}, ", end="")
+    print(f"series kept {prom['series_kept']:.0f}")
     ratio = ours["cpu_ms_per_scrape"] / max(1e-9, prom["cpu_ms_per_scrape"])
     print(f"  CPU per scrape, ctrltower / prometheus: {ratio:.2f}")
     target = agents / INTERVAL
-    if ours["scrapes_per_s"] < 0.95 * target or ours["cores"] > 1.0:
+    met = ours["scrapes_per_s"] >= 0.95 * target and ours["cores"] <= 1.0
+    run.figure(
+        "scrape_cores", f"scraping {agents:,} agents every {INTERVAL:g} s", round(ours["cores"], 3), "cores",
+        baseline=Baseline("Prometheus, same fleet, same series kept, no keep-alive", round(prom["cores"], 3),
+                          "cores"),
+        ratio=ratio, target=f">= {0.95 * target:.0f} scrapes/s within one core", met=met, readme=True,
+        ratio_is="CPU per successful scrape, ours / Prometheus", ours=ours, prometheus=prom,
+    )  # fmt: skip
+    if not met:
         print(f"  GOAL MISSED: {target:.0f} scrapes/s within one core")
-        return False
-    return True
+    return met
 
 
-def run_store(tmp: Path) -> bool:
+def run_store(tmp: Path, run: Run) -> bool:
     ok = True
     now = float(int(time.time() // 3600) * 3600)
     load = os.getloadavg()[0]
@@ -509,6 +542,17 @@ def run_store(tmp: Path) -> bool:
     if s["bulk_samples_per_s"] < 1e6 or s["q_agent_24h_ms"] > 50 or s["q_group_7d_ms"] > 50:
         print("  GOAL MISSED: ingest >= 1 M samples/s, p50 < 50 ms")
         ok = False
+    run.figure(
+        "bulk_ingest", f"bulk ingest, {STORE_AGENTS:,} agents x {STORE_DAYS} days",
+        round(s["bulk_samples_per_s"]), "samples/s", target=">= 1,000,000 samples/s",
+        met=s["bulk_samples_per_s"] >= 1e6, **s,
+    )  # fmt: skip
+    run.figure(
+        "store_query_agent_24h_ms", "metrics query in-process (no HTTP), one agent 24 h",
+        round(s["q_agent_24h_ms"], 1), "ms", target="p50 < 50 ms",
+        met=s["q_agent_24h_ms"] <= 50 and s["q_group_7d_ms"] <= 50,
+        group_7d_ms=round(s["q_group_7d_ms"], 1), cpu_ms={k: round(v, 2) for k, v in CPU_MS.items()},
+    )  # fmt: skip
     print(f"== query_range: same {SUBSET_AGENTS} agents x {STORE_DAYS} days at {SUBSET_EVERY:g} s in both")
     qp = bench_vs_prometheus_queries(tmp, now)
     for name in ("agent_24h", "group_7d"):
@@ -516,6 +560,11 @@ def run_store(tmp: Path) -> bool:
         oc, pc = CPU_MS[f"{name}_ours"], CPU_MS[f"{name}_prom"]
         print(f"  {name}: p50 wall ctrltower {o:.1f} ms, prometheus {p:.1f} ms, ratio {o / p:.2f}; ", end="")
         print(f"CPU ctrltower {oc:.1f} ms, prometheus {pc:.1f} ms, ratio {oc / max(pc, 1e-9):.2f}")
+        run.figure(
+            f"query_range_{name}_ms", f"query_range {name.replace('_', ' ')} ({SUBSET_AGENTS} agents x 7 d)",
+            round(o, 1), "ms", baseline=Baseline("Prometheus query_range, same data", round(p, 1), "ms"),
+            cpu_ms=round(oc, 2), prometheus_cpu_ms=round(pc, 2),
+        )  # fmt: skip
     return ok
 
 
@@ -525,14 +574,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window of each scraper")
     ap.add_argument("--only", choices=("all", "scrape", "store"), default="all")
     args = ap.parse_args()
-    ok = True
+    run = Run("scrape")
+    run.version("prometheus", tool_version(["prometheus", "--version"]))
     with tempfile.TemporaryDirectory(prefix="ct-bench-scrape-") as d:
         if args.only in ("all", "scrape"):
-            ok = run_scrape(Path(d), args.agents, args.seconds) and ok
+            run_scrape(Path(d), args.agents, args.seconds, run)
         if args.only in ("all", "store"):
-            ok = run_store(Path(d)) and ok
-    print("OK" if ok else "SOME GOALS MISSED")
-    return 0 if ok else 1
+            run_store(Path(d), run)
+    return run.save()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from compiler.catalog import Catalog
 from compiler.graph import PipelinePlan, check_pipeline, graph_view
 from compiler.refs import check_references
-from compiler.render import render_group
+from compiler.render import config_size_problem, render_group
 from compiler.repo import LoadedRepo, load_repo
 from compiler.rollouts import check_rollouts
 from compiler.template import Templater
@@ -84,6 +84,7 @@ def compile_repo(
     if not has_errors(diags):
         templater = Templater()
         wanted = sorted(repo.groups) if only_groups is None else sorted(set(only_groups) & set(repo.groups))
+        rendered_chars = 0
         for gname in wanted:
             lg = repo.groups[gname]
             names = repo.group_pipelines(gname)
@@ -91,6 +92,11 @@ def compile_repo(
                 lg, [(repo.pipelines[n], plans[n]) for n in names], repo.settings.telemetry, templater
             )
             diags.extend(rendered.diagnostics)
+            rendered_chars += len(rendered.config)
+            too_big = config_size_problem(lg, len(rendered.config), rendered_chars)
+            if too_big is not None:
+                diags.append(too_big)
+                break
             configs[gname] = rendered.config
             revisions.append(
                 GroupRevision(
@@ -100,6 +106,7 @@ def compile_repo(
                     config=rendered.config,
                     config_hash=config_hash(rendered.config),
                     pipelines=names,
+                    collector_version=lg.model.collector.version if lg.model.collector else None,
                 )
             )
         if has_errors(diags):

@@ -8,7 +8,8 @@ refuse, before reading a byte:
 - a symbolic link there (CT109): followed, `pipelines/x.yaml -> ../.git/config` or `/etc/passwd`
   would print the target's lines in diagnostics; and Git stores a link, not its target, so the
   reconciler would never see what `validate` saw in the checkout;
-- a file larger than the loader's limit (CT102), by the size the filesystem or Git's tree reports.
+- a file larger than the loader's limit (CT102), by the size the filesystem or Git's tree reports;
+- files beyond MAX_REPO_BYTES in all (CT114): thousands of files each under the limit are a bomb too.
 
 Nothing here touches a file; the callers do the I/O and ask these functions.
 """
@@ -22,13 +23,16 @@ from schemas.diagnostics import Diagnostic
 __all__ = [
     "CONFIG_DIRS",
     "MAX_FILE_BYTES",
+    "MAX_REPO_BYTES",
     "SETTINGS_FILES",
     "in_config_dirs",
     "is_repo_file",
+    "repo_too_large_diagnostic",
     "symlink_diagnostic",
     "too_large_diagnostic",
 ]
 
+MAX_REPO_BYTES = 256 * 1024 * 1024  # all repo files together (a 10,000-pipeline fleet is ~50 MB)
 CONFIG_DIRS = tuple(d.rstrip("/") for d in KIND_DIRS.values())  # ("groups", "pipelines", ...)
 
 
@@ -50,4 +54,13 @@ def too_large_diagnostic(path: str, size: int) -> Diagnostic:
     return LoadError(
         "CT102",
         f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB ({size:,} bytes); not read",
+    ).diagnostic(path)
+
+
+def repo_too_large_diagnostic(path: str, total: int) -> Diagnostic:
+    """At the file that takes the repo files past MAX_REPO_BYTES (in path order)."""
+    return LoadError(
+        "CT114",
+        f"the repo files add up to more than {MAX_REPO_BYTES // (1024 * 1024)} MiB ({total:,} bytes "
+        "with this file); this file and the ones after it were not read",
     ).diagnostic(path)

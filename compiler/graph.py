@@ -24,6 +24,7 @@ from compiler.catalog import Catalog, ComponentInfo, signal_order
 from compiler.loader import diagnostic
 from compiler.naming import model_doc, where
 from compiler.repo import LoadedPipeline
+from compiler.routes import is_router, route_targets
 from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.diagnostics import Diagnostic
 from schemas.repo import Node
@@ -53,6 +54,22 @@ class PipelinePlan:
     nodes: dict[str, Node]
     collector_pipelines: tuple[tuple[str, CollectorPipeline], ...]  # (suffix-free name, pipeline)
     edge_signals: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+    def routed_pipelines(self) -> dict[tuple[str, str], list[str]]:
+        """(router node, route target node) -> the collector pipelines holding that edge: those the
+        router feeds whose chain starts at the target (or, without processors, that export to it)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for pname, cp in self.collector_pipelines:
+            heads = cp.processors[:1] or cp.exporters
+            for r in cp.receivers:
+                if _is_router(self.nodes[r]):
+                    for head in heads:
+                        out.setdefault((r, head), []).append(pname)
+        return out
+
+
+def _is_router(node: Node) -> bool:
+    return node.class_ == "connector" and is_router(node.type)
 
 
 @dataclass(frozen=True)
@@ -205,6 +222,7 @@ class _Checker:
             edge_signals.setdefault(key, set()).update(signals)
             graph.add_edge(edge.from_, edge.to)
 
+        self._routes(nodes, index, edge_signals)
         has_cycle = self._cycles(graph, index)
         self._flow(nodes, index, infos, edge_signals)
         self._unstable(nodes, index, infos, edge_signals)
@@ -224,6 +242,39 @@ class _Checker:
             return GraphResult(self.diags, None)
         edges_out = tuple((a, b, tuple(signal_order(sigs))) for (a, b), sigs in edge_signals.items())
         return GraphResult(self.diags, PipelinePlan(p.name, nodes, planned, edges_out))
+
+    def _routes(
+        self, nodes: dict[str, Node], index: dict[str, int], edge_signals: dict[tuple[str, str], set[str]]
+    ) -> None:
+        """CT312: each route of a routing/failover connector names a node its edges go to."""
+        for nid, node in nodes.items():
+            if not _is_router(node):
+                continue
+            targets = sorted({b for a, b in edge_signals if a == nid})
+            for path, target in route_targets(node.type, node.config):
+                at = ("nodes", index[nid], "config", *path)
+                if not isinstance(target, str) or target not in nodes:
+                    close = difflib.get_close_matches(str(target), targets, n=1)
+                    self.diag(
+                        "CT312",
+                        f"connector '{nid}' ({node.type}) routes to {target!r}, which is not a node of "
+                        "this pipeline",
+                        at,
+                        node=nid,
+                        hint=f"did you mean '{close[0]}'?"
+                        if close
+                        else "a route names the node an edge of the connector goes to: "
+                        + (", ".join(targets) or "add an edge"),
+                    )
+                elif target not in targets:
+                    self.diag(
+                        "CT312",
+                        f"connector '{nid}' ({node.type}) routes to '{target}', but no edge goes from "
+                        f"'{nid}' to '{target}'",
+                        at,
+                        node=nid,
+                        hint=f"add the edge {{from: {nid}, to: {target}}}",
+                    )
 
     def _unstable(
         self,
@@ -400,7 +451,7 @@ class _Checker:
                 if signal in sigs:
                     succ[a].append(b)
             chains: dict[tuple[str, ...], tuple[set[str], set[str]]] = {}
-            direct: dict[str, set[str]] = {}
+            direct: dict[tuple[str, str], set[str]] = {}
             count = 0
             for source in sorted(succ):
                 if nodes[source].class_ not in SOURCE_CLASSES:
@@ -426,11 +477,13 @@ class _Checker:
                             recv.add(source)
                             exp.add(nxt)
                         else:
-                            direct.setdefault(source, set()).add(nxt)
+                            # a router's routes are separate pipelines: group its direct paths per sink
+                            key = (source, nxt if _is_router(nodes[source]) else "")
+                            direct.setdefault(key, set()).add(nxt)
             layouts = [
                 CollectorPipeline(signal, tuple(sorted(r)), chain, tuple(sorted(e)))
                 for chain, (r, e) in chains.items()
-            ] + [CollectorPipeline(signal, (src,), (), tuple(sorted(e))) for src, e in direct.items()]
+            ] + [CollectorPipeline(signal, (src,), (), tuple(sorted(e))) for (src, _), e in direct.items()]
             layouts.sort(key=lambda cp: (cp.processors, cp.receivers, cp.exporters))
             for k, cp in enumerate(layouts, start=1):
                 suffix = f"{signal}/{name}" if len(layouts) == 1 else f"{signal}/{name}.{k}"

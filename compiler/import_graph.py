@@ -70,8 +70,12 @@ class ImportGraph:
     conn_out: dict[str, set[str]] = field(default_factory=dict)  # connector id -> signals it emits
     used: set[tuple[str, str]] = field(default_factory=set)  # (section, collector id)
     signals: set[str] = field(default_factory=set)
+    # collector pipeline id -> the nodes its data enters after its receivers (first processor, or the
+    # exporters), and the nodes it receives from: a router's route to that pipeline is an edge to those
+    heads: dict[str, list[str]] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)
     _taken: set[str] = field(default_factory=set)
-    _shared: dict[tuple[str, str], str] = field(default_factory=dict)  # (class, collector id) -> node id
+    shared: dict[tuple[str, str], str] = field(default_factory=dict)  # (class, collector id) -> node id
 
     def add_pipelines(self) -> None:
         for pid in sorted(self.cfg.pipelines):
@@ -123,6 +127,7 @@ class ImportGraph:
                 self.usage.setdefault(("exporter", type_of(c)), set()).add(signal)
         procs = [self._processor(pid, str(c), signal) for c in spec.get("processors") or []]
         chain_heads = [procs[0]] if procs else exps
+        self.heads[pid], self.sources[pid] = chain_heads, recvs
         for r in recvs:
             for head in chain_heads:
                 self.edges.setdefault((r, head), set()).add(signal)
@@ -147,12 +152,12 @@ class ImportGraph:
         cls = "connector" if is_connector else SECTION_CLASS[section]
         sec = "connectors" if is_connector else section
         key = (cls, cid)
-        if key in self._shared:
-            return self._shared[key]
+        if key in self.shared:
+            return self.shared[key]
         if cid not in self.cfg.components[sec]:
             self._undefined(pid, cls, cid)
         nid = node_id(cid, self._taken)
-        self._shared[key] = nid
+        self.shared[key] = nid
         node: dict[str, Any] = {"id": nid, "class": cls, "type": type_of(cid)}
         config = self.cfg.components[sec].get(cid)
         if config is not None:

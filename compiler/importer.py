@@ -25,6 +25,7 @@ from compiler.import_graph import ImportGraph, escape, type_of
 from compiler.jsonschema import json_schemas
 from compiler.loader import LoadError, Path, Source, diagnostic, dump_yaml, load_yaml
 from compiler.repo import SETTINGS_FILES
+from compiler.routes import is_router, rewrite_routes
 from schemas.diagnostics import Diagnostic
 
 SCHEMA_DIR = ".schema"  # import writes the JSON Schema here so editors validate the new files
@@ -99,15 +100,31 @@ class _Import:
                         "warning",
                         (section, cid),
                     )
-        for cid in sorted(components["connectors"]):
-            if cid == "routing" or type_of(cid) == "routing":
+
+    def routes(self) -> None:
+        """Routing and failover connectors name collector pipelines; in the repo a route names the node
+        the connector's edge into that pipeline goes to. A route to a pipeline that is not imported or
+        does not receive from the connector is dropped (CT607)."""
+        graph = self.graph
+        by_node = {nid: cid for (cls, cid), nid in graph.shared.items() if cls == "connector"}
+        for node in graph.nodes:
+            if node["class"] != "connector" or not is_router(node["type"]) or "config" not in node:
+                continue
+            nid, cid = node["id"], by_node[node["id"]]
+
+            def to_nodes(pid: str, nid: str = nid, cid: str = cid) -> list[str]:
+                if nid in graph.sources.get(pid, []):
+                    return graph.heads[pid]
                 self.report(
                     "CT607",
-                    f"connector '{cid}' names collector pipelines in its config; "
-                    "ctrltower renames pipelines, so review its routes after import",
+                    f"connector '{cid}' routes to pipeline '{pid}', which is not imported or does not "
+                    "receive from it; that route is left out",
                     "warning",
                     ("connectors", cid),
                 )
+                return []
+
+            node["config"] = rewrite_routes(node["type"], node["config"], to_nodes)
 
     def declarations(self) -> None:
         """Types to declare in ctrltower.yaml: unknown to the catalog, or used beyond what it lists."""
@@ -272,6 +289,7 @@ def import_collector_configs(
     run = _Import(cfg, result, catalog or builtin_catalog(), existing or {})
     run.telemetry()
     run.graph.add_pipelines()
+    run.routes()
     run.not_imported()
     if not run.graph.nodes:
         run.report("CT601", "no pipeline of a supported signal (traces, metrics, logs, profiles) to import")

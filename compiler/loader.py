@@ -61,6 +61,7 @@ Pos = tuple[int, int]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_VALUES = 1_000_000  # values after alias expansion: beyond this it is an alias bomb, not a config
+MAX_EXPANDED_CHARS = 2 * MAX_FILE_BYTES  # text after alias expansion (shared blocks, not amplification)
 MAX_DEPTH = 200
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -246,10 +247,12 @@ def _bad_tag(node: yaml.Node) -> LoadError:
 
 
 def _check_size(root: yaml.Node) -> None:
-    """Reject alias bombs before expanding them: count values after expansion, memoized per node."""
-    sizes: dict[int, int] = {}
+    """Reject alias bombs before expanding them: count values, and characters of text, after
+    expansion, memoized per node. Characters matter as much as values: a 2 MiB string aliased a
+    million times is few values, but a terabyte once the rendered config is written out."""
+    sizes: dict[int, tuple[int, int]] = {}
 
-    def size(node: yaml.Node, depth: int) -> int:
+    def size(node: yaml.Node, depth: int) -> tuple[int, int]:
         known = sizes.get(id(node))
         if known is not None:
             return known
@@ -260,20 +263,34 @@ def _check_size(root: yaml.Node) -> None:
                 node.start_mark.line + 1,
                 node.start_mark.column + 1,
             )
-        total = 1
+        values, chars = 1, 0
         if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child, depth + 1) for child in node.value)
+            children = node.value
         elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
-        if total > MAX_VALUES:
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+            chars = len(node.value) if isinstance(node.value, str) else 0
+        for child in children:
+            v, c = size(child, depth + 1)
+            values += v
+            chars += c
+        if values > MAX_VALUES:
             raise LoadError(
                 "CT107",
                 f"document expands to more than {MAX_VALUES:,} values (alias bomb?)",
                 node.start_mark.line + 1,
                 node.start_mark.column + 1,
             )
-        sizes[id(node)] = total
-        return total
+        if chars > MAX_EXPANDED_CHARS:
+            raise LoadError(
+                "CT107",
+                f"document expands to more than {MAX_EXPANDED_CHARS:,} characters of text (alias bomb?)",
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+            )
+        sizes[id(node)] = (values, chars)
+        return values, chars
 
     size(root, 0)
 

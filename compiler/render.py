@@ -7,6 +7,7 @@ a component's own config keeps the key order it was written in (that is what the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,10 @@ from compiler.graph import PipelinePlan, component_name
 from compiler.loader import diagnostic, dump_yaml
 from compiler.naming import dotted, model_doc, where
 from compiler.repo import LoadedGroup, LoadedPipeline
+from compiler.routes import is_router, rewrite_routes
 from compiler.template import TemplateProblem, Templater
 from schemas.diagnostics import Diagnostic
-from schemas.repo import TelemetrySettings
+from schemas.repo import COLLECTOR_LINE_PREFIX, TelemetrySettings
 
 SECTIONS = {
     "receiver": "receivers",
@@ -25,6 +27,10 @@ SECTIONS = {
     "connector": "connectors",
 }
 TELEMETRY_PORT_ENV = "CTRLTOWER_TELEMETRY_PORT"
+# A collector config is kilobytes. These stop a repo whose pipelines are each within the file and
+# alias limits but add up (a large pipeline named by hundreds of groups) before the configs fill memory.
+MAX_CONFIG_CHARS = 16 * 1024 * 1024  # one group's rendered config
+MAX_TOTAL_CONFIG_CHARS = 256 * 1024 * 1024  # every group's together, in one compile
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,26 @@ def _template_diagnostics(
     return out
 
 
+def _routed(routed: dict[tuple[str, str], list[str]], router: str, target: str) -> list[str]:
+    return routed.get((router, target), [])
+
+
+def config_size_problem(group: LoadedGroup, size: int, total: int) -> Diagnostic | None:
+    """CT214 when a rendered config, or all of them so far, is over its limit (the caller stops
+    rendering: the commit has failed, and more configs would only cost memory)."""
+    if size <= MAX_CONFIG_CHARS and total <= MAX_TOTAL_CONFIG_CHARS:
+        return None
+    name = group.model.name
+    what = (
+        f"the rendered config of group '{name}' is {size:,} characters (limit {MAX_CONFIG_CHARS:,})"
+        if size > MAX_CONFIG_CHARS
+        else f"the rendered configs of the groups up to '{name}' add up to more than "
+        f"{MAX_TOTAL_CONFIG_CHARS:,} characters"
+    )
+    hint = "a collector config is kilobytes: look for large values repeated in many places"
+    return diagnostic(group, ("name",), "CT214", what, hint=hint)
+
+
 def render_group(
     group: LoadedGroup,
     pipelines: list[tuple[LoadedPipeline, PipelinePlan]],
@@ -113,6 +139,7 @@ def render_group(
     for lp, plan in sorted(pipelines, key=lambda item: item[1].name):
         context["pipeline"] = plan.name
         ids = {nid: component_name(plan.name, node) for nid, node in plan.nodes.items()}
+        routed = plan.routed_pipelines()  # routes name nodes in the repo, pipelines in the collector
         index = {node.id: i for i, node in enumerate(lp.model.nodes)}
         for nid, node in plan.nodes.items():
             problems: list[TemplateProblem] = []
@@ -123,6 +150,8 @@ def render_group(
                     problems, lp, f"node '{nid}'", g.name, vars_hint, pipeline=plan.name, node=nid
                 )
             )
+            if node.class_ == "connector" and is_router(node.type):
+                config = rewrite_routes(node.type, config, functools.partial(_routed, routed, nid))
             sections[SECTIONS[node.class_]][ids[nid]] = config if config is not None else {}
         for pname, cp in plan.collector_pipelines:
             service_pipelines[pname] = {
@@ -152,4 +181,8 @@ def render_group(
     service["pipelines"] = {k: service_pipelines[k] for k in sorted(service_pipelines)}
     doc["service"] = service
     header = f"# ctrltower: group {g.name}; rendered from the config repo, do not edit\n"
+    if g.collector is not None:
+        # In the bytes, so a version change is a config change: reviewed in the plan's diff, covered by
+        # the signed sha256, and delivered past the agents' ETag (agents read it from this line).
+        header += f"{COLLECTOR_LINE_PREFIX}{g.collector.version}\n"
     return RenderedGroup(g.name, header + dump_yaml(doc), diags)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("ctrltower.cmd_server:server", "Run the control plane server."),
     "token": ("ctrltower.cmd_server:token", "Create, list or revoke API tokens."),
     "agent": ("ctrltower.cmd_agent:agent", "Run the agent that supervises a collector."),
+    "collector": ("ctrltower.cmd_collector:collector", "Publish collector builds that groups can ask for."),
     "keys": ("ctrltower.cmd_keys:keys", "Generate the key pair that signs configs and collectors."),
 }
 

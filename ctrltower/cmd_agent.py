@@ -3,60 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from ctrltower import exit_codes
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: str) -> float:
-    """'15s', '500ms', '1m', '2' (seconds) -> seconds."""
-    match = _DURATION.match(value)
-    if match is None or float(match[1]) <= 0:
-        raise ValueError(f"not a positive duration: {value!r} (e.g. 15s, 500ms, 1m)")
-    return float(match[1]) * _UNITS[match[2]]
-
-
-def parse_labels(value: str) -> dict[str, str]:
-    """'k=v,k2=v2' -> {'k': 'v', 'k2': 'v2'}."""
-    labels: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in value.split(","))):
-        key, sep, val = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"label {part!r} is not KEY=VALUE")
-        labels[key.strip()] = val.strip()
-    return labels
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"not HOST:PORT: {value!r}")
-    return host or "127.0.0.1", int(port)
-
-
-def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Parameter, str | None], object]:
-    """An option callback that turns fn's ValueError into click's usage error (exit 2)."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
-        if value is None:
-            return None
-        try:
-            return fn(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), ctx, param) from exc
-
-    return callback
+from ctrltower.params import option, parse_duration, parse_labels, parse_listen
 
 
 @click.command("agent")
@@ -78,14 +34,14 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     default="",
     envvar="CTRLTOWER_LABELS",
     metavar="labels",
-    callback=_convert(parse_labels),
+    callback=option(parse_labels),
     help="k=v,k2=v2",
 )
 @click.option(
     "--metrics-listen",
     default=None,
     metavar="HOST:PORT",
-    callback=_convert(parse_listen),
+    callback=option(parse_listen),
     help="Serve /metrics here.",
 )
 @click.option("--metrics-url", default=None, help="The /metrics URL the server scrapes (default: derived).")
@@ -93,7 +49,7 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     "--poll-interval",
     default=None,
     metavar="duration",
-    callback=_convert(parse_duration),
+    callback=option(parse_duration),
     help="e.g. 15s; default: the server's.",
 )
 @click.option("--telemetry-port", default=None, type=click.IntRange(1, 65535), help="Collector metrics port.")
@@ -101,7 +57,7 @@ def _convert(fn: Callable[[str], object]) -> Callable[[click.Context, click.Para
     "--health-timeout",
     default="15s",
     metavar="duration",
-    callback=_convert(parse_duration),
+    callback=option(parse_duration),
     show_default=True,
 )
 @click.option(

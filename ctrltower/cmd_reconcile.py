@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ctrltower import exit_codes
+from ctrltower.params import parse_duration
 from reconciler.client import ControlClient, make_http_client
 from reconciler.errors import ConflictError, GitError, ServerError
 from reconciler.explain import FORMATS, render
@@ -29,20 +29,6 @@ from reconciler.run import ReconcileSettings, RunResult, reconcile_once, run_loo
 from schemas.errors import CtrlTowerError
 
 TOKEN_ENV = "CTRLTOWER_TOKEN"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """'60s', '5m', '1h', '7d', '250ms' or plain seconds -> seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration (examples: 30s, 5m, 1h)")
-    value = float(match.group(1))
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}[match.group(2) or "s"]
-    seconds = value * scale
-    if seconds <= 0:
-        raise click.BadParameter("the interval must be positive")
-    return seconds
 
 
 def _fail(code: int, message: str) -> NoReturn:

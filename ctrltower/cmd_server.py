@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from ctrltower import exit_codes
+from ctrltower.params import parse_listen
 from schemas.api import ROLES, Role, TokenCreate, parse_label_scope
 from schemas.errors import CtrlTowerError
 
@@ -50,13 +51,6 @@ def check_database_url(url: str | None) -> str | None:
     if not url.startswith(("postgresql://", "postgres://")):
         raise click.BadParameter("expected a postgresql:// URL", param_hint="--database-url")
     return url
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--listen")
-    return host.strip("[]"), int(port)
 
 
 @click.command()
@@ -128,6 +122,8 @@ def server(
     from webui.settings import ServerSettings
 
     host, port = parse_listen(listen)
+    if port == 0:
+        raise click.BadParameter("the server needs a fixed port", param_hint="--listen")
     url = check_database_url(database_url)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServerSettings(

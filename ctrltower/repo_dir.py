@@ -16,8 +16,10 @@ from pathlib import Path
 from compiler.files import (
     CONFIG_DIRS,
     MAX_FILE_BYTES,
+    MAX_REPO_BYTES,
     in_config_dirs,
     is_repo_file,
+    repo_too_large_diagnostic,
     symlink_diagnostic,
     too_large_diagnostic,
 )
@@ -30,6 +32,7 @@ def scan_repo_dir(root: Path) -> tuple[dict[str, bytes], list[Diagnostic]]:
     """({posix path relative to root: bytes} of the repo files, diagnostics for files refused unread)."""
     files: dict[str, bytes] = {}
     refused: list[Diagnostic] = []
+    total = 0
     for dirpath, dirnames, filenames in os.walk(root):  # never enters a linked directory
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
@@ -47,11 +50,17 @@ def scan_repo_dir(root: Path) -> tuple[dict[str, bytes], list[Diagnostic]]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if not in_config_dirs(rel):
                 continue
+            if total > MAX_REPO_BYTES:
+                continue  # said once, at the file that went over
             problem, data = _read(here / name, rel)
             if problem is not None:
                 refused.append(problem)
             elif data is not None:
-                files[rel] = data
+                total += len(data)
+                if total > MAX_REPO_BYTES:
+                    refused.append(repo_too_large_diagnostic(rel, total))
+                else:
+                    files[rel] = data
     return files, refused
 
 

@@ -14,6 +14,7 @@ import json
 import random
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,14 +75,17 @@ class LogGenerator:
             self.lines_written[directory] = base + count
 
     def _run(self) -> None:
+        # Due lines come from the clock, not from counting ticks: on a loaded machine a tick can take
+        # longer than planned, and the generator then catches up instead of writing at a lower rate
+        # (the end-to-end tests compare what users see with this rate).
         tick = 0.25
-        carry = 0.0
+        started = time.monotonic()
+        written = 0
         while not self._stop.is_set():
-            carry += self.rate * tick
-            count = int(carry)
-            carry -= count
-            if count:
-                self.write_batch(count)
+            due = int(self.rate * (time.monotonic() - started)) - written
+            if due > 0:
+                self.write_batch(due)
+                written += due
             self._stop.wait(tick)
 
 

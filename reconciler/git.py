@@ -4,8 +4,12 @@ Two ways in: `GitRepo.open(path)` reads a local repository as it is (the pull-re
 `plan` runs in), and `GitRepo.mirror(source, cache_dir)` fetches a local path or URL (https, ssh,
 file) into a bare cache repository reused between runs (`reconcile`). Files are read straight from
 the object database at a commit (tree blobs, no checkout), which also gives each file's blob SHA for
-cheap change detection. Refs, trees and blobs all go through one `git cat-file --batch` process per
-GitRepo (reconciler/objects.py), started on first use and ended by `close`.
+cheap change detection. Refs, trees and blobs all go through one `git cat-file --batch-command`
+process per GitRepo (reconciler/objects.py), started on first use and ended by `close`.
+
+Only what the compiler reads is touched (compiler/files.py): `ctrltower.yaml` and the kind
+directories are listed, every blob's size is asked from git before its content, and a file over the
+loader's limit or a symbolic link there is never read but reported (`refusals`: CT102, CT109).
 
 Hygiene: credentials come from the environment (`CTRLTOWER_GIT_USERNAME`, `CTRLTOWER_GIT_PASSWORD`
 or `CTRLTOWER_GIT_TOKEN`, or userinfo in the URL, which is stripped before git sees the URL) and
@@ -23,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
@@ -34,8 +38,20 @@ from urllib.parse import urlsplit, urlunsplit
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
+from compiler.files import (
+    CONFIG_DIRS,
+    MAX_FILE_BYTES,
+    MAX_REPO_BYTES,
+    SETTINGS_FILES,
+    in_config_dirs,
+    is_repo_file,
+    repo_too_large_diagnostic,
+    symlink_diagnostic,
+    too_large_diagnostic,
+)
 from reconciler.errors import GitError, GitNotFound, GitRefused, GitUnavailable
-from reconciler.objects import GitObject, ObjectReader, ReaderDied, Trees
+from reconciler.objects import DIR, FILE, LINK, GitObject, ObjectReader, ReaderDied, Trees
+from schemas.diagnostics import Diagnostic
 
 USERNAME_ENV = "CTRLTOWER_GIT_USERNAME"
 PASSWORD_ENV = "CTRLTOWER_GIT_PASSWORD"
@@ -199,6 +215,8 @@ class GitRepo:
         self._repo = repo
         self.source = source  # display form, safe to print
         self._blobs: dict[str, bytes] = {}
+        self._sizes: dict[str, int] = {}
+        self._read_bytes = 0
         self._objects = ObjectReader(self._start_cat_file)
         self._trees = Trees(self._objects)
 
@@ -304,7 +322,7 @@ class GitRepo:
         return out
 
     def _start_cat_file(self) -> subprocess.Popen[bytes]:
-        command = ["git", "cat-file", "--batch"]
+        command = ["git", "cat-file", "--batch-command"]  # `info` and `contents` on one process
         try:
             wrapper = self._repo.git.execute(command, istream=subprocess.PIPE, as_process=True)
         except GitCommandError as exc:
@@ -318,7 +336,7 @@ class GitRepo:
         try:
             return self._objects.read(names)
         except ReaderDied as exc:
-            failed = GitCommandError(["git", "cat-file", "--batch"], exc.status or 128, exc.stderr)
+            failed = GitCommandError(["git", "cat-file", "--batch-command"], exc.status or 128, exc.stderr)
             raise _classify(failed, f"reading from {self.source} failed") from exc
 
     def first_parent_depth(self, sha: str) -> int:
@@ -343,12 +361,36 @@ class GitRepo:
     # --- files -------------------------------------------------------------------------------------------
 
     def list_files(self, sha: str, subdir: str = "") -> dict[str, str]:
-        """{path relative to subdir: blob SHA} of every regular file at the commit (what `git ls-tree
-        -r` lists, minus symlinks and submodules), without reading any blob.
+        """{path relative to subdir: blob SHA} of the repo files at the commit: `ctrltower.yaml` and
+        the YAML files below the kind directories (compiler/files.py), regular files only, in `git
+        ls-tree -r` order, without reading any blob. Other directories are never read: a tree of a
+        million entries beside the config costs nothing.
 
         Trees are read through the cat-file process and kept by SHA: listing a second commit (the
         base of a plan) reads and parses only the trees the two commits do not share.
         """
+        out: dict[str, str] = {}
+        for kind, name, entry in self._root_entries(sha, subdir):
+            if kind == FILE and name in SETTINGS_FILES:
+                out[name] = entry
+            elif kind == DIR and name in CONFIG_DIRS:
+                below = self._walk(sha, self._trees.files, entry)
+                out.update((f"{name}/{p}", b) for p, b in below.items() if is_repo_file(f"{name}/{p}"))
+        return out
+
+    def list_links(self, sha: str, subdir: str = "") -> list[str]:
+        """Paths (relative to subdir) of the symbolic links where repo files would be: a settings
+        file or a kind directory that is a link, or any link below a kind directory. Never read."""
+        out: list[str] = []
+        for kind, name, entry in self._root_entries(sha, subdir):
+            if kind == LINK and in_config_dirs(name):
+                out.append(name)
+            elif kind == DIR and name in CONFIG_DIRS:
+                below = self._walk(sha, self._trees.links, entry)
+                out.extend(f"{name}/{p}" for p in below)
+        return sorted(out)
+
+    def _root_entries(self, sha: str, subdir: str) -> list[tuple[int, str, str]]:
         prefix = subdir.strip("/")
         if prefix and ("\n" in prefix or "\r" in prefix):
             raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}")
@@ -361,26 +403,91 @@ class GitRepo:
             raise GitNotFound(f"path {prefix!r} at commit {sha[:12]} is not a directory")
         try:
             self._trees.add(root)
-            return dict(self._trees.files(root.sha))
+        except ValueError as exc:
+            raise GitUnavailable(f"listing commit {sha[:12]} in {self.source} failed: {exc}") from exc
+        return self._trees.entries(root.sha)
+
+    def _walk(self, sha: str, listing: Callable[[str], dict[str, str]], tree: str) -> dict[str, str]:
+        try:
+            return listing(tree)
         except ReaderDied as exc:
-            failed = GitCommandError(["git", "cat-file", "--batch"], exc.status or 128, exc.stderr)
+            failed = GitCommandError(["git", "cat-file", "--batch-command"], exc.status or 128, exc.stderr)
             raise _classify(failed, f"listing commit {sha[:12]} failed") from exc
         except (LookupError, ValueError) as exc:
             raise GitUnavailable(f"listing commit {sha[:12]} in {self.source} failed: {exc}") from exc
         except RecursionError as exc:
             raise GitUnavailable(f"commit {sha[:12]} nests directories too deeply to list") from exc
 
+    def sizes(self, shas: Iterable[str]) -> dict[str, int]:
+        """{blob SHA: size in bytes} from git's object headers (`info`): no content is read."""
+        missing = sorted({sha for sha in shas if sha not in self._sizes})
+        if missing:
+            for sha, header in zip(missing, self._info(missing), strict=True):
+                if header is None or header[1] != "blob":
+                    raise GitNotFound(f"object {sha} missing from {self.source}")
+                self._sizes[sha] = header[2]
+        return self._sizes
+
+    def oversized(self, listing: Mapping[str, str]) -> dict[str, int]:
+        """{path: size} of the listed files larger than the loader's limit: never read."""
+        sizes = self.sizes(listing.values())
+        return {p: sizes[sha] for p, sha in listing.items() if sizes[sha] > MAX_FILE_BYTES}
+
+    def refusals(self, sha: str, listing: Mapping[str, str], subdir: str = "") -> list[Diagnostic]:
+        """What the compiler must be told about the files read_blobs will not give it: symbolic
+        links (CT109), files over the size limit (CT102), and the files past MAX_REPO_BYTES in all
+        (CT114, once, at the first file over; read_blobs then reads none of the listing)."""
+        found = [symlink_diagnostic(p) for p in self.list_links(sha, subdir)]
+        found += [too_large_diagnostic(p, n) for p, n in sorted(self.oversized(listing).items())]
+        over = self._over_total(listing)
+        if over is not None:
+            found.append(repo_too_large_diagnostic(*over))
+        return found
+
+    def readable(self, listing: Mapping[str, str]) -> Mapping[str, str]:
+        """The listing, or nothing when its files together pass MAX_REPO_BYTES (CT114)."""
+        return {} if self._over_total(listing) is not None else listing
+
+    def _over_total(self, listing: Mapping[str, str]) -> tuple[str, int] | None:
+        """(first path, in path order, at which the readable files pass MAX_REPO_BYTES, the total)."""
+        sizes = self.sizes(listing.values())
+        total = 0
+        for path in sorted(listing):
+            size = sizes[listing[path]]
+            if size <= MAX_FILE_BYTES:
+                total += size
+                if total > MAX_REPO_BYTES:
+                    return path, total
+        return None
+
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:
-        """Contents for a listing from list_files, in one `git cat-file --batch` call; blobs already
-        read (same SHA, e.g. the files base and head share) are not read again."""
+        """Contents for a listing from list_files, in one `git cat-file` round trip; blobs already
+        read (same SHA, e.g. the files base and head share) are not read again. A file over the
+        size limit is left out unread (`refusals` reports it)."""
+        listing = self.readable(listing)
         self.prefetch(listing.values())
-        return {path: self._blobs[sha] for path, sha in listing.items()}
+        return {path: self._blobs[sha] for path, sha in listing.items() if sha in self._blobs}
 
     def prefetch(self, shas: Iterable[str]) -> None:
-        """Read the blobs not read yet, in one `git cat-file --batch` process."""
+        """Read the blobs not read yet and within the size limit (sizes asked first, in one round
+        trip, then the contents in another)."""
         missing = sorted({sha for sha in shas if sha not in self._blobs})
         if missing:
-            self._blobs.update(self._cat_blobs(missing))
+            sizes = self.sizes(missing)
+            wanted = [sha for sha in missing if sizes[sha] <= MAX_FILE_BYTES]
+            # base and head of a plan each pass the total check: never more than both together
+            if self._read_bytes + sum(sizes[sha] for sha in wanted) > 2 * MAX_REPO_BYTES:
+                return
+            self._read_bytes += sum(sizes[sha] for sha in wanted)
+            if wanted:
+                self._blobs.update(self._cat_blobs(wanted))
+
+    def _info(self, names: list[str]) -> list[tuple[str, str, int] | None]:
+        try:
+            return self._objects.info(names)
+        except ReaderDied as exc:
+            failed = GitCommandError(["git", "cat-file", "--batch-command"], exc.status or 128, exc.stderr)
+            raise _classify(failed, f"reading from {self.source} failed") from exc
 
     def _cat_blobs(self, shas: list[str]) -> dict[str, bytes]:
         blobs: dict[str, bytes] = {}
@@ -390,9 +497,14 @@ class GitRepo:
             blobs[sha] = obj.data
         return blobs
 
-    def grep_paths(self, shas: list[str], needles: list[str], subdir: str = "") -> dict[str, set[str]]:
+    def grep_paths(
+        self, shas: list[str], needles: list[str], subdir: str = "", *, skip: Iterable[str] = ()
+    ) -> dict[str, set[str]]:
         """{sha: paths (relative to subdir) of files containing any of the fixed strings}, for several
-        commits in one `git grep -F` over the object database (no checkout, no blob read)."""
+        commits in one `git grep -F` over the object database (no checkout, no blob read by us).
+
+        Git searches only the settings files and the kind directories, minus `skip` (the files
+        over the size limit, which git would otherwise read in full)."""
         found: dict[str, set[str]] = {sha: set() for sha in shas}
         if not needles or not shas:
             return found
@@ -402,7 +514,11 @@ class GitRepo:
         args = ["git", "grep", "-l", "-z", "-F", "--threads=1", "--no-color", "--no-recurse-submodules"]
         for needle in needles:
             args += ["-e", needle]
-        args += [*shas, "--", f"{prefix}/" if prefix else "."]
+        base = f"{prefix}/" if prefix else ""
+        where = [f":(literal){base}{name}" for name in SETTINGS_FILES]
+        where += [f":(literal){base}{name}/" for name in CONFIG_DIRS]
+        where += [f":(exclude,literal){base}{path}" for path in sorted(skip)]
+        args += [*shas, "--", *where]
         try:
             out = self._repo.git.execute(
                 args, stdout_as_string=False, with_extended_output=True, with_exceptions=False

@@ -1,13 +1,17 @@
-"""Reading Git objects through one long-lived `git cat-file --batch` process.
+"""Reading Git objects through one long-lived `git cat-file --batch-command` process.
 
 `reconciler/git.py` starts the process (through GitPython's isolated runner) and hands it to an
 `ObjectReader`; every ref it resolves, tree it lists and blob it reads is then one request line
 on that process's stdin instead of one process start per call (a start costs ~3 ms of CPU, more
 than reading the 40 blobs or parsing the 1,000-entry tree a plan needs).
 
+`info` asks for an object's type and size without its content (`info <name>`), so a blob can be
+refused by its size before a byte of it is read; `read` asks for the content (`contents <name>`).
+
 `parse_tree` decodes a raw tree object; `Trees` lists every file below a tree the way `git ls-tree
--r` does (regular files only: no symlinks, no submodules), parsing each tree object once, so two
-commits that share subtrees (base and head of a change) pay for the shared parts only once.
+-r` does (regular files only: no submodules; symlinks separately, in `links`), parsing each tree
+object once, so two commits that share subtrees (base and head of a change) pay for the shared
+parts only once.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 # of requests fits in the (empty) pipe, neither side can wait on the other forever.
 _BATCH_BYTES = 4096
 
-FILE, DIR, OTHER = 0, 1, 2
+FILE, DIR, OTHER, LINK = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -55,18 +59,31 @@ class ObjectReader:
 
     def read(self, names: Sequence[str]) -> list[GitObject | None]:
         """One object per name, in order; None where git answers `missing` or `ambiguous`."""
+        found: list[GitObject | None] = []
+        for header, data in self._ask("contents", names, with_data=True):
+            found.append(None if header is None else GitObject(header[0], header[1], data))
+        return found
+
+    def info(self, names: Sequence[str]) -> list[tuple[str, str, int] | None]:
+        """(sha, type, size) per name, in order, without reading any content; None where missing."""
+        return [header for header, _ in self._ask("info", names, with_data=False)]
+
+    def _ask(
+        self, command: str, names: Sequence[str], *, with_data: bool
+    ) -> list[tuple[tuple[str, str, int] | None, bytes]]:
         for name in names:
             if "\n" in name or "\r" in name or not name:
                 raise ValueError(f"object name {name!r} cannot be sent on one line")
         proc = self._process()
         assert proc.stdin is not None and proc.stdout is not None
-        found: list[GitObject | None] = []
+        answers: list[tuple[tuple[str, str, int] | None, bytes]] = []
+        prefix = command.encode() + b" "
         pos = 0
         while pos < len(names):
             batch: list[bytes] = []
             size = 0
             while pos < len(names):
-                line = names[pos].encode("utf-8", errors="surrogateescape") + b"\n"
+                line = prefix + names[pos].encode("utf-8", errors="surrogateescape") + b"\n"
                 if batch and size + len(line) > _BATCH_BYTES:
                     break
                 batch.append(line)
@@ -84,14 +101,17 @@ class ObjectReader:
                 # "<sha> <type> <size>", or "<name> missing" / "<name> ambiguous" (a name may hold spaces)
                 parts = header.split()
                 if len(parts) != 3 or not parts[2].isdigit():
-                    found.append(None)
+                    answers.append((None, b""))
                     continue
                 length = int(parts[2])
-                data = proc.stdout.read(length + 1)
-                if len(data) != length + 1:
-                    self._died()
-                found.append(GitObject(parts[0].decode(), parts[1].decode(), data[:length]))
-        return found
+                data = b""
+                if with_data:
+                    data = proc.stdout.read(length + 1)
+                    if len(data) != length + 1:
+                        self._died()
+                    data = data[:length]
+                answers.append(((parts[0].decode(), parts[1].decode(), length), data))
+        return answers
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
@@ -131,14 +151,14 @@ def _end(proc: subprocess.Popen[bytes], *, wait_s: float) -> tuple[int | None, s
 
 
 def _kind(mode: bytes) -> int:
-    """What `git ls-tree` calls the entry: a blob of a regular file, a tree, or anything else (a
-    symlink or a submodule). Modes are canonicalised the way git does (any 100xxx is a file)."""
+    """What `git ls-tree` calls the entry: a blob of a regular file, a tree, a symlink, or anything
+    else (a submodule). Modes are canonicalised the way git does (any 100xxx is a file)."""
     if mode == b"100644" or mode == b"100755":
         return FILE
     if mode == b"40000":
         return DIR
     fmt = int(mode, 8) & 0o170000
-    return FILE if fmt == 0o100000 else DIR if fmt == 0o040000 else OTHER
+    return {0o100000: FILE, 0o040000: DIR, 0o120000: LINK}.get(fmt, OTHER)
 
 
 def parse_tree(data: bytes, width: int) -> list[tuple[int, str, str]]:
@@ -165,6 +185,11 @@ class Trees:
         self._reader = reader
         self._entries: dict[str, list[tuple[int, str, str]]] = {}
         self._files: dict[str, dict[str, str]] = {}
+        self._links: dict[str, dict[str, str]] = {}
+
+    def entries(self, tree: str) -> list[tuple[int, str, str]]:
+        """The (kind, name, sha) entries of a tree already added."""
+        return self._entries[tree]
 
     def add(self, tree: GitObject) -> None:
         """A tree object already read (e.g. the answer to `<commit>:<subdir>`)."""
@@ -176,6 +201,15 @@ class Trees:
 
         Subtrees not seen yet are read one level at a time, each level in one batch of requests.
         """
+        self._load(tree)
+        return self._flatten(tree, FILE, self._files)
+
+    def links(self, tree: str) -> dict[str, str]:
+        """{path below the tree: blob SHA} of every symbolic link (the blob holds the target path)."""
+        self._load(tree)
+        return self._flatten(tree, LINK, self._links)
+
+    def _load(self, tree: str) -> None:
         pending = [tree]
         while pending:
             wanted = list(dict.fromkeys(t for t in pending if t not in self._entries))
@@ -185,19 +219,18 @@ class Trees:
                 self.add(obj)
             pending = [sha for t in pending for kind, _, sha in self._entries[t] if kind == DIR]
             pending = [sha for sha in pending if sha not in self._files]
-        return self._flatten(tree)
 
-    def _flatten(self, tree: str) -> dict[str, str]:
-        done = self._files.get(tree)
+    def _flatten(self, tree: str, want: int, memo: dict[str, dict[str, str]]) -> dict[str, str]:
+        done = memo.get(tree)
         if done is not None:
             return done
         out: dict[str, str] = {}
         for kind, name, sha in self._entries[tree]:
-            if kind == FILE:
+            if kind == want:
                 out[name] = sha
             elif kind == DIR:
                 prefix = name + "/"
-                for path, blob in self._flatten(sha).items():
+                for path, blob in self._flatten(sha, want, memo).items():
                     out[prefix + path] = blob
-        self._files[tree] = out
+        memo[tree] = out
         return out

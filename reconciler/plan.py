@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -110,12 +110,17 @@ def build_plan(
     head_list = repo.list_files(head_sha, subdir)
     base_list = repo.list_files(base_sha, subdir)  # re-reads only the trees head does not share
     changed = changed_paths(base_list, head_list)
+    # symlinks and files over the size limit are never read: head's are errors of the plan, base's
+    # make base count as invalid (its configs then count as absent)
+    head_refused = repo.refusals(head_sha, head_list, subdir)
+    base_refused = repo.refusals(base_sha, base_list, subdir)
+    base_read, head_read = repo.readable(base_list), repo.readable(head_list)  # {} past CT114
     if full:
-        repo.prefetch([*base_list.values(), *head_list.values()])
-        base_files, head_files = repo.read_blobs(base_list), repo.read_blobs(head_list)
+        repo.prefetch([*base_read.values(), *head_read.values()])
+        base_files, head_files = repo.read_blobs(base_read), repo.read_blobs(head_read)
     else:
         base_files, head_files = _read_relevant(
-            repo, base_sha, head_sha, base_list, head_list, changed, subdir
+            repo, base_sha, head_sha, base_read, head_read, changed, subdir
         )
     git_s = time.perf_counter() - t0
     plan = plan_files(
@@ -127,6 +132,8 @@ def build_plan(
         subdir=subdir,
         agents_per_group=agents_per_group,
         full=full,
+        head_refused=head_refused,
+        base_refused=sum(1 for d in base_refused if d.severity == "error"),
     )
     plan.timings_s["git"] = round(git_s, 6)
     return replace(plan, repo_files=sum(1 for p in head_list if is_repo_file(p)))
@@ -161,7 +168,7 @@ def _read_relevant(
     scope = scope_of(base_files, head_files, changed)
     # git grep finds a superset fast (fixed strings); relevant_files narrows it with word bounds
     needles = ["\\", "!", *sorted(n for n in (*scope.groups, *scope.pipelines) if NAME.match(n))]
-    hits = repo.grep_paths([head_sha], needles, subdir)[head_sha]
+    hits = repo.grep_paths([head_sha], needles, subdir, skip=repo.oversized(head_list))[head_sha]
     head_hits = {p: head_list[p] for p in hits if is_repo_file(p) and p in head_list}
     base_hits = {p: sha for p, sha in head_hits.items() if base_list.get(p) == sha}
     repo.prefetch([*base_hits.values(), *head_hits.values()])
@@ -180,6 +187,8 @@ def plan_files(
     subdir: str = "",
     agents_per_group: Mapping[str, int] | None = None,
     full: bool = False,
+    head_refused: Sequence[Diagnostic] = (),
+    base_refused: int = 0,
 ) -> Plan:
     """The pure core of plan: two file maps and the changed paths in, a Plan out.
 
@@ -201,7 +210,7 @@ def plan_files(
         head_in, head_result = compile_scoped(head_files, needles, changed_set, groups)
         base_in, base_result = compile_scoped(base_files, needles, changed_set, groups)
     t2 = time.perf_counter()
-    base_errors = sum(1 for d in base_result.diagnostics if d.severity == "error")
+    base_errors = base_refused + sum(1 for d in base_result.diagnostics if d.severity == "error")
     head_diags = list(head_result.diagnostics)
     if not full:
         # Group files of out-of-scope groups were compiled without their pipelines: what the
@@ -210,7 +219,7 @@ def plan_files(
             path for path, names in head_result.file_groups.items() if not set(names) & scope.groups
         } - changed_set
         head_diags = [d for d in head_diags if d.location.file not in outside]
-    diagnostics = tuple(sort_diagnostics(head_diags))
+    diagnostics = tuple(sort_diagnostics([*head_diags, *head_refused]))
     base_pipes = _pipeline_files(base_result)
     head_pipes = _pipeline_files(head_result)
     p_added = tuple(sorted(set(head_pipes) - set(base_pipes)))
@@ -224,7 +233,7 @@ def plan_files(
     )
 
     changes: list[GroupChange] = []
-    if head_result.ok:
+    if head_result.ok and not has_errors(list(head_refused)):
         base_members = _members(base_result) if base_errors == 0 else {}
         head_members = _members(head_result)
         for name in groups:

@@ -26,7 +26,7 @@ from reconciler.errors import ConflictError, GitError, ServerError
 from reconciler.git import GitRepo, Source, redact
 from reconciler.lock import RunLock
 from schemas.api import ReconcileRunReport, RevisionPublish, RevisionSummary, RunOutcome
-from schemas.diagnostics import Diagnostic
+from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from schemas.errors import CtrlTowerError, Permanent
 from schemas.signing import Signer
 
@@ -149,15 +149,17 @@ def _run(
             t = timer.lap("server_current", t)
             if current_sha == sha and not _needs_resign(current, signer, settings, now):
                 return _with(base, outcome="unchanged")
-            files = repo.read_files(sha, settings.path)
+            listing = repo.list_files(sha, settings.path)
+            refused = repo.refusals(sha, listing, settings.path)  # symlinks, files over the limit
+            files = repo.read_blobs(listing)
             info = repo.commit_info(sha)
             seq = repo.first_parent_depth(sha) if signer is not None else 0
             t = timer.lap("read", t)
         compiled = compile_repo(files)
         t = timer.lap("compile", t)
-        diagnostics = tuple(compiled.diagnostics)  # compile_repo sorts them
+        diagnostics = tuple(sort_diagnostics([*refused, *compiled.diagnostics]))
         base = _with(base, diagnostics=diagnostics)
-        if not compiled.ok:
+        if not compiled.ok or has_errors(refused):
             return _with(base, outcome="invalid")
         groups = compiled.groups
         if signer is not None:

@@ -110,6 +110,9 @@ class StatusReport(StrictModel):
     verifies_signatures: bool | None = Field(
         default=None, description="true: runs only configs signed by a --trust-key; false: no key pinned"
     )
+    collector_version: str | None = Field(
+        default=None, max_length=128, description="the collector build running now (after upgrades)"
+    )
 
 
 class Command(FrozenModel):
@@ -137,6 +140,9 @@ class GroupRevision(FrozenModel):
         default=None,
         max_length=8192,
         description="the reconciler's signed statement for this group and commit (docs/architecture.md)",
+    )
+    collector_version: str | None = Field(
+        default=None, max_length=128, description="the collector build the group asks for (group file)"
     )
 
 
@@ -192,6 +198,29 @@ class RevisionSummary(FrozenModel):
     signed_until: datetime | None = Field(
         default=None, description="earliest expiry of its groups' statements; null: a group is unsigned"
     )
+
+
+# --- control API: collector builds ----------------------------------------------------------------
+
+# Response headers of GET /api/agent/v1/agents/{id}/collectors/{version} (the body is the binary).
+HEADER_COLLECTOR_VERSION = "X-Ctrltower-Collector-Version"
+HEADER_COLLECTOR_SHA256 = "X-Ctrltower-Collector-Sha256"
+
+
+class CollectorBuild(FrozenModel):
+    """A collector binary published with `ctrltower collector publish` (the bytes are not in the view)."""
+
+    version: str
+    sha256: str
+    size: int
+    signed: bool = Field(description="true: published with a signed statement agents with --trust-key need")
+    statement: str | None = None
+    published_at: datetime
+    published_by: str
+
+
+class CollectorBuildList(FrozenModel):
+    items: list[CollectorBuild]
 
 
 # --- control API: agents, commands, audit ------------------------------------------------------------
@@ -280,7 +309,15 @@ class AgentEvent(FrozenModel):
     agent_id: str
     at: datetime
     kind: Literal[
-        "registered", "applied", "apply_failed", "untrusted", "drift", "command", "command_ack", "state"
+        "registered",
+        "applied",
+        "apply_failed",
+        "untrusted",
+        "collector",
+        "drift",
+        "command",
+        "command_ack",
+        "state",
     ]
     revision: str | None = None
     config_hash: str | None = None
@@ -364,9 +401,7 @@ def labels_outside(labels: dict[str, str], scope: LabelScope | None) -> dict[str
     if scope is None:
         return {}
     return {
-        k: v
-        for k, v in labels.items()
-        if k not in scope or (ANY_VALUE not in scope[k] and v not in scope[k])
+        k: v for k, v in labels.items() if k not in scope or (ANY_VALUE not in scope[k] and v not in scope[k])
     }
 
 

@@ -1,8 +1,9 @@
-"""Small shared types: signals, component classes, names, the strict base model, config hashing."""
+"""Small shared types: signals, component classes, names, the strict base model, config hashing, durations."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -43,3 +44,24 @@ def config_hash(text: str | bytes) -> str:
     """
     data = text.encode("utf-8") if isinstance(text, str) else text
     return hashlib.sha256(data).hexdigest()
+
+
+# Durations, one vocabulary for every part: CLI options, repo files (rollouts), metric queries.
+DURATION_UNITS: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+
+
+def parse_duration(text: str) -> float | None:
+    """'250ms', '30s', '1.5m', '2h', '7d', '1w' or plain seconds -> seconds; None when it does not parse.
+
+    Callers decide what range they accept (positive, at most a week, ...).
+    """
+    m = _DURATION.match(text) if isinstance(text, str) else None
+    return None if m is None else float(m.group(1)) * DURATION_UNITS[m.group(2) or "s"]

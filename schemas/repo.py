@@ -14,6 +14,24 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from schemas.common import ComponentClass, LabelKey, LabelValue, Name, NodeId, Signal, StrictModel
+from schemas.common import parse_duration as common_parse_duration
+
+# A published collector build's version label (`ctrltower collector publish --version`).
+COLLECTOR_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+# The rendered config's line naming the group's build: in the bytes, so the version is reviewed, signed,
+# and delivered like any config change; the agent reads it back (agent/upgrade.py).
+COLLECTOR_LINE_PREFIX = "# ctrltower: collector "
+
+
+class CollectorSpec(StrictModel):
+    """The collector build a group's agents run (published to the server by an admin)."""
+
+    version: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=COLLECTOR_VERSION_PATTERN,
+        description="a version published with `ctrltower collector publish`, e.g. 0.135.0-acme.1",
+    )
 
 
 class AgentGroup(StrictModel):
@@ -30,6 +48,9 @@ class AgentGroup(StrictModel):
     extensions: dict[str, dict[str, Any] | None] = Field(
         default_factory=dict,
         description="collector extensions for this group's config, keyed by component id (e.g. health_check)",
+    )
+    collector: CollectorSpec | None = Field(
+        default=None, description="the collector build to run; absent: whatever binary each agent has"
     )
 
 
@@ -88,9 +109,9 @@ class RepoSettings(StrictModel):
 
 # --- rollouts ---------------------------------------------------------------------------------------
 
+# Repo files always name the unit, and no unit past hours (the JSON Schema pattern says the same).
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)$"
 _DURATION = re.compile(DURATION_PATTERN)
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_DURATION_S = 7 * 86400.0  # a week: anything longer is a typo, not a rollout
 
 # The checks an analysis can run: name -> (kind, what it measures). "ratio" and "count" checks take
@@ -106,11 +127,10 @@ CHECK_METRICS: dict[str, tuple[Literal["ratio", "count", "baseline"], str]] = {
 
 def parse_duration(text: str) -> float | None:
     """'30s', '1.5m', '500ms', '2h' -> seconds; None when it does not parse or is not positive."""
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if m is None:
+    if not isinstance(text, str) or _DURATION.match(text.strip()) is None:
         return None
-    seconds = float(text.strip()[: m.start(2)]) * _UNIT_S[m.group(2)]
-    return seconds if 0 < seconds <= MAX_DURATION_S else None
+    seconds = common_parse_duration(text)
+    return seconds if seconds is not None and 0 < seconds <= MAX_DURATION_S else None
 
 
 Duration = Annotated[

@@ -219,6 +219,15 @@ def peek_config(token: str) -> ConfigStatement:
         raise Untrusted(f"malformed config statement: {_first_error(exc)}") from exc
 
 
+def peek_collector(token: str) -> CollectorStatement:
+    """Parse a collector statement WITHOUT checking its signature (the server's check at publish)."""
+    _, _, fields = _split(token)
+    try:
+        return CollectorStatement.model_validate(fields)
+    except ValidationError as exc:
+        raise Untrusted(f"malformed collector statement: {_first_error(exc)}") from exc
+
+
 def _verified(token: str | None, keys: Mapping[str, Ed25519PublicKey]) -> dict[str, Any]:
     payload, signature, fields = _split(token)
     kid = fields.get("key_id")

@@ -24,6 +24,9 @@ class ServerSettings(BaseModel):
         default=3.0, gt=0, description="silence that makes an agent offline"
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="request body limit")
+    max_collector_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="body limit of a collector build upload"
+    )
     metrics: bool = Field(
         default=True, description="mount webui.metrics.api and start the metrics process, if they exist"
     )

@@ -20,9 +20,9 @@ UNIT = ROOT / "deploy" / "systemd" / "ctrltower-agent.service"
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--poll-interval", "soon"], "not a positive duration"),
+        (["--poll-interval", "soon"], "not a duration"),
         (["--labels", "novalue"], "is not KEY=VALUE"),
-        (["--metrics-listen", "nowhere"], "not HOST:PORT"),
+        (["--metrics-listen", "nowhere"], "expected HOST:PORT"),
         (["--telemetry-port", "70000"], "70000"),
     ],
 )

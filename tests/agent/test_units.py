@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -15,7 +16,7 @@ from agent.client import parse_retry_after
 from agent.collector_metrics import MonotonicCounters, parse_page, process_usage
 from agent.metrics import AgentMetrics
 from agent.state import StateDir, StoredConfig
-from ctrltower.cmd_agent import parse_duration, parse_labels, parse_listen
+from ctrltower.params import parse_duration, parse_labels, parse_listen
 from schemas.common import config_hash
 
 # An excerpt of a real otelcol-contrib 0.135 internal metrics page (two receivers to check summing).
@@ -137,13 +138,15 @@ def test_option_parsers() -> None:
     assert parse_labels("env=prod, role=edge") == {"env": "prod", "role": "edge"}
     assert parse_labels("") == {}
     assert parse_listen("127.0.0.1:9100") == ("127.0.0.1", 9100)
+    assert parse_listen(":9100") == ("127.0.0.1", 9100) and parse_listen("[::1]:0") == ("::1", 0)
     for bad, fn in (
         ("0s", parse_duration),
         ("x", parse_duration),
         ("novalue", parse_labels),
         ("h:p", parse_listen),
+        ("h:65536", parse_listen),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(click.BadParameter):
             fn(bad)
 
 

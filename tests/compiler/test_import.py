@@ -62,13 +62,46 @@ def sources_of(case: str) -> list[tuple[str, bytes]]:
     return [(Path(f).name, (CONFIGS / f).read_bytes()) for f in MULTI[case]]
 
 
+def _route_lists(type_: str, config: Any) -> list[list[Any]]:
+    """The lists of pipeline ids a routing or failover connector's config holds (the collector's
+    documented fields), in order."""
+    if not isinstance(config, dict):
+        return []
+    if type_ == "routing":
+        table = config.get("table") or []
+        return [config.get("default_pipelines") or [], *[(r or {}).get("pipelines") or [] for r in table]]
+    if type_ == "failover":
+        return list(config.get("priority_levels") or [])
+    return []
+
+
+def _without_routes(type_: str, config: Any) -> Any:
+    """A router's config minus its pipeline ids (those are compared by what they lead to: routes())."""
+    if type_ == "routing" and isinstance(config, dict):
+        table = [{k: v for k, v in (r or {}).items() if k != "pipelines"} for r in config.get("table") or []]
+        return {**{k: v for k, v in config.items() if k != "default_pipelines"}, "table": table}
+    if type_ == "failover" and isinstance(config, dict):
+        return {k: v for k, v in config.items() if k != "priority_levels"}
+    return config
+
+
 def _key(doc: dict[str, Any], cid: str, sections: tuple[str, ...]) -> tuple[str, str]:
     """A component by what it is (type and config), not by its id, which import renames."""
+    type_ = cid.split("/", 1)[0]
     for section in sections:
         if cid in (doc.get(section) or {}):
             config = doc[section][cid]
-            return (cid.split("/", 1)[0], json.dumps(config or {}, sort_keys=True, default=str))
-    return (cid.split("/", 1)[0], "{}")  # used but not defined (a fragment of a merged config)
+            if section == "connectors":
+                config = _without_routes(type_, config)
+            return (type_, json.dumps(config or {}, sort_keys=True, default=str))
+    return (type_, "{}")  # used but not defined (a fragment of a merged config)
+
+
+def _pipeline_flows(doc: dict[str, Any], spec: Any) -> set[tuple[Any, ...]]:
+    """(processor chain, sink) of one collector pipeline, whatever feeds it."""
+    spec = spec or {}
+    chain = tuple(_key(doc, p, ("processors",)) for p in spec.get("processors") or [])
+    return {(chain, _key(doc, e, ("connectors", "exporters"))) for e in spec.get("exporters") or []}
 
 
 def flows(doc: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
@@ -78,18 +111,27 @@ def flows(doc: dict[str, Any]) -> dict[str, set[tuple[Any, ...]]]:
         signal = pid.split("/", 1)[0]
         if signal not in out:
             continue
-        spec = spec or {}
-        chain = tuple(_key(doc, p, ("processors",)) for p in spec.get("processors") or [])
-        for r in spec.get("receivers") or []:
-            for e in spec.get("exporters") or []:
-                out[signal].add(
-                    (
-                        _key(doc, r, ("connectors", "receivers")),
-                        chain,
-                        _key(doc, e, ("connectors", "exporters")),
-                    )
-                )
+        for r in (spec or {}).get("receivers") or []:
+            for chain, sink in _pipeline_flows(doc, spec):
+                out[signal].add((_key(doc, r, ("connectors", "receivers")), chain, sink))
     return out
+
+
+def routes(doc: dict[str, Any]) -> list[tuple[tuple[str, str], list[frozenset[tuple[Any, ...]]]]]:
+    """Each routing/failover connector with, per route in order, the flows its pipelines carry on:
+    a route must lead to the same chains and sinks before and after import, whatever the names."""
+    pipelines = doc["service"].get("pipelines") or {}
+    out = []
+    for cid, config in (doc.get("connectors") or {}).items():
+        lists = _route_lists(cid.split("/", 1)[0], config)
+        if not lists:
+            continue
+        per_route = [
+            frozenset(f for pid in names if pid in pipelines for f in _pipeline_flows(doc, pipelines[pid]))
+            for names in lists
+        ]
+        out.append((_key(doc, cid, ("connectors",)), per_route))
+    return sorted(out, key=repr)
 
 
 def extensions(doc: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +155,7 @@ def test_import_then_render_keeps_data_flow(fixture: Path) -> None:
     rendered = yaml.safe_load(compiled.configs["imported"])
     assert flows(rendered) == flows(original)
     assert any(flows(original).values())
+    assert routes(rendered) == routes(original)
     assert extensions(rendered) == extensions(original)
     telemetry = rendered["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
     assert telemetry["host"] == "127.0.0.1"
@@ -131,6 +174,7 @@ def test_multi_file_import_then_render_keeps_the_merged_data_flow(case: str) -> 
     rendered = yaml.safe_load(compiled.configs["imported"])
     assert any(flows(original).values())
     assert flows(rendered) == flows(original)
+    assert routes(rendered) == routes(original)
     assert extensions(rendered) == extensions(original)
 
 
@@ -280,9 +324,15 @@ def test_cli_import_merges_several_files_in_order(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(cli, ["import", *files, "--repo", str(repo), "--group", "hdx"])
     assert res.exit_code == 0, res.output
-    assert "config.standalone.yaml:" in res.output  # warnings name the file that wrote the value
+    # the telemetry warning names the base, where service.telemetry is written
+    assert "hyperdxio__hyperdx__docker_otel-collector_config.yaml:67:3: warning CT605" in res.output
     doc = yaml.safe_load((repo / "pipelines" / "hdx.yaml").read_text())
     assert {n["type"] for n in doc["nodes"]} >= {"transform", "routing", "clickhouse"}
+    (router,) = [n for n in doc["nodes"] if n["type"] == "routing"]
+    assert router["config"]["default_pipelines"] == ["logs.out-default.memory_limiter"]  # routes are edges
+    assert {"from": router["id"], "to": "logs.out-default.memory_limiter", "signals": ["logs"]} in doc[
+        "edges"
+    ]
     alone = runner.invoke(cli, ["import", files[1], "--repo", str(tmp_path / "r2"), "--group", "hdx"])
     assert alone.exit_code == 0, alone.output  # processors undefined without the base: warnings only
     assert "CT603" in alone.output

@@ -134,3 +134,19 @@ def test_validate_as_subprocess_prints_no_target(repo: Path) -> None:
     assert proc.returncode == exit_codes.FINDINGS
     assert "CT109" in proc.stdout and "root:" not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_repo_files_over_the_total_limit_are_ct114(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many files each under the per-file limit are a bomb too. The limit is lowered for the test
+    (256 MiB of real files would only make the test slow), the code path is the real one."""
+    import ctrltower.repo_dir as repo_dir
+
+    monkeypatch.setattr(repo_dir, "MAX_REPO_BYTES", 20_000)
+    for i in range(10):
+        (repo / "pipelines" / f"pad-{i}.yaml").write_text("# padding\n" * 300)  # 3,000 bytes each
+    files, refused = scan_repo_dir(repo)
+    assert [d.code for d in refused] == ["CT114"]
+    assert sum(len(v) for v in files.values()) <= 20_000
+    assert refused[0].location.file not in files
+    out = CliRunner().invoke(cli, ["validate", "--repo", str(repo)])
+    assert out.exit_code == exit_codes.FINDINGS and "CT114" in out.output

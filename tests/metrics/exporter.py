@@ -55,12 +55,53 @@ def page(values: dict[str, float], *, reorder_labels: bool = False) -> bytes:
     return "".join(lines).encode()
 
 
+class InFlight:
+    """Requests being served at once, across the exporters that share it.
+
+    Each request first waits (bounded) until `hold_until` requests are in flight, or all of the
+    `expected` ones not yet answered are, so a scraper allowed to run that many at once is seen doing
+    so. It then holds on for `grace_s` more, or until one more request arrives, so a scraper that runs
+    more than `hold_until` at once is seen doing so. `peak`: the most requests ever served at once.
+    The grace only gives an excess the time to show; a slow machine can hide one, never invent one.
+    """
+
+    def __init__(self, hold_until: int, expected: int, timeout_s: float = 5.0, grace_s: float = 0.3) -> None:
+        self.hold_until = hold_until
+        self.expected = expected
+        self.timeout_s = timeout_s
+        self.grace_s = grace_s
+        self.now = 0
+        self.done = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def enter(self) -> None:
+        with self._cond:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            self._cond.notify_all()
+            self._cond.wait_for(
+                lambda: self.now >= min(self.hold_until, self.expected - self.done),
+                timeout=patience(self.timeout_s),
+            )
+            self._cond.wait_for(lambda: self.peak > self.hold_until, timeout=self.grace_s)
+
+    def leave(self) -> None:  # before the response is written: the scraper's slot is still taken
+        with self._cond:
+            self.now -= 1
+            self.done += 1
+            self._cond.notify_all()
+
+
 class Exporter:
     """One exporter: `values` (what the page says) and `mode` can be changed while it runs."""
 
-    def __init__(self, values: dict[str, float] | None = None, mode: str = "ok") -> None:
+    def __init__(
+        self, values: dict[str, float] | None = None, mode: str = "ok", in_flight: InFlight | None = None
+    ) -> None:
         self.values: dict[str, float] = dict(values or {})
         self.mode = mode
+        self.in_flight = in_flight
         self.hits = 0
         self._release = threading.Event()
         exporter = self
@@ -105,6 +146,10 @@ class Exporter:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
+        elif self.in_flight is not None:
+            self.in_flight.enter()
+            body = page(self.values)
+            self.in_flight.leave()
         else:
             body = page(self.values)
         h.send_response(200)

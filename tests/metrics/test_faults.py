@@ -7,7 +7,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.metrics.exporter import exporters
+import pytest
+
+from tests.metrics.exporter import InFlight, exporters
 from tests.metrics.helpers import Clock, make
 from webui.metrics.targets import ScrapeTarget
 
@@ -50,15 +52,20 @@ def test_round_without_targets_reads_state_db_as_empty(tmp_path: Path) -> None:
     assert scraper.scrapes_ok == 0 and scraper.flush() == 0
 
 
-def test_concurrency_bound_holds_across_event_loops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bound", [2, 3])
+def test_concurrency_bound_holds_across_event_loops(tmp_path: Path, bound: int) -> None:
+    """The exporters see exactly `bound` scrapes at once: never more (the bound), and that many (the
+    scraper does scrape concurrently), in every event loop."""
     clock = Clock()
-    _, _, scraper = make(tmp_path, clock, concurrency=2)
-    with exporters(*[{"values": GOOD} for _ in range(6)]) as exps:
-        targets = [ScrapeTarget(f"a{i}", e.url, None) for i, e in enumerate(exps)]
-        for k in range(2):  # each asyncio.run is a new loop; the semaphore must follow it
-            clock.now += 15 * k
+    _, _, scraper = make(tmp_path, clock, concurrency=bound, timeout_s=30.0)
+    for k in range(2):  # each asyncio.run is a new loop; the semaphore must follow it
+        gate = InFlight(hold_until=bound, expected=2 * bound + 1)
+        with exporters(*[{"values": GOOD, "in_flight": gate} for _ in range(2 * bound + 1)]) as exps:
+            targets = [ScrapeTarget(f"a{i}", e.url, None) for i, e in enumerate(exps)]
+            clock.now += 15
             asyncio.run(scraper.round(targets))
-    assert scraper.scrapes_ok == 12 and scraper.scrapes_failed == 0
+        assert gate.peak == bound, f"loop {k}: {gate.peak} scrapes at once with concurrency={bound}"
+    assert scraper.scrapes_ok == 2 * (2 * bound + 1) and scraper.scrapes_failed == 0
 
 
 def test_host_names_are_resolved_and_cached(tmp_path: Path) -> None:

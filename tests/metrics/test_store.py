@@ -4,6 +4,7 @@ reopened file (a restarted server) keeps its history. Real DuckDB files in tmp_p
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,16 +134,29 @@ def test_reopened_store_keeps_history(tmp_path: Path) -> None:
 
 
 def test_concurrent_queries_while_writing(filled: tuple[MetricsSettings, MetricsStore]) -> None:
-    """The internal endpoint answers from several threads while the scraper thread inserts."""
+    """The internal endpoint answers from several threads while the scraper thread inserts. Every
+    query and insert is timed; some query must have run while an insert was running (otherwise
+    nothing ran concurrently and nothing was tested), and every query's answer stays right."""
     settings, store = filled
     store.rollup(NOW, settings.rollup_lag_s)
     errors: list[BaseException] = []
     req = parse_range(_q(agent="a1", metric="logs_in", start="-1d", step="1h"), NOW)
+    started, written = threading.Event(), threading.Event()
+    queries: list[tuple[float, float]] = []
+    inserts: list[tuple[float, float]] = []
+
+    def overlaps() -> int:
+        return sum(1 for q0, q1 in list(queries) for i0, i1 in inserts if q0 < i1 and i0 < q1)
 
     def reader() -> None:
         try:
-            for _ in range(5):
+            started.wait(30)
+            for _ in range(10_000):  # bounded; ends when the writer is done
+                if written.is_set():
+                    return
+                t0 = time.perf_counter()
                 res = query.range_query(store, req, NOW, settings)
+                queries.append((t0, time.perf_counter()))
                 assert all(v == pytest.approx(10.0) for _, v in res["points"])
         except BaseException as exc:
             errors.append(exc)
@@ -150,9 +164,16 @@ def test_concurrent_queries_while_writing(filled: tuple[MetricsSettings, Metrics
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
-    for k in range(5):
+    started.set()
+    for k in range(500):  # until a query overlapped an insert (at least 5 inserts; bounded)
+        t0 = time.perf_counter()
         store.insert_arrays(rows("b1", NOW + k * 60, NOW + (k + 1) * 60))
+        inserts.append((t0, time.perf_counter()))
+        if k >= 4 and overlaps():
+            break
+    written.set()
     for t in threads:
         t.join(60)
     assert not errors, errors
-    assert store.counts()["raw"] == 3 * 8 * 1440 + 5
+    assert overlaps() > 0, f"no query ran during any of the {len(inserts)} inserts ({len(queries)} queries)"
+    assert store.counts()["raw"] == 3 * 8 * 1440 + len(inserts)

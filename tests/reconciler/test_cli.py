@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from ctrltower import exit_codes
 from ctrltower.cli import cli
-from ctrltower.cmd_reconcile import parse_duration
+from ctrltower.params import parse_duration
 from tests.reconciler.gitutil import ROOT, commit, edit, init_repo
 
 

@@ -67,6 +67,12 @@ def test_reconciler_cronjob() -> None:
     assert "secretKeyRef" in env["CTRLTOWER_GIT_PASSWORD"]["valueFrom"]
     claim = spec["volumes"][0]["persistentVolumeClaim"]["claimName"]
     assert f"PersistentVolumeClaim/{claim}" in docs()
+    # it signs with a private key from a Secret, mounted read-only and readable by its owner only
+    key = next(a for a in args if a.startswith("--signing-key=")).split("=", 1)[1]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert key.startswith(mounts["signing"]["mountPath"] + "/") and mounts["signing"]["readOnly"] is True
+    assert volumes["signing"]["secret"]["defaultMode"] == 0o400
 
 
 def test_server_deployment_service_and_volume() -> None:
@@ -102,6 +108,10 @@ def test_agent_daemonset() -> None:
     assert mounts["varlog"]["readOnly"] is True
     state = next(a for a in container["args"] if a.startswith("--state-dir=")).split("=", 1)[1]
     assert mounts["state"]["mountPath"] == state
+    # it trusts the reconciler's public key from a ConfigMap (never a private key)
+    trust = next(a for a in container["args"] if a.startswith("--trust-key=")).split("=", 1)[1]
+    assert trust.startswith(mounts["trust"]["mountPath"] + "/") and trust.endswith(".pub")
+    assert {v["name"]: v for v in spec["volumes"]}["trust"]["configMap"]["name"] == "ctrltower-trust"
     assert (
         ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from compiler.files import is_repo_file
 from reconciler.errors import GitNotFound, GitRefused, GitUnavailable
 from reconciler.git import GitRepo, Source, changed_paths, default_cache_dir, redact
 from tests.reconciler.gitutil import clean_env, commit, edit, git, head, init_repo
@@ -54,7 +55,7 @@ def test_branch_tag_sha_and_files_from_object_db(tmp_path: Path) -> None:
         files = repo.read_files(first)
         assert files["groups/edge.yaml"] == (src / "groups/edge.yaml").read_bytes()
         listing_a, listing_b = repo.list_files(first), repo.list_files(second)
-        assert changed_paths(listing_a, listing_b) == ["pipelines/extra_note"]
+        assert changed_paths(listing_a, listing_b) == []  # not a repo file (.yaml): never listed
         info = repo.commit_info(second)
         assert info.message == "tweak" and info.author == "Test Author <author@example.com>"
         assert info.committed_at.tzinfo is not None
@@ -82,16 +83,16 @@ def test_merge_force_push_and_deleted_branch(tmp_path: Path) -> None:
     src = init_repo(tmp_path / "src")
     cache = tmp_path / "cache"
     git(src, "checkout", "-q", "-b", "feature")
-    feature = commit(src, "feature work", pipelines__notes="feature\n")
+    feature = commit(src, "feature work", **{"pipelines/notes.yaml": "feature\n"})
     git(src, "checkout", "-q", "main")
-    commit(src, "main work", docs__notes="main\n")
+    commit(src, "main work", **{"groups/notes.yaml": "main\n"})
     git(src, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
     merged = head(src)
     with mirror(src, cache) as repo:
         assert repo.resolve("feature") == feature
         assert repo.resolve("main") == merged
         files = repo.read_files(merged)
-        assert files["pipelines/notes"] == b"feature\n" and files["docs/notes"] == b"main\n"
+        assert files["pipelines/notes.yaml"] == b"feature\n" and files["groups/notes.yaml"] == b"main\n"
 
     # force-push: main is rewritten to a commit that is not a descendant of the old one
     git(src, "reset", "-q", "--hard", "HEAD~1")
@@ -123,40 +124,49 @@ def _ls_tree(repo: Path, sha: str, subdir: str = "") -> dict[str, str]:
     return listing
 
 
+def _repo_files(repo: Path, sha: str, subdir: str = "") -> dict[str, str]:
+    """The oracle for list_files: `git ls-tree -r` narrowed to the files the compiler reads."""
+    return {p: b for p, b in _ls_tree(repo, sha, subdir).items() if is_repo_file(p)}
+
+
 def test_list_files_equals_ls_tree(tmp_path: Path) -> None:
-    """Trees read and parsed through the cat-file process list exactly what `git ls-tree -r` does,
-    in the same order, for both commits of a change (which share most subtrees)."""
+    """Trees read and parsed through the cat-file process list exactly the repo files `git ls-tree
+    -r` does, in the same order, for both commits of a change (which share most subtrees)."""
     src = init_repo(tmp_path / "src", subdir="cfg")
     base = head(src)
     git(src, "rm", "-q", "cfg/groups/edge.yaml")
     (src / "cfg" / "pipelines" / "app-logs.yaml").write_text("changed\n")
-    (src / "cfg" / "new.yaml").write_text("new\n")
+    (src / "cfg" / "pipelines" / "new.yaml").write_text("new\n")
+    (src / "cfg" / "new.yaml").write_text("not in a kind directory\n")
     (src / "outside.txt").write_text("outside\n")
-    (src / "cfg" / "link.yaml").symlink_to("new.yaml")
-    odd = src / "cfg" / "deep" / "a b" / "tab\there" / "new\nline é.yaml"
+    (src / "cfg" / "link.yaml").symlink_to("pipelines/new.yaml")
+    (src / "cfg" / "pipelines" / "link.yaml").symlink_to("new.yaml")
+    odd = src / "cfg" / "pipelines" / "deep" / "a b" / "tab\there" / "new\nline é.yaml"
     odd.parent.mkdir(parents=True)
     odd.write_text("odd\n")
-    tool = src / "cfg" / "tool.sh"
+    tool = src / "cfg" / "pipelines" / "tool.sh"
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
     git(src, "add", "-A")
     # a submodule entry (a commit in the tree), without a .gitmodules: ls-tree lists it as a commit
-    git(src, "update-index", "--add", "--cacheinfo", f"160000,{base},cfg/vendored")
+    git(src, "update-index", "--add", "--cacheinfo", f"160000,{base},cfg/pipelines/vendored")
     new = commit(src, "add, remove, modify, symlink, submodule, odd names")
     with GitRepo.open(src) as repo:
-        for subdir in ("", "cfg", "cfg/deep/a b"):
+        for subdir in ("", "cfg", "cfg/pipelines"):
             for sha in (new, base, new):
-                if subdir == "cfg/deep/a b" and sha == base:
-                    continue
                 listing = repo.list_files(sha, subdir)
-                assert list(listing.items()) == list(_ls_tree(src, sha, subdir).items())
+                assert list(listing.items()) == list(_repo_files(src, sha, subdir).items())
+        assert repo.list_files(new, "") == {}  # the config lives in cfg/
         listing = repo.list_files(new, "cfg")
-        assert "link.yaml" not in listing and "vendored" not in listing and "tool.sh" in listing
-        assert "deep/a b/tab\there/new\nline é.yaml" in listing
+        assert "pipelines/link.yaml" not in listing and "pipelines/vendored" not in listing
+        assert "pipelines/tool.sh" not in listing and "new.yaml" not in listing
+        assert "pipelines/deep/a b/tab\there/new\nline é.yaml" in listing
+        assert repo.list_links(new, "cfg") == ["pipelines/link.yaml"]  # cfg/link.yaml: not a repo path
         listing["extra"] = "x"  # a caller's copy: the kept listing is unchanged
         assert "extra" not in repo.list_files(new, "cfg")
-        assert changed_paths(repo.list_files(base), repo.list_files(new)) == sorted(
-            set(_ls_tree(src, base)) ^ set(_ls_tree(src, new)) | {"cfg/pipelines/app-logs.yaml"}
+        assert changed_paths(repo.list_files(base, "cfg"), repo.list_files(new, "cfg")) == sorted(
+            set(_repo_files(src, base, "cfg")) ^ set(_repo_files(src, new, "cfg"))
+            | {"pipelines/app-logs.yaml"}
         )
         with pytest.raises(GitNotFound, match="not a directory"):
             repo.list_files(new, "cfg/link.yaml")

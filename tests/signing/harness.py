@@ -141,12 +141,13 @@ class SignedFleet:
     def config_path(self) -> Path:
         return self.tmp / "etc" / "collector.yaml"
 
-    def commit_config(self, batch_timeout: str, message: str) -> str:
+    def commit_config(self, batch_timeout: str, message: str, collector: str | None = None) -> str:
         (self.repo / "groups").mkdir(exist_ok=True)
         (self.repo / "pipelines").mkdir(exist_ok=True)
-        (self.repo / "groups" / "edge.yaml").write_text(
-            GROUP.format(backend=self.sink.endpoint, batch_timeout=batch_timeout)
-        )
+        group = GROUP.format(backend=self.sink.endpoint, batch_timeout=batch_timeout)
+        if collector is not None:
+            group += f"collector: {{version: {collector}}}\n"
+        (self.repo / "groups" / "edge.yaml").write_text(group)
         (self.repo / "pipelines" / "logs.yaml").write_text(PIPELINE)
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
@@ -182,7 +183,7 @@ class SignedFleet:
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             "--poll-interval", "0.5s",
             "--health-timeout", "10s",
-            "--collector-env", "APP_LOG_DIR",  # what the configs read; nothing else is passed
+            "--collector-env", "APP_LOG_DIR",
         ]  # fmt: skip
         for name in trust:
             cmd += ["--trust-key", str(self.keys[name][1])]
@@ -221,6 +222,13 @@ class SignedFleet:
         assert self.agent is not None
         pids = [p for p in children(self.agent.pid) if pid_alive(p)]
         return pids[0] if pids else None
+
+    def publish_collector(self, version: str, binary: Path, key: str | None) -> Any:
+        args = ["collector", "publish", "--version", version, "--file", str(binary)]
+        args += ["--server", self.srv.base_url]
+        if key is not None:
+            args += ["--signing-key", str(self.keys[key][0])]
+        return CliRunner().invoke(cli, args, env={"CTRLTOWER_TOKEN": self.admin}, catch_exceptions=False)
 
     def db_execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
         """Write to the server's own SQLite database, as someone holding the server's disk would."""

@@ -36,7 +36,15 @@ def test_untrusted_agent_in_fleet_and_agent_page(
             verifies_signatures=True,
         ),
     )
-    store.report_status(plain, StatusReport(collector_state="running", uptime_s=5, verifies_signatures=False))
+    store.report_status(
+        plain,
+        StatusReport(
+            collector_state="running",
+            uptime_s=5,
+            verifies_signatures=False,
+            collector_version="0.135.0-acme.2",
+        ),
+    )
     assert store.get_agent(trusting).sync_status == "Untrusted"
 
     client = client_as("viewer")
@@ -44,4 +52,8 @@ def test_untrusted_agent_in_fleet_and_agent_page(
     assert trusting in fleet and plain not in fleet
     page = client.get(f"/agents/{trusting}").text
     assert "verified (--trust-key)" in page and "not a trusted key" in page and ">untrusted<" in page
-    assert "not verified" in client.get(f"/agents/{plain}").text
+    plain_page = client.get(f"/agents/{plain}").text
+    assert "not verified" in plain_page and "0.135.0-acme.2" in plain_page
+    assert "collector 0.135.0-acme.2" in client.get("/").text  # the fleet list, per agent
+    events = store.agent_events(plain).items
+    assert any(e.kind == "collector" and (e.detail or {}).get("to") == "0.135.0-acme.2" for e in events)

@@ -4,6 +4,7 @@ compiler from example-config-repo/, agents registered and reporting through the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,9 +75,12 @@ def example_revision(sha: str, previous: str | None, *, tweak: str = "") -> Revi
     )
 
 
-def register_agents(store: Store, count: int, *, prefix: str = "host") -> list[str]:
+def register_agents(
+    store: Store, count: int, *, prefix: str = "host", metrics_url: Callable[[int], str] | None = None
+) -> list[str]:
     """Register `count` agents over the tiers above; most report the desired config (Synced), some
-    report a failed apply, some never report. Returns the agent ids in registration order."""
+    report a failed apply, some never report. Returns the agent ids in registration order.
+    `metrics_url(i)`: the metrics page of agent i (bench/ui.py points it at a simulated fleet)."""
     ids = []
     current = {
         g.name: g for g in store.get_revision(store.list_revisions(limit=1).items[0].commit_sha).group_configs
@@ -91,6 +95,7 @@ def register_agents(store: Store, count: int, *, prefix: str = "host") -> list[s
                 agent_version="0.1.0",
                 collector_version="otelcol-contrib 0.135.0",
                 labels=labels,
+                metrics_url=None if metrics_url is None else metrics_url(i),
             )
         )
         ids.append(reg.agent_id)

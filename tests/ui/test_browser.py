@@ -1,8 +1,9 @@
 """The UI in a real browser (Playwright driving Debian's headless Chromium) against the REAL server
 (`ctrltower server` with its metrics process), one REAL agent running the REAL collector, an
-OTLP/HTTP sink and a log generator: log in, find the agent, open its charts, stop it and see the
-collector process stop, start it again; a viewer sees no buttons and the API refuses it. A
-screenshot of every page goes to test-artifacts/."""
+OTLP/HTTP sink and a log generator: log in, find the agent, open its charts (the logs chart marks the
+revision the agent applied), stop it and see the collector process stop, start it again, restart it
+(a new collector process that ships logs), shut it down (the collector and the agent exit); a viewer
+sees no buttons and the API refuses it. A screenshot of every page goes to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from demo.loggen import LogGenerator
-from demo.sink import start_sink
+from demo.sink import SinkHandle, start_sink
 from schemas.api import ReconcileRunReport
 from schemas.diagnostics import Diagnostic, Location
 from tests.conftest import ROOT, free_port
@@ -131,7 +132,9 @@ def test_browser_operator_stops_and_starts_a_real_collector(
 
     srv = fleet["srv"]
     agent = fleet["agent"]
+    sink = fleet["sink"]
     assert isinstance(srv, ServerProcess) and isinstance(agent, subprocess.Popen)
+    assert isinstance(sink, SinkHandle)
     admin = srv.admin_token
     operator = srv.create_token("operator")
     viewer = srv.create_token("viewer")
@@ -192,6 +195,11 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             assert logs_src
             logs_svg = page.request.get(srv.base_url + logs_src).text()
             assert 'class="series" data-series="logs_in"' in logs_svg, logs_svg[:500]
+            # the chart marks the revision this agent applied (its effective revision), nothing else
+            applied = str(agent_view()["effective_revision"])[:7]
+            assert applied == SHA2[:7]
+            assert f"<title>revision {applied} applied at " in logs_svg, logs_svg[:2000]
+            assert f"<title>revision {SHA1[:7]} applied" not in logs_svg  # never applied by this agent
             page.screenshot(path=str(artifacts_dir / "ui-agent.png"), full_page=True)
 
             # stop: confirm in the dialog, then the real collector process goes away
@@ -222,6 +230,20 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             wait_for("the agent to report running", lambda: agent_view().get("run_state") == "running")
             after = wait_for("a new collector process", lambda: collectors_of(agent))
             assert isinstance(after, set) and not (after & before)
+
+            # restart: the running collector is replaced by a new process, which keeps shipping logs
+            shipped = sink.counts()["logs"]
+            page.once("dialog", lambda d: d.accept())
+            page.click("button[data-action=restart]")
+            page.wait_for_selector(".flash.ok")
+            wait_for("the old collector to exit", lambda: not any(alive(p) for p in after))
+            restarted = wait_for("the restarted collector", lambda: collectors_of(agent))
+            assert isinstance(restarted, set) and not (restarted & after)
+            wait_for("the agent to report running", lambda: agent_view().get("run_state") == "running")
+            wait_for(
+                "logs shipped by the restarted collector",
+                lambda: sink.counts()["logs"] > shipped,
+            )
 
             # the other pages, with a screenshot each
             page.goto(srv.base_url + "/pipelines")
@@ -271,13 +293,35 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             assert page.locator("#agent-actions").count() == 0
             page.screenshot(path=str(artifacts_dir / "ui-agent-viewer.png"), full_page=True)
             ctx.close()
+            refused = httpx.post(
+                f"{srv.base_url}/api/v1/agents/{agent_id}/commands",
+                json={"action": "stop"},
+                headers={"Authorization": f"Bearer {viewer}"},
+                timeout=5,
+            )
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+            assert agent_view().get("run_state") == "running"
+
+            # shutdown (operator): the collector stops, then the agent process itself exits
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.goto(srv.base_url + "/login")
+            page.fill("#token", operator)
+            page.click("button[type=submit]")
+            page.goto(f"{srv.base_url}/agents/{agent_id}")
+            running = collectors_of(agent)
+            assert running
+            page.once("dialog", lambda d: d.accept())
+            page.click("button[data-action=shutdown]")
+            page.wait_for_selector(".flash.ok")
+            wait_for("the collector to exit", lambda: not any(alive(p) for p in running))
+            wait_for("the agent process to exit", lambda: agent.poll() is not None)
+            assert agent.returncode == 0, agent.returncode
+            commands = httpx.get(
+                f"{srv.base_url}/api/v1/agents/{agent_id}/commands", headers=headers, timeout=5
+            ).json()["items"]
+            done = {c["action"]: c["state"] for c in commands}
+            assert done.get("restart") == "done" and done.get("shutdown") == "done", commands
+            ctx.close()
         finally:
             browser.close()
-    refused = httpx.post(
-        f"{srv.base_url}/api/v1/agents/{agent_id}/commands",
-        json={"action": "stop"},
-        headers={"Authorization": f"Bearer {viewer}"},
-        timeout=5,
-    )
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
-    assert agent_view().get("run_state") == "running"

@@ -19,6 +19,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/agent/v1/agents"): {"enroll", "admin"},
     ("GET", "/api/agent/v1/agents/{agent_id}/config"): {"agent"},
     ("POST", "/api/agent/v1/agents/{agent_id}/status"): {"agent"},
+    ("GET", "/api/agent/v1/agents/{agent_id}/collectors/{version}"): {"agent"},
+    ("GET", "/api/v1/collectors"): READ,
+    ("PUT", "/api/v1/collectors/{version}"): {"admin"},
     ("GET", "/api/v1/agents"): READ,
     ("GET", "/api/v1/agents/{agent_id}"): READ,
     ("DELETE", "/api/v1/agents/{agent_id}"): {"admin"},
@@ -75,7 +78,13 @@ def world(
     }
     revoked_id = next(t.id for t in srv.store.list_tokens() if t.name == "to-revoke")
     srv.store.revoke_token(revoked_id)
-    params = {"agent_id": agent_id, "sha": sha(1), "name": "edge", "token_id": str(victim)}
+    params = {
+        "agent_id": agent_id,
+        "sha": sha(1),
+        "name": "edge",
+        "token_id": str(victim),
+        "version": "0.1.0-roles",
+    }
     return srv, tokens, params
 
 

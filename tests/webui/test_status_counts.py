@@ -19,7 +19,7 @@ import pytest
 from schemas.api import AgentRegistration, ApplyResult, DriftEvent, StatusReport
 from tests.ui.seed import TIERS, example_revision
 from webui.store import AgentFilter, Store
-from webui.store.db import MIGRATIONS
+from webui.store.db import MIGRATIONS, _statements
 
 EVERY_AGENT = AgentFilter(search="ag_")  # every id starts with ag_: forces the scanning path
 
@@ -117,33 +117,41 @@ def test_counts_follow_every_change(tmp_path: Path, seed: int) -> None:
 
 
 def test_an_old_database_gets_its_counts_on_migration(tmp_path: Path) -> None:
+    """A database an older server left (schema before the counts table, agents in every sync status)
+    gets its counts filled by the migration that creates the table."""
     db = tmp_path / "state.db"
-    store = Store.open(db, poll_interval_s=3600.0)
-    store.publish(example_revision("a" * 40, None), actor="t", role="reconciler")
-    ids = [register(store, i, i % len(TIERS)) for i in range(20)]
-    for n, agent_id in enumerate(ids):
-        report(store, agent_id, ["synced", "failed", "old"][n % 3], 1.0)
-    expected = store.list_agents(EVERY_AGENT, limit=1).counts
-    store.close()
-    # make it the database an older server left: no counts table, schema version before it
-    conn = sqlite3.connect(db)
-    version = MIGRATIONS.index(next(m for m in MIGRATIONS if "agent_sync_counts" in m))
-    conn.execute("DROP TABLE agent_sync_counts")
-    # ... and nothing of the later migrations either (migration 7 adds columns: not repeatable)
-    for undo in (
-        "ALTER TABLE tokens DROP COLUMN label_scope",
-        "ALTER TABLE agents DROP COLUMN label_scope",
-        "ALTER TABLE agents DROP COLUMN reregister_until",
-        "DROP TABLE ui_sessions",
-    ):
-        conn.execute(undo)
-    conn.execute(f"PRAGMA user_version = {version}")
-    conn.commit()
+    before_counts = next(i for i, m in enumerate(MIGRATIONS) if "agent_sync_counts" in m)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for script in MIGRATIONS[:before_counts]:  # what the older server ran
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {before_counts}")
+    conn.execute("INSERT INTO revisions (commit_sha, created_at) VALUES ('c1', 1)")
+    conn.execute("INSERT INTO publications (commit_sha, published_at) VALUES ('c1', 1)")
+    for name, config_hash in (("edge", "h-edge"), ("gw", "h-gw")):
+        conn.execute(
+            "INSERT INTO revision_groups (commit_sha, name, selector, priority, config, config_hash,"
+            " pipelines) VALUES ('c1', ?, '{}', 0, '', ?, '[]')",
+            (name, config_hash),
+        )
+    rows = [  # group, reported hash, last apply result, last apply hash
+        ("edge", "h-edge", "applied", "h-edge"),  # Synced
+        ("edge", "old", "failed", "h-edge"),  # ApplyFailed
+        ("gw", "old", None, None),  # OutOfSync
+        (None, None, None, None),  # NoGroup (no matching group)
+        ("gone", None, None, None),  # NoGroup (a group the current revision no longer has)
+    ]
+    for i, (group, reported, result, applied_hash) in enumerate(rows * 3):
+        conn.execute(
+            "INSERT INTO agents (id, instance_id, hostname, token_hash, registered_at, last_seen, group_name,"
+            " reported_hash, last_apply_result, last_apply_hash) VALUES (?, ?, ?, 'x', 1, 1, ?, ?, ?, ?)",
+            (f"ag_{i:03d}", f"i{i}", f"h{i}", group, reported, result, applied_hash),
+        )
     conn.close()
-    store = Store.open(db, poll_interval_s=3600.0)
+    store = Store.open(db, poll_interval_s=3600.0)  # migrates
     try:
-        assert store.list_agents(limit=1).counts == expected
-        assert sum(store.stored_sync_counts().values()) == 20
+        assert store.stored_sync_counts() == {"Synced": 3, "ApplyFailed": 3, "OutOfSync": 3, "NoGroup": 6}
+        assert store.list_agents(limit=1).counts == store.list_agents(EVERY_AGENT, limit=1).counts
     finally:
         store.close()
 

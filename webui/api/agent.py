@@ -21,6 +21,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from schemas.api import (
+    HEADER_COLLECTOR_SHA256,
+    HEADER_COLLECTOR_VERSION,
     HEADER_CONFIG_HASH,
     HEADER_GROUP,
     HEADER_REVISION,
@@ -234,6 +236,24 @@ def get_config(agent_id: str) -> Response:
     if answer.status == 200:
         resp.mimetype = "text/yaml"
     return resp
+
+
+@bp.get("/agents/<agent_id>/collectors/<version>")
+@doc(
+    "Download a published collector build (application/octet-stream) with its sha256 and signed"
+    " statement in headers; 404 no_collector",
+    response_media="application/octet-stream",
+    errors=(401, 404, 422),
+)
+def get_collector(agent_id: str, version: str) -> Response:
+    from webui.api.collectors import check_version
+
+    check_agent(_cache(), agent_id, bearer_token())
+    build, data = get_store().collector_bytes(check_version(version))
+    headers = {HEADER_COLLECTOR_VERSION: build.version, HEADER_COLLECTOR_SHA256: build.sha256}
+    if build.statement is not None:
+        headers[STATEMENT_HEADER] = build.statement
+    return Response(data, status=200, headers=headers, mimetype="application/octet-stream")
 
 
 @bp.post("/agents/<agent_id>/status")

@@ -7,20 +7,18 @@ untouched, so the rules live in one place. Errors are QueryError with a stable c
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from schemas.common import parse_duration as schemas_parse_duration
 from schemas.errors import Permanent
 from schemas.metrics import QUERY_METRICS
 
 MAX_POINTS = 11000
 MAX_RANGE_S = 400 * 86400.0
 Agg = Literal["sum", "avg", "max"]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
 
 class QueryError(Permanent):
@@ -60,11 +58,10 @@ def _one(args: Args, name: str) -> str | None:
 
 
 def parse_duration(text: str, name: str) -> float:
-    m = _DURATION.match(text.strip()) if len(text) <= 64 else None
-    value = float(m.group(1)) * _UNITS[m.group(2)] if m else math.nan
-    if not math.isfinite(value):  # no match, or digits enough to overflow a float
+    seconds = schemas_parse_duration(text) if len(text) <= 64 else None
+    if seconds is None or not math.isfinite(seconds):  # digits enough to overflow a float: inf
         raise QueryError(f"bad {name} {text[:64]!r}: use seconds or a duration like 30s, 5m, 1h, 7d")
-    return value
+    return seconds
 
 
 def parse_time(text: str, now: float, name: str) -> float:
@@ -73,7 +70,7 @@ def parse_time(text: str, now: float, name: str) -> float:
     if t == "now":
         return now
     rel = t[3:] if t.startswith("now") else t
-    if rel.startswith("-") and _DURATION.match(rel[1:]):
+    if rel.startswith("-") and schemas_parse_duration(rel[1:]) is not None:
         return now - parse_duration(rel[1:], name)
     try:
         value = float(t)

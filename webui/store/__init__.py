@@ -25,6 +25,7 @@ from flask import current_app
 from webui.store.agents import AgentFilter, AgentsMixin
 from webui.store.audit import AuditMixin
 from webui.store.base import Clock, ScrapeHealth
+from webui.store.collectors import CollectorsMixin
 from webui.store.commands import CommandsMixin
 from webui.store.db import MIGRATIONS, Database, StateDB, migrate
 from webui.store.identity import IdentityMixin
@@ -40,7 +41,16 @@ __all__ = ["AgentFilter", "ServedConfig", "Store", "get_store"]
 EXTENSION_KEY = "ctrltower"
 
 
-class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin, OpampMixin, IdentityMixin):
+class Store(
+    AgentsMixin,
+    CommandsMixin,
+    RevisionsMixin,
+    TokensMixin,
+    AuditMixin,
+    OpampMixin,
+    CollectorsMixin,
+    IdentityMixin,
+):
     """All state access of the server. Thread-safe (SQLite: a connection per thread; PostgreSQL: a pool)."""
 
     @classmethod

@@ -38,6 +38,7 @@ EVENT_KINDS = (
     "applied",
     "apply_failed",
     "untrusted",
+    "collector",
     "drift",
     "command",
     "command_ack",
@@ -243,6 +244,21 @@ class AgentsMixin(StatusCountsMixin):
                     agent_id,
                 ),
             )
+            if report.collector_version is not None and report.collector_version != row["collector_version"]:
+                # an upgrade (or a rollback of one) changed the running build since registration
+                conn.execute(
+                    "UPDATE agents SET collector_version = ? WHERE id = ?",
+                    (report.collector_version, agent_id),
+                )
+                self._event(
+                    conn,
+                    agent_id,
+                    now,
+                    "collector",
+                    None,
+                    None,
+                    {"from": row["collector_version"], "to": report.collector_version},
+                )
             self._move_count(conn, before, self._sync_cell(conn, agent_id))
             pending = conn.execute(
                 "SELECT id, action, issued_at FROM commands WHERE agent_id = ? AND state IN"
@@ -330,8 +346,12 @@ class AgentsMixin(StatusCountsMixin):
                 f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
                 {**params, **fparams, "limit": limit, "offset": offset},
             ).fetchall()
-            if not cwhere:  # the whole fleet (the fleet page's default): maintained counts, no scan
-                counts = self._fleet_counts(conn, params["cutoff"], json.loads(params["failing"]))
+            # The whole fleet (the fleet page's default) or one group (the group filter, the groups
+            # page): maintained counts, no evaluation of every agent. Other filters count by scanning.
+            only_group = f.sync_status is None and not f.labels and not f.search
+            if only_group:
+                failing = json.loads(params["failing"])
+                counts = self._fleet_counts(conn, params["cutoff"], failing, f.group)
                 total = (
                     counts[f.status]
                     if f.status is not None

@@ -70,17 +70,27 @@ class StatusCountsMixin(StoreBase):
         return {str(r[0]): int(r[1]) for r in rows if int(r[1])}
 
     @staticmethod
-    def _fleet_counts(conn: Conn, cutoff: float, failing: list[str]) -> dict[str, int]:
-        """Counts per run status and per sync status over the whole fleet, without scanning it."""
+    def _fleet_counts(
+        conn: Conn, cutoff: float, failing: list[str], group: str | None = None
+    ) -> dict[str, int]:
+        """Counts per run status and per sync status over the whole fleet (or one group's agents),
+        without evaluating every agent."""
+        in_group, args = ("", ()) if group is None else (" AND group_name = ?", (group,))
         counts: dict[str, int] = {"online": 0, "degraded": 0, "offline": 0}
         total = 0
-        for r in conn.execute("SELECT sync_status, SUM(n) FROM agent_sync_counts GROUP BY sync_status"):
+        for r in conn.execute(
+            "SELECT sync_status, SUM(n) FROM agent_sync_counts WHERE n > 0"
+            + in_group
+            + " GROUP BY sync_status",
+            args,
+        ):
             if int(r[1]):
                 counts[str(r[0])] = int(r[1])
                 total += int(r[1])
         offline = int(
             conn.execute(
-                "SELECT COUNT(*) FROM agents WHERE last_seen IS NULL OR last_seen < ?", (cutoff,)
+                "SELECT COUNT(*) FROM agents WHERE (last_seen IS NULL OR last_seen < ?)" + in_group,
+                (cutoff, *args),
             ).fetchone()[0]
         )
         # OpAMP agents reporting themselves unhealthy are degraded too (webui/store/opamp.py)
@@ -92,8 +102,8 @@ class StatusCountsMixin(StoreBase):
             degraded += int(
                 conn.execute(
                     f"SELECT COUNT(*) FROM agents WHERE id IN ({', '.join('?' * len(chunk))})"
-                    " AND last_seen >= ?",
-                    (*chunk, cutoff),
+                    " AND last_seen >= ?" + in_group,
+                    (*chunk, cutoff, *args),
                 ).fetchone()[0]
             )
         counts.update(offline=offline, degraded=degraded, online=total - offline - degraded)

@@ -252,7 +252,21 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
-    # 7: hardening (issue 10). Enroll tokens scoped to label sets and the scope an agent registered
+    # 7: collector builds (`ctrltower collector publish`), kept in the database so every replica serves
+    # them; the version each group asks for. Added by the signing part.
+    """
+    CREATE TABLE IF NOT EXISTS collector_builds (
+        version TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        statement TEXT,                          -- signed collector statement (schemas/signing.py) or NULL
+        data BLOB NOT NULL,
+        published_at REAL NOT NULL,
+        published_by TEXT NOT NULL DEFAULT ''
+    );
+    ALTER TABLE revision_groups ADD COLUMN collector_version TEXT;
+    """,
+    # 8: hardening (issue 10). Enroll tokens scoped to label sets and the scope an agent registered
     # under; an operator's approval of one re-registration without proof of the agent's token; UI
     # sessions a logout revokes (the cookie names one by id; the row holds its sha256).
     """

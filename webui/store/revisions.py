@@ -111,7 +111,8 @@ class RevisionsMixin(StoreBase):
                 )
             conn.executemany(
                 "INSERT INTO revision_groups (commit_sha, name, selector, priority, config, config_hash,"
-                " pipelines, statement, statement_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " pipelines, statement, statement_expires_at, collector_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         rev.commit_sha,
@@ -123,6 +124,7 @@ class RevisionsMixin(StoreBase):
                         dumps(g.pipelines),
                         g.statement,
                         expiries.get(g.name),
+                        g.collector_version,
                     )
                     for g in rev.groups
                 ],
@@ -287,6 +289,7 @@ class RevisionsMixin(StoreBase):
             config_hash=g["config_hash"],
             pipelines=loads(g["pipelines"]),
             statement=g["statement"],
+            collector_version=g["collector_version"],
         )
 
     def list_groups(self) -> tuple[list[GroupView], str | None]:

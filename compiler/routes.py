@@ -1,0 +1,70 @@
+"""Connectors whose config names collector pipelines (routing, failover): their routes as graph edges.
+
+In a collector config a `routing` connector lists pipeline ids (`table[].pipelines`,
+`default_pipelines`) and `failover` lists them by priority (`priority_levels`). ctrltower names the
+collector pipelines itself, so in a repo a route names the node the connector's edge goes to (the first
+processor of the routed chain, or the exporter it feeds directly). The graph check makes every route a
+real edge out of the connector (CT312); rendering writes back the collector pipelines that hold those
+edges; import turns pipeline ids into the nodes that head them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from compiler.loader import Path
+
+ROUTERS = ("routing", "failover")
+
+
+def is_router(type_: str) -> bool:
+    return type_ in ROUTERS
+
+
+def _lists(type_: str, config: Any) -> Iterator[tuple[Path, list[Any]]]:
+    """Each list of route targets in a router's config, with its path inside the config."""
+    if not isinstance(config, dict):
+        return
+    if type_ == "routing":
+        if isinstance(config.get("default_pipelines"), list):
+            yield ("default_pipelines",), config["default_pipelines"]
+        table = config.get("table")
+        for i, route in enumerate(table if isinstance(table, list) else []):
+            if isinstance(route, dict) and isinstance(route.get("pipelines"), list):
+                yield ("table", i, "pipelines"), route["pipelines"]
+    elif type_ == "failover":
+        levels = config.get("priority_levels")
+        for i, level in enumerate(levels if isinstance(levels, list) else []):
+            if isinstance(level, list):
+                yield ("priority_levels", i), level
+
+
+def route_targets(type_: str, config: Any) -> list[tuple[Path, Any]]:
+    """Every route target a router's config names, with its path inside the config."""
+    return [((*path, j), item) for path, items in _lists(type_, config) for j, item in enumerate(items)]
+
+
+def rewrite_routes(type_: str, config: Any, replace: Callable[[str], list[str]]) -> Any:
+    """A copy of the config with each route target replaced by replace(target) (zero or more names;
+    duplicates within one list dropped, order kept). Other values are shared, not copied."""
+    if not is_router(type_) or not isinstance(config, dict):
+        return config
+    out = _copy_lists(config)
+    for _, items in _lists(type_, out):
+        new: list[Any] = []
+        for item in items:
+            for name in replace(item) if isinstance(item, str) else [item]:
+                if name not in new:
+                    new.append(name)
+        items[:] = new
+    return out
+
+
+def _copy_lists(value: Any) -> Any:
+    """Mappings and lists copied (so route lists can be rewritten in place), scalars shared."""
+    if isinstance(value, dict):
+        return {k: _copy_lists(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_lists(v) for v in value]
+    return value

@@ -1,0 +1,164 @@
+"""The whole system for end-to-end tests: a config repo in Git, the real reconciler (`ctrltower
+reconcile` as a subprocess), the real server, one real agent running the real collector, the demo's
+OTLP/HTTP sink (demo/sink.py) and its log generator. Nothing is faked.
+
+The config repo starts as a copy of example-config-repo/; the agent is labelled `tier=edge`, so it
+runs the `edge` group (app-logs: filelog -> batch -> otlphttp to the sink).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from demo.loggen import LogGenerator
+from demo.sink import SinkHandle, start_sink
+from tests.conftest import ROOT, free_port
+from tests.reconciler.gitutil import init_repo
+from tests.support.ready import patience
+from tests.support.server import ServerProcess
+
+T = TypeVar("T")
+
+
+@dataclass
+class System:
+    tmp: Path
+    repo: Path
+    srv: ServerProcess
+    sink: SinkHandle
+    gen: LogGenerator
+    agent: subprocess.Popen[bytes]
+    reconciler_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.srv.admin_token}"}
+
+    def reconcile(self) -> tuple[int, dict[str, Any]]:
+        """One `ctrltower reconcile` run of the repo's main branch: (exit code, its JSON report)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "ctrltower", "reconcile", "--source", str(self.repo), "--server",
+             self.srv.base_url, "--cache-dir", str(self.tmp / "reconciler-cache"), "--format", "json"],
+            cwd=ROOT, env=dict(os.environ, CTRLTOWER_TOKEN=self.reconciler_token), capture_output=True,
+            text=True, timeout=patience(120),
+        )  # fmt: skip
+        try:
+            report = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+        except json.JSONDecodeError:
+            report = {"raw": done.stdout}
+        report["_stderr"] = done.stderr[-3000:]
+        return done.returncode, report
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = httpx.get(self.srv.base_url + path, params=params, headers=self.headers, timeout=10)
+        assert r.status_code == 200, f"{path}: {r.status_code} {r.text[:300]}"
+        return r.json()
+
+    def ui_page(self, path: str) -> str:
+        """A UI page as a logged-in operator sees it (the login form, then the page)."""
+        from tests.ui.demo_support import ui_login
+
+        client = ui_login(self.srv.base_url, self.srv.admin_token)
+        try:
+            r = client.get(path)
+            assert r.status_code == 200, f"{path}: {r.status_code}"
+            return r.text
+        finally:
+            client.close()
+
+    def agent_view(self) -> dict[str, Any]:
+        items = self.get("/api/v1/agents")["items"]
+        return dict(items[0]) if items else {}
+
+    def current_revision(self) -> str | None:
+        items = self.get("/api/v1/revisions", limit=1)["items"]
+        return str(items[0]["commit_sha"]) if items else None
+
+    def shipped(self) -> int:
+        return self.sink.counts()["logs"]
+
+    def agent_log(self) -> str:
+        return (self.tmp / "agent.log").read_text(errors="replace")[-5000:]
+
+    def wait(self, what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+        """Poll `check` until it returns something truthy (bounded, scaled for a loaded machine)."""
+        deadline = time.monotonic() + patience(timeout)
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                value = check()
+                if value:
+                    return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"timed out waiting for {what}\nagent: {self.agent_view()}\nlog:\n{self.agent_log()}"
+                )
+            time.sleep(0.2)
+
+    def logs_keep_flowing(self, what: str) -> None:
+        """The sink receives lines written after this call (the collector ships, whatever happened)."""
+        before = self.shipped()
+        target = before + max(20, int(self.gen.rate * 2))
+        self.wait(f"logs reaching the sink ({what})", lambda: self.shipped() >= target)
+
+
+@contextmanager
+def running_system(
+    tmp: Path,
+    collector_bin: Path,
+    *,
+    rate: float = 50.0,
+    metrics: bool = False,
+    metrics_interval_s: float = 1.0,
+) -> Iterator[System]:
+    """Repo, server, first reconcile, sink, log generator and agent; everything stopped on exit."""
+    repo = init_repo(tmp / "config-repo")
+    srv = ServerProcess(
+        tmp / "server", poll_interval_s=0.5, metrics=metrics, metrics_interval_s=metrics_interval_s
+    )
+    log_dir = tmp / "app-logs"
+    log_dir.mkdir()
+    gen = LogGenerator([log_dir], rate=rate)
+    agent: subprocess.Popen[bytes] | None = None
+    with srv, start_sink("127.0.0.1", 0) as sink:
+        try:
+            system = System(tmp, repo, srv, sink, gen, None, srv.create_token("reconciler"))  # type: ignore[arg-type]
+            code, report = system.reconcile()
+            assert code == 0, report
+            env = dict(
+                os.environ, APP_LOG_DIR=str(log_dir), OTLP_HTTP_ENDPOINT=sink.endpoint,
+                CTRLTOWER_ENROLL_TOKEN=srv.enroll_token, PYTHONUNBUFFERED="1",
+            )  # fmt: skip
+            with (tmp / "agent.log").open("ab") as out:
+                agent = subprocess.Popen(
+                    [sys.executable, "-m", "ctrltower", "agent", "--server", srv.base_url,
+                     "--collector", str(collector_bin), "--config", str(tmp / "collector.yaml"),
+                     "--state-dir", str(tmp / "agent-state"), "--labels", "tier=edge,zone=e2e",
+                     "--metrics-listen", f"127.0.0.1:{free_port()}", "--telemetry-port", str(free_port()),
+                     "--poll-interval", "0.5s", "--hostname", "e2e-edge-1"],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            system.agent = agent
+            gen.start()
+            yield system
+        finally:
+            gen.stop()
+            if agent is not None and agent.poll() is None:
+                agent.send_signal(signal.SIGTERM)
+                try:
+                    agent.wait(timeout=patience(20))
+                except subprocess.TimeoutExpired:
+                    os.killpg(agent.pid, signal.SIGKILL)
+                    agent.wait(timeout=10)
