@@ -160,7 +160,7 @@ def test_scraper_ssrf_against_the_real_server(tmp_path: Path, secret: Secret) ->
         # the metrics `step` reaches DuckDB as a bound value, capped: bad ones are a 400, never its error
         with srv.client(srv.admin_token) as admin:
             url = "/api/v1/metrics/query"
-            for step in ("9" * 400, "inf", "1e9", "100000w", "-5", "nan", "0.1", "5 m"):
+            for step in ("9" * 400, "inf", "1e9", "100000w", "-5", "nan", "0.1", "5 minutes"):
                 r = admin.get(url, params={"agent": agent_id, "metric": "cpu", "start": "-1h", "step": step})
                 assert r.status_code == 400, (step, r.status_code, r.text[:300])
                 assert r.json()["error"]["code"] == "bad_request"
