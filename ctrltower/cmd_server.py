@@ -155,6 +155,7 @@ def token() -> None:
 
 
 def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
+    from webui import datadir
     from webui.store import Store
 
     url = check_database_url(database_url)
@@ -167,13 +168,14 @@ def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
     if data_dir is None:
         click.echo("ctrltower token: --data-dir or --database-url is required", err=True)
         sys.exit(exit_codes.USAGE)
-    if not (data_dir / "state.db").exists():
-        click.echo(f"ctrltower token: no state.db in {data_dir} (start the server once first)", err=True)
+    db = datadir.state_db(data_dir)
+    if not db.exists():
+        click.echo(f"ctrltower token: no {db.name} in {data_dir} (start the server once first)", err=True)
         sys.exit(exit_codes.USAGE)
     try:
-        return Store.open(data_dir / "state.db")
+        return Store.open(db)
     except (sqlite3.Error, CtrlTowerError) as exc:
-        click.echo(f"ctrltower token: {data_dir / 'state.db'} is not usable: {exc}", err=True)
+        click.echo(f"ctrltower token: {db} is not usable: {exc}", err=True)
         sys.exit(exit_codes.SERVER_ERROR)
 
 

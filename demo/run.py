@@ -6,12 +6,13 @@ What it starts (every process in its own process group, all stopped on Ctrl-C / 
    poll and scrape intervals so the UI moves quickly;
 2. `ctrltower reconcile` of `example-config-repo/` from this very Git repository (source = the repo
    root, `--path example-config-repo`, the checked-out branch), once, then every 60 s in the
-   background, so a commit to the example repo reaches the agents;
+   background, so a commit to the example repo reaches the agents; it signs every config with the
+   demo's key pair (`.demo/keys/`, made on first run);
 3. an OTLP/HTTP sink (demo/sink.py, in this process) that counts what the collectors send;
 4. a log generator (demo/loggen.py, in this process) writing to each agent's APP_LOG_DIR;
 5. three `ctrltower agent`s running the real collector (the otelcol-contrib test binary from the
    venv): two with labels tier=edge (group `edge`) and one with tier=edge,ring=canary (group
-   `edge-canary`).
+   `edge-canary`), each trusting only the demo's public key (`--trust-key`).
 
 Then it prints the UI URL and the admin token. A second run reuses `.demo/` (same tokens, same
 agent identities); `--reset` wipes it first. `DEMO_DIR` moves the data directory (the tests use it).
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ctrltower.keyfiles import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keys
 from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
 
@@ -248,6 +250,16 @@ class Demo:
         enroll = (server_dir / "enroll.token").read_text().strip()
         return admin, enroll
 
+    def keys(self) -> tuple[Path, Path]:
+        """The demo's signing key pair (DATA/keys/), made on first use and kept with the data."""
+        keys = self.data_dir / "keys"
+        private, public = keys / PRIVATE_KEY_NAME, keys / PUBLIC_KEY_NAME
+        if not (private.exists() and public.exists()):
+            private.unlink(missing_ok=True)
+            public.unlink(missing_ok=True)
+            generate_keys(keys)
+        return private, public
+
     def reconcile(self, token: str) -> None:
         env = dict(os.environ, CTRLTOWER_TOKEN=token)
         args = [
@@ -262,6 +274,8 @@ class Demo:
             self.url,
             "--cache-dir",
             str(self.data_dir / "git-cache"),
+            "--signing-key",
+            str(self.keys()[0]),
         ]
         once = self.spawn("reconcile-first", args, env)
         try:
@@ -313,6 +327,9 @@ class Demo:
                     "APP_LOG_DIR",
                     "--collector-env",
                     "OTLP_HTTP_ENDPOINT",
+                    # run only what the demo's reconciler signed (docs/security.md)
+                    "--trust-key",
+                    str(self.keys()[1]),
                 ],
                 env,
             )

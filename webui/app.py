@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from flask import Blueprint, Flask, Response
 
+from webui import datadir
 from webui.api import agent as agent_api
 from webui.api import collectors as collectors_api
 from webui.api import control as control_api
@@ -155,7 +156,7 @@ def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth | None:
 
 def _secret_key(data_dir: Path) -> str:
     """The Flask session key, shared by all workers through DATA_DIR/secret.key (created 0600)."""
-    path = data_dir / "secret.key"
+    path = data_dir / datadir.SECRET_KEY
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

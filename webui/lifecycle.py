@@ -29,6 +29,8 @@ import sys
 import threading
 from pathlib import Path
 
+from webui import datadir
+
 log = logging.getLogger("ctrltower.server")
 
 SERVER_LOCK = "server.lock"
@@ -49,7 +51,7 @@ def clear_ready(data_dir: Path) -> None:
     (the metrics process binds a fresh one once it listens; a stale one would look ready)."""
     ready_path(data_dir).unlink(missing_ok=True)
     shutil.rmtree(data_dir / RUN_DIR, ignore_errors=True)
-    (data_dir / "metrics.sock").unlink(missing_ok=True)
+    datadir.metrics_socket(data_dir).unlink(missing_ok=True)
 
 
 def mark_worker_ready(data_dir: Path) -> None:

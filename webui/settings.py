@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webui import datadir
+
 SETTINGS_KEY = "CTRLTOWER_SETTINGS"  # where create_app keeps the settings (app.config)
 
 
@@ -56,19 +58,19 @@ class ServerSettings(BaseModel):
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "state.db"
+        return self.data_dir / datadir.STATE_DB
 
     @property
     def admin_token_path(self) -> Path:
-        return self.data_dir / "admin.token"
+        return self.data_dir / datadir.ADMIN_TOKEN
 
     @property
     def enroll_token_path(self) -> Path:
-        return self.data_dir / "enroll.token"
+        return self.data_dir / datadir.ENROLL_TOKEN
 
     @property
     def metrics_socket(self) -> Path:
-        return self.data_dir / "metrics.sock"
+        return self.data_dir / datadir.METRICS_SOCKET
 
     @property
     def offline_after_s(self) -> float:

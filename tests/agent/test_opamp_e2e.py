@@ -61,7 +61,7 @@ class Host:
                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
                 "--poll-interval", "0.5s",
                 "--health-timeout", "5s",
-                "--collector-env", "APP_LOG_DIR",  # what the configs read; nothing else is passed
+                "--collector-env", "APP_LOG_DIR",
             ],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -185,12 +185,21 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     assert opamp_view.collector_version and opamp_view.agent_version
 
     # both real collectors run the config: lines written on each host reach the sink
-    for host in mixed.hosts.values():
+    hosts = list(mixed.hosts.values())
+    for host in hosts:
         write_lines(host.logs / "app.log", host.name, 20)
-    mixed.sink.wait_for("logs", 40, timeout=60)
-    bodies = mixed.sink.bodies()
-    for hostname in ("http-host", "opamp-host"):
-        assert any(b.startswith(hostname + " ") for b in bodies), hostname
+
+    def shipped(hostname: str) -> int:
+        return len({b for b in mixed.sink.bodies() if b.startswith(hostname + " ")})
+
+    try:
+        wait_until(lambda: shipped("http-host") == shipped("opamp-host") == 20, 60, interval=0.2)
+    except AssertionError as exc:
+        logs = {
+            h.name: (h.root / "state" / "collector.log").read_text(errors="replace")[-3000:] for h in hosts
+        }
+        counts = f"sink {mixed.sink.counts()}, http {shipped('http-host')}, opamp {shipped('opamp-host')}"
+        raise AssertionError(f"{exc}: {counts}\n{logs}") from None
 
     # the fleet page shows both, Synced (HTML-level: the page a browser gets)
     html = fleet_page(mixed.srv)
@@ -203,6 +212,24 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     token_file = mixed.hosts["opamp"].root / "state" / "opamp_token"
     assert token_file.read_text().startswith("cta_")
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+    # a local edit: the agent undoes it and reports what it found as the effective config, so the
+    # server records the drift (and its end: Synced again)
+    config_file = mixed.hosts["opamp"].root / "collector.yaml"
+    config_file.write_text(good + "# edited by hand\n")
+
+    def drift_seen() -> bool:
+        r = httpx.get(
+            f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/events",
+            params={"kind": "drift"},
+            headers=auth(mixed.admin),
+            timeout=10,
+        )
+        return bool(r.json()["items"])
+
+    wait_until(drift_seen, 40, interval=0.2, what=f"drift event\n{mixed.hosts['opamp'].log_text()}")
+    assert config_file.read_text() == good
+    mixed.wait("Synced after the drift", lambda v: v["opamp-host"].sync_status == "Synced")
 
     # restart over OpAMP: a new collector process, the command done
     opamp = mixed.hosts["opamp"]

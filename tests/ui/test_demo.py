@@ -129,6 +129,9 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         token, state = _wait_ready(base, token_file, proc, log, started, 1)
         groups = {a["group"] for a in state["agents"]}
         assert groups == {"edge", "edge-canary"}
+        # the demo signs its configs and every agent runs only what verifies
+        assert all(a["verifies_signatures"] is True for a in state["agents"]), state["agents"]
+        assert (data_dir / "keys" / "signing.key").stat().st_mode & 0o777 == 0o600
         output = log.read_text()
         assert f"Web UI:      {base}/" in output and f"Admin token: {token}" in output
         # the fleet page itself shows them synced with non-zero log rates

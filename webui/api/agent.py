@@ -9,8 +9,6 @@ costs no database round trip at all.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 import threading
@@ -43,6 +41,7 @@ from webui.scrape_policy import ScrapeAllow, ScrapeUrlRefused, scrape_url
 from webui.settings import SETTINGS_KEY
 from webui.store import ServedConfig, Store, get_store
 from webui.store.agents import AgentAuth
+from webui.store.tokens import hash_secret, same_hash
 
 log = logging.getLogger(__name__)
 bp = Blueprint("agent_api", __name__)
@@ -131,10 +130,10 @@ def check_agent(cache: ConfigCache, agent_id: str, token: str | None) -> AgentAu
     auth = cache.agent(agent_id)
     if auth is None:
         raise NotFound(f"no agent {agent_id!r}: register again", details={"agent_id": agent_id})
-    digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
-    if not hmac.compare_digest(digest, auth.token_hash):
+    digest = hash_secret(token)
+    if not same_hash(digest, auth.token_hash):
         fresh = cache.recheck(agent_id)
-        if fresh is None or not hmac.compare_digest(digest, fresh.token_hash):
+        if fresh is None or not same_hash(digest, fresh.token_hash):
             raise Unauthorized("token is not this agent's current token: register again")
         auth = fresh
     return auth

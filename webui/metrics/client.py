@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from schemas.errors import RetryLater
+from webui import datadir
 
 
 class MetricsUnavailable(RetryLater):
@@ -23,7 +24,7 @@ class MetricsUnavailable(RetryLater):
 
 def socket_of(settings: Any) -> Path:
     path = getattr(settings, "metrics_socket", None) or getattr(settings, "socket_path", None)
-    return Path(path) if path is not None else Path(settings.data_dir) / "metrics.sock"
+    return Path(path) if path is not None else datadir.metrics_socket(Path(settings.data_dir))
 
 
 class MetricsClient:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webui import datadir
+
 DAY = 86400.0
 
 
@@ -37,15 +39,15 @@ class MetricsSettings(BaseModel):
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "metrics.duckdb"
+        return self.data_dir / datadir.METRICS_DB
 
     @property
     def socket_path(self) -> Path:
-        return self.data_dir / "metrics.sock"
+        return self.data_dir / datadir.METRICS_SOCKET
 
     @property
     def state_db_path(self) -> Path:
-        return self.data_dir / "state.db"
+        return self.data_dir / datadir.STATE_DB
 
     @property
     def max_gap_s(self) -> float:

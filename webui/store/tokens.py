@@ -16,7 +16,8 @@ TOKEN_PREFIX = "ctt_"
 
 
 def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    """What the store keeps of a token: sha256 hex. A header's lone surrogate hashes, never raises."""
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
 
 
 def same_hash(a: str, b: str) -> bool:

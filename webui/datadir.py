@@ -1,0 +1,24 @@
+"""The server's data directory: every file name in it, defined once.
+
+`ctrltower server --data-dir DIR` keeps its state here (embedded mode); the web workers, the metrics
+process, `ctrltower token` and the lifecycle code all find files through these names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STATE_DB = "state.db"  # SQLite: the server's state (a cache of Git plus live agent state)
+METRICS_DB = "metrics.duckdb"  # DuckDB: scraped metrics, owned by the metrics process
+METRICS_SOCKET = "metrics.sock"  # the metrics process's internal HTTP endpoint
+ADMIN_TOKEN = "admin.token"  # bootstrap tokens, written 0600 on first start
+ENROLL_TOKEN = "enroll.token"
+SECRET_KEY = "secret.key"  # the Flask session key shared by the workers
+
+
+def state_db(data_dir: Path) -> Path:
+    return data_dir / STATE_DB
+
+
+def metrics_socket(data_dir: Path) -> Path:
+    return data_dir / METRICS_SOCKET
