@@ -85,17 +85,28 @@ def route_targets(type_: str, config: Any) -> list[tuple[Path, Any]]:
 
 def rewrite_routes(type_: str, config: Any, replace: Callable[[str], list[str]]) -> Any:
     """A copy of the config with each route target replaced by replace(target) (zero or more names;
-    duplicates within one list dropped, order kept). Other values are shared, not copied."""
+    duplicates within one list dropped, order kept). A table route or failover level left with no
+    target is dropped (the collector refuses a route without pipelines). Other values are shared."""
     if not is_router(type_) or not isinstance(config, dict):
         return config
     out = _copy_lists(config)
-    for _, items in _lists(type_, out):
+    emptied: list[list[Any]] = []
+    for path, items in _lists(type_, out):
         new: list[Any] = []
         for item in items:
             for name in replace(item) if isinstance(item, str) else [item]:
                 if name not in new:
                     new.append(name)
+        if items and not new and path != ("default_pipelines",):
+            emptied.append(items)
         items[:] = new
+    gone = {id(items) for items in emptied}  # by identity: the lists just emptied, nothing else
+    if gone and type_ == "routing":
+        out["table"] = [
+            r for r in out["table"] if not (isinstance(r, dict) and id(r.get("pipelines")) in gone)
+        ]
+    elif gone:
+        out["priority_levels"] = [lvl for lvl in out["priority_levels"] if id(lvl) not in gone]
     return out
 
 
