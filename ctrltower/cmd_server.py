@@ -90,6 +90,15 @@ def check_database_url(url: str | None) -> str | None:
 )
 @DATABASE_URL
 @click.option(
+    "--metrics-lake",
+    envvar="CTRLTOWER_METRICS_LAKE",
+    default=None,
+    metavar="DATA_PATH",
+    help="With --database-url: metrics in DuckLake, catalog in that PostgreSQL, data in DATA_PATH "
+    "(a directory all replicas reach, or s3://bucket/prefix); scrapes are sharded across replicas "
+    "(env CTRLTOWER_METRICS_LAKE).",
+)
+@click.option(
     "--scrape-allow",
     multiple=True,
     metavar="HOST|CIDR",
@@ -113,6 +122,7 @@ def server(
     metrics_interval: float | None,
     retention_days: float,
     database_url: str | None,
+    metrics_lake: str | None,
     scrape_allow: tuple[str, ...],
     behind_proxy: bool,
     log_level: str,
@@ -125,6 +135,15 @@ def server(
     if port == 0:
         raise click.BadParameter("the server needs a fixed port", param_hint="--listen")
     url = check_database_url(database_url)
+    if metrics_lake and url is None:
+        raise click.BadParameter(
+            "needs --database-url (the lake's catalog lives there)", param_hint="--metrics-lake"
+        )
+    if url is not None and not no_metrics and not metrics_lake:
+        # a local DuckDB file per replica would answer each query with a different part of the fleet
+        raise click.UsageError(
+            "with --database-url, give --metrics-lake DATA_PATH (shared metrics) or --no-metrics"
+        )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServerSettings(
         data_dir=data_dir.resolve(),
@@ -138,6 +157,7 @@ def server(
         metrics_interval_s=metrics_interval,
         retention_days=retention_days,
         database_url=url,
+        metrics_lake=metrics_lake or None,
         scrape_allow=scrape_allow,
         behind_proxy=behind_proxy,
     )

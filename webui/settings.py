@@ -40,6 +40,11 @@ class ServerSettings(BaseModel):
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
     )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
+    metrics_lake: str | None = Field(
+        default=None,
+        description="with database_url: metrics in DuckLake (catalog in that PostgreSQL) at this data path",
+    )
+    metrics_shards: int = Field(default=64, ge=1, le=4096, description="scrape shards (scale-out)")
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "

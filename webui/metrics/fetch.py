@@ -31,7 +31,7 @@ class Target:
 
     __slots__ = ("_addrs", "_resolved_at", "host", "port", "request", "url")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, user_agent: str = "ctrltower-scraper") -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise FetchError(f"unsupported metrics URL {url!r}: only http://host:port/path is scraped")
@@ -54,7 +54,7 @@ class Target:
         except ValueError:
             pass
         self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ctrltower-scraper\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {user_agent}\r\n"
             "Accept: text/plain\r\nConnection: close\r\n\r\n"
         ).encode("latin-1")
 
