@@ -3,6 +3,7 @@ effective config, restart, sequence gaps, health, and every refusal as an OpAMP 
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -281,12 +282,41 @@ def test_refusals_are_opamp_errors_with_4xx(tmp_path: Any) -> None:
             err = _error(response)
             assert err.type == opamp_pb2.ServerErrorResponseType_BadRequest
             assert text in err.error_message, err.error_message
+        # gzip bodies are decompressed within the same limit; a gzip bomb or garbage is refused
+        zipped = gzip.compress(good)
+        r = srv.client.post(
+            OPAMP_PATH,
+            data=zipped,
+            headers={
+                "Content-Type": CONTENT_TYPE,
+                "Content-Encoding": "gzip",
+                "Authorization": f"Bearer {srv.enroll_token}",
+            },
+        )
+        assert r.status_code == 200, r.data
+        for body, encoding, status in (
+            (gzip.compress(b"\x0a" * 100_000), "gzip", 413),
+            (b"not gzip at all", "gzip", 400),
+            (zipped[:-8], "gzip", 400),
+            (good, "br", 415),
+        ):
+            r = srv.client.post(
+                OPAMP_PATH,
+                data=body,
+                headers={
+                    "Content-Type": CONTENT_TYPE,
+                    "Content-Encoding": encoding,
+                    "Authorization": f"Bearer {srv.enroll_token}",
+                },
+            )
+            assert r.status_code == status, (encoding, r.data)
+            _error(r)
         # an instance_uid that is not 16 bytes
         short = opamp_pb2.AgentToServer(instance_uid=b"abc").SerializeToString()
         assert agent.post_raw(short, srv.enroll_token).status_code == 400
-        # nothing was registered by any of them
+        # nothing was registered by any of them (but the gzip one)
         r = srv.client.get("/api/v1/agents", headers=srv.auth(srv.admin_token))
-        assert r.json["page"]["total"] == 0
+        assert r.json["page"]["total"] == 1
         # GET is not OpAMP
         assert srv.client.get(OPAMP_PATH).status_code == 405
     finally:

@@ -10,9 +10,10 @@ database is busy, with retry_info): never a traceback. docs/opamp.md is the user
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -71,7 +72,7 @@ def opamp() -> Response:
         if request.mimetype != CONTENT_TYPE:
             raise OpampRefused(415, f"Content-Type must be {CONTENT_TYPE}")
         try:
-            raw = read_body()
+            raw = _decoded(read_body())
         except RequestEntityTooLarge:
             raise OpampRefused(413, "message too large") from None
         msg = opamp_pb2.AgentToServer()
@@ -93,6 +94,27 @@ def opamp() -> Response:
         resp = _proto(error_message(UNAVAILABLE, f"temporarily unavailable: {exc}", uid, 1.0), 503)
         resp.headers["Retry-After"] = "1"
         return resp
+
+
+def _decoded(raw: bytes) -> bytes:
+    """The body without its Content-Encoding: gzip (OpAMP HTTP clients may compress), within the same
+    size limit as the body itself, so a small compressed message cannot expand into a large one."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        raise OpampRefused(415, f"Content-Encoding {encoding[:40]!r} is not supported (gzip or none)")
+    limit = int(current_app.config.get("MAX_CONTENT_LENGTH") or 16 * 1024 * 1024)
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise OpampRefused(400, f"malformed gzip body: {exc}") from None
+    if len(data) > limit:
+        raise OpampRefused(413, f"message too large: over {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise OpampRefused(400, "malformed gzip body: truncated")
+    return data
 
 
 def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token: str | None) -> Identified:
