@@ -22,6 +22,7 @@ from schemas.api import AgentRegistration, Command, CommandAck, StatusReport
 from schemas.errors import RetryLater
 from schemas.opamp import CONTENT_TYPE, OPAMP_PATH, AgentCap, has, instance_id_of, opamp_pb2
 from webui.api import read_body
+from webui.api.agent import check_label_scope, pin_metrics_url
 from webui.auth import authenticate, bearer_token
 from webui.errors import ApiError
 from webui.opamp.identity import registration_of
@@ -133,8 +134,12 @@ def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token
         # An agent that cannot be handed its own token keeps the enroll token that registered it.
         return Identified(known, None, registered=False)
     reg = _registration(instance_id, msg)
-    response = store.opamp_register(
-        reg, capabilities=msg.capabilities, enroll_token_id=None if takes_token else principal.token_id
+    check_label_scope(reg.labels, principal.label_scope)  # 403 labels_out_of_scope
+    response = store.opamp_register(  # 409 instance_registered: a known instance needs its own token
+        reg,
+        capabilities=msg.capabilities,
+        enroll_token_id=None if takes_token else principal.token_id,
+        scope=principal.label_scope,
     )
     agent = store.opamp_agent(instance_id)
     if agent is None:  # deleted by an operator in between
@@ -145,7 +150,8 @@ def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token
 def _registration(instance_id: str, msg: opamp_pb2.AgentToServer) -> AgentRegistration:
     description = msg.agent_description if msg.HasField("agent_description") else None
     try:
-        return registration_of(instance_id, description)
+        # the metrics URL pinned to the connection's address, as for the agent API (scraper SSRF)
+        return pin_metrics_url(registration_of(instance_id, description), refuse=False)
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
         raise OpampRefused(
@@ -161,7 +167,9 @@ def exchange(
     agent_id = who.agent.agent_id
     prev = who.agent.state
     if msg.HasField("agent_description") and not who.registered:
-        store.opamp_describe(agent_id, _registration(instance_id, msg))
+        described = _registration(instance_id, msg)
+        check_label_scope(described.labels, store.agent_label_scope(agent_id))  # the scope it enrolled in
+        store.opamp_describe(agent_id, described)
     auth = store.agent_auth(agent_id)
     served = store.served_config(auth.group) if auth is not None and auth.group else None
     desired = Desired(served.config_hash, served.revision, served.body) if served else None
