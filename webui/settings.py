@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from webui import datadir
 
+SETTINGS_KEY = "CTRLTOWER_SETTINGS"  # where create_app keeps the settings (app.config)
+
 
 class ServerSettings(BaseModel):
     """Everything `ctrltower server` needs. No environment lookups below this object."""
@@ -53,6 +55,16 @@ class ServerSettings(BaseModel):
         default=None,
         description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "
         "None: SQLite in DIR/state.db",
+    )
+    scrape_allow: tuple[str, ...] = Field(
+        default=(),
+        description="hosts and IP networks (CIDR) an agent may announce as its metrics host; any other "
+        "announced host is replaced by the address the agent's registration came from",
+    )
+    behind_proxy: bool = Field(
+        default=False,
+        description="trust X-Forwarded-For and X-Forwarded-Proto from one reverse proxy in front "
+        "(client address for scrape URLs, https for the Secure session cookie)",
     )
 
     @property

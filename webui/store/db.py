@@ -275,7 +275,21 @@ MIGRATIONS: list[str] = [
         vals TEXT NOT NULL                       -- JSON list of raw counter values (RAW_COUNTERS order)
     );
     """,
-    # 9: progressive rollouts (webui/store/rollouts.py, docs/rollouts.md). Added by the rollouts part.
+    # 9: hardening (issue 10). Enroll tokens scoped to label sets and the scope an agent registered
+    # under; an operator's approval of one re-registration without proof of the agent's token; UI
+    # sessions a logout revokes (the cookie names one by id; the row holds its sha256).
+    """
+    ALTER TABLE tokens ADD COLUMN label_scope TEXT;
+    ALTER TABLE agents ADD COLUMN label_scope TEXT;
+    ALTER TABLE agents ADD COLUMN reregister_until REAL;
+    CREATE TABLE IF NOT EXISTS ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        token_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
+    # 10: progressive rollouts (webui/store/rollouts.py, docs/rollouts.md). Added by the rollouts part.
     # served_sha pins the revision an agent is served while a rollout (or a rollback) holds it.
     """
     ALTER TABLE agents ADD COLUMN served_sha TEXT;
