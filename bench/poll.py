@@ -15,12 +15,9 @@ agents polling every 15 s is 1,667 req/s; the rest is headroom). Exit 1 when the
 --signing-key` does: the sample's 200s must carry one that verifies; the 304 path must cost the same.
 It also prints what one verification costs the agent (per config received, not per poll).
 
-`--compare-signing` is the cost figure for signing: two servers with the same agents, one publishing
-unsigned and one signed, polled in alternating rounds (`--rounds`, order flipped each round) so both
-see the same machine load; it prints the medians and the signed/unsigned ratios.
+What signing costs the poll is measured against a same-run unsigned server by bench/poll_signing.py.
 
-Run: `.venv/bin/python bench/poll.py [--agents N] [--seconds S] [--workers W] [--threads T] [--signed]`
-or `... --compare-signing [--rounds R]`.
+Run: `.venv/bin/python bench/poll.py [--agents N] [--seconds S] [--workers W] [--threads T] [--signed]`.
 """
 
 from __future__ import annotations
@@ -370,55 +367,6 @@ def verify_cost_us(signer: Signer, rounds: int = 2000) -> float:
     return (time.perf_counter() - t0) / rounds * 1e6
 
 
-def compare_signing(args: argparse.Namespace) -> int:
-    """Two servers (unsigned, signed), polled in alternating rounds; medians and ratios."""
-    from statistics import median
-
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    if not shutil.which("wrk"):
-        print("wrk is not installed (make system-deps)", file=sys.stderr)
-        return 2
-    signer = Signer(Ed25519PrivateKey.generate())
-    results: dict[str, list[dict[str, float]]] = {"unsigned": [], "signed": []}
-    with tempfile.TemporaryDirectory(prefix="ct-poll-signing-") as tmp:
-        work = Path(tmp)
-        lua = work / "agents.lua"
-        lua.write_text(LUA_AGENTS)
-        servers: dict[str, tuple[subprocess.Popen[bytes], str, Path]] = {}
-        try:
-            for name in results:
-                (work / name).mkdir()
-                key = signer if name == "signed" else None
-                servers[name] = setup_server(work / name, args.agents, args.workers, args.threads, key)
-            for rnd in range(args.rounds):
-                for name in list(results) if rnd % 2 == 0 else list(reversed(results)):
-                    proc, base, agents_file = servers[name]
-                    wrk = (args.wrk_threads, args.connections)
-                    run_wrk(base + "/", lua, [str(agents_file)], 2, *wrk)  # warm-up
-                    r = run_wrk(base + "/", lua, [str(agents_file)], args.seconds, *wrk, proc.pid)
-                    results[name].append(r)
-                    print(f"round {rnd + 1} {name:<8} {r['rps']:>8.0f} req/s p99 {r['p99_ms']:.2f} ms "
-                          f"{r['cpu_us_per_req']:.1f} us/req", flush=True)  # fmt: skip
-        finally:
-            for proc, _, _ in servers.values():
-                stop(proc)
-    keys = ("rps", "p99_ms", "cpu_us_per_req")
-    med = {n: {k: median(r[k] for r in rs) for k in keys} for n, rs in results.items()}
-    load = os.getloadavg()[0]
-    u, s = med["unsigned"], med["signed"]
-    rps_ratio, cpu_ratio = s["rps"] / u["rps"], s["cpu_us_per_req"] / u["cpu_us_per_req"]
-    print(f"signed/unsigned: req/s {rps_ratio:.3f}, CPU per poll {cpu_ratio:.3f} (medians of {args.rounds})")
-    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    print(
-        f"| {when} | {args.agents} | {args.rounds} | {u['rps']:.0f} | {s['rps']:.0f} | {rps_ratio:.3f} | "
-        f"{u['p99_ms']:.2f} | {s['p99_ms']:.2f} | {u['cpu_us_per_req']:.0f} | {s['cpu_us_per_req']:.0f} | "
-        f"{cpu_ratio:.3f} | {load:.1f} |"
-    )
-    print(f"agent: {verify_cost_us(signer):.0f} us to verify one ~3 KB config")
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=25_000)
@@ -431,11 +379,7 @@ def main() -> int:
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--signed", action="store_true", help="publish signed statements (as --signing-key)")
     ap.add_argument("--scraped", type=int, default=10_000, help="agents scraped in the second run (0: skip)")
-    ap.add_argument("--compare-signing", action="store_true", help="signed vs unsigned, alternating rounds")
-    ap.add_argument("--rounds", type=int, default=3, help="--compare-signing: rounds per server")
     args = ap.parse_args()
-    if args.compare_signing:
-        return compare_signing(args)
     signer = None
     if args.signed:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
