@@ -91,10 +91,26 @@ class OpampAgent(Agent):
         self.own_token = read_token(self.token_path)
         self.sequence_num = 0
         self.full_state = True  # the first message describes the agent
+        self.found_drift: bytes | None = None  # a local edit the agent undid, not yet told the server
 
     def close(self) -> None:
         super().close()
         self.opamp.close()
+
+    # --- drift ------------------------------------------------------------------------------------
+
+    def _restore_desired(self, missing_is_drift: bool = True) -> bool:
+        """The HTTP agent's restore, remembering the bytes it found: OpAMP has no drift event, so the next
+        message reports them as the effective config (the server sees the drift), the one after it the
+        restored config (the server sees it resolved)."""
+        found = self.applier.read_local()
+        recorded = len(self.pending_drift)
+        restored = super()._restore_desired(missing_is_drift)
+        if len(self.pending_drift) > recorded:
+            self.found_drift = found if found is not None else b""  # deleted: an empty effective config
+            self.next_server_at = time.monotonic()
+        self.pending_drift = []  # the HTTP status report's list: not sent in this mode
+        return restored
 
     # --- the message ------------------------------------------------------------------------------
 
@@ -121,7 +137,8 @@ class OpampAgent(Agent):
     def health(self) -> opamp_pb2.ComponentHealth:
         state = self.collector_state()
         started = self.collector.started_at
-        health = opamp_pb2.ComponentHealth(healthy=state in ("running", "starting"), status=state)
+        # stopped (no config yet) is not unhealthy; a collector that should run and does not is
+        health = opamp_pb2.ComponentHealth(healthy=state != "crashed", status=state)
         if started is not None and self.collector.alive():
             health.start_time_unix_nano = int((time.time() - (time.monotonic() - started)) * 1e9)
         if self.last_apply is not None and self.last_apply.result == "failed" and self.last_apply.error:
@@ -158,6 +175,8 @@ class OpampAgent(Agent):
         if status is not None:
             msg.remote_config_status.CopyFrom(status)
         local = self.applier.read_local() if self.desired is not None else None
+        if self.found_drift is not None:
+            local = self.found_drift
         if local is not None:
             entry = msg.effective_config.config_map.config_map[CONFIG_KEY]
             entry.body = local
@@ -186,9 +205,11 @@ class OpampAgent(Agent):
             self.next_server_at = time.monotonic() + self.server_backoff.next_delay()
             return
         self.full_state = False
+        soon_after_drift = self.found_drift is not None
+        self.found_drift = None  # delivered: the next message reports the restored config
         self.server_backoff.reset()
         self.metrics.last_poll.set(time.time())
-        soon = self.handle(answer)
+        soon = self.handle(answer) or soon_after_drift
         self.next_server_at = time.monotonic() + (0.0 if soon else self.poll_interval)
 
     def handle(self, answer: opamp_pb2.ServerToAgent) -> bool:

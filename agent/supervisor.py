@@ -136,8 +136,16 @@ class CollectorProcess:
         return proc.returncode
 
 
-def validate(binary: Path, config: Path, env: dict[str, str], timeout: float = 60.0) -> str | None:
-    """Run `BIN validate --config FILE`; None if valid, else the collector's error output."""
+class CollectorNotRunnable(Permanent):
+    """The collector binary could not be run at all (missing, not executable, timed out)."""
+
+
+def check_config(binary: Path, config: Path, env: dict[str, str] | None, timeout: float = 60.0) -> str | None:
+    """Run `BIN validate --config FILE`: None if valid, else the collector's error message.
+
+    The one place that runs the collector's validate (the agent before every swap, `ctrltower validate
+    --collector` in CI). Raises CollectorNotRunnable when the binary cannot answer. `env` None: inherit.
+    """
     try:
         out = subprocess.run(
             [str(binary), "validate", "--config", str(config)],
@@ -147,16 +155,24 @@ def validate(binary: Path, config: Path, env: dict[str, str], timeout: float = 6
             timeout=timeout,
             check=False,
         )
-    except subprocess.TimeoutExpired:
-        return f"collector validate timed out after {timeout:g}s"
+    except subprocess.TimeoutExpired as exc:
+        raise CollectorNotRunnable(f"collector validate timed out after {timeout:g}s") from exc
     except OSError as exc:
-        return f"cannot run collector {binary}: {exc}"
+        raise CollectorNotRunnable(f"cannot run collector {binary}: {exc}") from exc
     if out.returncode == 0:
         return None
     text = (out.stderr or out.stdout).decode("utf-8", "replace").strip()
     # The collector prints the error twice ("Error: ..." and a timestamped log line): keep the first.
     first = _LOG_LINE.split(text, 1)[0].strip()
     return (first or f"collector validate exited with code {out.returncode}")[-4000:]
+
+
+def validate(binary: Path, config: Path, env: dict[str, str], timeout: float = 60.0) -> str | None:
+    """check_config for the agent: None if valid, else why not (a binary that cannot run included)."""
+    try:
+        return check_config(binary, config, env, timeout)
+    except CollectorNotRunnable as exc:
+        return str(exc)
 
 
 def version(binary: Path) -> str | None:

@@ -9,7 +9,8 @@ refuse, before reading a byte:
   would print the target's lines in diagnostics; and Git stores a link, not its target, so the
   reconciler would never see what `validate` saw in the checkout;
 - a file larger than the loader's limit (CT102), by the size the filesystem or Git's tree reports;
-- files beyond MAX_REPO_BYTES in all (CT114): thousands of files each under the limit are a bomb too.
+- files beyond MAX_REPO_BYTES or MAX_REPO_FILES in all (CT114): thousands of files each under the
+  limit are a bomb too.
 
 Nothing here touches a file; the callers do the I/O and ask these functions.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "CONFIG_DIRS",
     "MAX_FILE_BYTES",
     "MAX_REPO_BYTES",
+    "MAX_REPO_FILES",
     "SETTINGS_FILES",
     "in_config_dirs",
     "is_repo_file",
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 MAX_REPO_BYTES = 256 * 1024 * 1024  # all repo files together (a 10,000-pipeline fleet is ~50 MB)
+MAX_REPO_FILES = 100_000
 CONFIG_DIRS = tuple(d.rstrip("/") for d in KIND_DIRS.values())  # ("groups", "pipelines", ...)
 
 
@@ -57,10 +60,11 @@ def too_large_diagnostic(path: str, size: int) -> Diagnostic:
     ).diagnostic(path)
 
 
-def repo_too_large_diagnostic(path: str, total: int) -> Diagnostic:
-    """At the file that takes the repo files past MAX_REPO_BYTES (in path order)."""
+def repo_too_large_diagnostic(path: str, total: int, count: int) -> Diagnostic:
+    """At the file that takes the repo files past MAX_REPO_BYTES or MAX_REPO_FILES (in path order)."""
     return LoadError(
         "CT114",
-        f"the repo files add up to more than {MAX_REPO_BYTES // (1024 * 1024)} MiB ({total:,} bytes "
-        "with this file); this file and the ones after it were not read",
+        f"the repo files add up to more than {MAX_REPO_BYTES // (1024 * 1024)} MiB or "
+        f"{MAX_REPO_FILES:,} files ({total:,} bytes in {count:,} files with this one); this file and "
+        "the ones after it were not read",
     ).diagnostic(path)

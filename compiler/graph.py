@@ -24,7 +24,7 @@ from compiler.catalog import Catalog, ComponentInfo, signal_order
 from compiler.loader import diagnostic
 from compiler.naming import model_doc, where
 from compiler.repo import LoadedPipeline
-from compiler.routes import is_router, route_targets
+from compiler.routes import is_router, route_problems
 from schemas.api import PipelineEdgeView, PipelineGraph, PipelineNodeView
 from schemas.diagnostics import Diagnostic
 from schemas.repo import Node
@@ -247,34 +247,14 @@ class _Checker:
         self, nodes: dict[str, Node], index: dict[str, int], edge_signals: dict[tuple[str, str], set[str]]
     ) -> None:
         """CT312: each route of a routing/failover connector names a node its edges go to."""
-        for nid, node in nodes.items():
-            if not _is_router(node):
-                continue
-            targets = sorted({b for a, b in edge_signals if a == nid})
-            for path, target in route_targets(node.type, node.config):
-                at = ("nodes", index[nid], "config", *path)
-                if not isinstance(target, str) or target not in nodes:
-                    close = difflib.get_close_matches(str(target), targets, n=1)
-                    self.diag(
-                        "CT312",
-                        f"connector '{nid}' ({node.type}) routes to {target!r}, which is not a node of "
-                        "this pipeline",
-                        at,
-                        node=nid,
-                        hint=f"did you mean '{close[0]}'?"
-                        if close
-                        else "a route names the node an edge of the connector goes to: "
-                        + (", ".join(targets) or "add an edge"),
-                    )
-                elif target not in targets:
-                    self.diag(
-                        "CT312",
-                        f"connector '{nid}' ({node.type}) routes to '{target}', but no edge goes from "
-                        f"'{nid}' to '{target}'",
-                        at,
-                        node=nid,
-                        hint=f"add the edge {{from: {nid}, to: {target}}}",
-                    )
+        for problem in route_problems(nodes, edge_signals):
+            self.diag(
+                "CT312",
+                problem.message,
+                ("nodes", index[problem.router], "config", *problem.path),
+                node=problem.router,
+                hint=problem.hint,
+            )
 
     def _unstable(
         self,

@@ -10,16 +10,54 @@ edges; import turns pipeline ids into the nodes that head them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from compiler.loader import Path
+from schemas.repo import Node
 
 ROUTERS = ("routing", "failover")
 
 
 def is_router(type_: str) -> bool:
     return type_ in ROUTERS
+
+
+@dataclass(frozen=True)
+class RouteProblem:
+    router: str  # node id
+    path: Path  # inside the router's config
+    message: str
+    hint: str | None
+
+
+def route_problems(nodes: Mapping[str, Node], edges: Collection[tuple[str, str]]) -> list[RouteProblem]:
+    """Routes (of every routing/failover connector among nodes) that name no node the connector has
+    an edge to: the graph check reports them as CT312."""
+    out: list[RouteProblem] = []
+    for nid, node in nodes.items():
+        if node.class_ != "connector" or not is_router(node.type):
+            continue
+        targets = sorted({b for a, b in edges if a == nid})
+        for path, target in route_targets(node.type, node.config):
+            where = f"connector '{nid}' ({node.type}) routes to"
+            if not isinstance(target, str) or target not in nodes:
+                close = difflib.get_close_matches(str(target), targets, n=1)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else "a route names the node an edge of the connector goes to: "
+                    + (", ".join(targets) or "add an edge")
+                )
+                out.append(
+                    RouteProblem(nid, path, f"{where} {target!r}, which is not a node of this pipeline", hint)
+                )
+            elif target not in targets:
+                message = f"{where} '{target}', but no edge goes from '{nid}' to '{target}'"
+                out.append(RouteProblem(nid, path, message, f"add the edge {{from: {nid}, to: {target}}}"))
+    return out
 
 
 def _lists(type_: str, config: Any) -> Iterator[tuple[Path, list[Any]]]:
@@ -47,17 +85,28 @@ def route_targets(type_: str, config: Any) -> list[tuple[Path, Any]]:
 
 def rewrite_routes(type_: str, config: Any, replace: Callable[[str], list[str]]) -> Any:
     """A copy of the config with each route target replaced by replace(target) (zero or more names;
-    duplicates within one list dropped, order kept). Other values are shared, not copied."""
+    duplicates within one list dropped, order kept). A table route or failover level left with no
+    target is dropped (the collector refuses a route without pipelines). Other values are shared."""
     if not is_router(type_) or not isinstance(config, dict):
         return config
     out = _copy_lists(config)
-    for _, items in _lists(type_, out):
+    emptied: list[list[Any]] = []
+    for path, items in _lists(type_, out):
         new: list[Any] = []
         for item in items:
             for name in replace(item) if isinstance(item, str) else [item]:
                 if name not in new:
                     new.append(name)
+        if items and not new and path != ("default_pipelines",):
+            emptied.append(items)
         items[:] = new
+    gone = {id(items) for items in emptied}  # by identity: the lists just emptied, nothing else
+    if gone and type_ == "routing":
+        out["table"] = [
+            r for r in out["table"] if not (isinstance(r, dict) and id(r.get("pipelines")) in gone)
+        ]
+    elif gone:
+        out["priority_levels"] = [lvl for lvl in out["priority_levels"] if id(lvl) not in gone]
     return out
 
 

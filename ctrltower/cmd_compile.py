@@ -1,6 +1,6 @@
 """`ctrltower validate | render | import | schema`: the compiler's commands.
 
-The I/O (files, the collector subprocess) lives here, never in compiler/.
+The I/O (files; the collector subprocess through agent.supervisor.check_config) lives here, never in compiler/
 
 Exit codes (ctrltower/exit_codes.py): 0 ok (warnings allowed), 1 the repo (or the import) has errors,
 2 usage errors, 70 a bug.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from agent.supervisor import CollectorNotRunnable, check_config
 from compiler.api import compile_repo
 from compiler.files import symlink_diagnostic
 from compiler.importer import SCHEMA_DIR, import_collector_configs
@@ -65,30 +65,14 @@ def collector_check(binary: Path, configs: Mapping[str, str], repo: LoadedRepo) 
             path = Path(tmp) / f"{group}.yaml"
             path.write_text(configs[group], encoding="utf-8")
             try:
-                proc = subprocess.run(
-                    [str(binary), "validate", "--config", str(path)],
-                    capture_output=True,
-                    text=True,
-                    timeout=COLLECTOR_TIMEOUT_S,
-                    check=False,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
+                error = check_config(binary, path, None, COLLECTOR_TIMEOUT_S)
+            except CollectorNotRunnable as exc:
                 diags.append(
-                    diagnostic(
-                        _group_source(repo, group),
-                        ("name",),
-                        "CT502",
-                        f"could not run the collector {binary}: {exc}",
-                        group=group,
-                    )
+                    diagnostic(_group_source(repo, group), ("name",), "CT502", f"{exc}", group=group)
                 )
                 continue
-            if proc.returncode != 0:
-                # The collector prints the error (several lines), then repeats it on a log line.
-                lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-                start = next((i for i, ln in enumerate(lines) if ln.startswith("Error:")), 0)
-                end = next((i for i, ln in enumerate(lines) if i > start and ln[:4].isdigit()), len(lines))
-                reason = " ".join(lines[start:end]) or f"exit status {proc.returncode}"
+            if error is not None:
+                reason = " ".join(ln.strip() for ln in error.splitlines() if ln.strip())
                 diags.append(
                     diagnostic(
                         _group_source(repo, group),
@@ -222,7 +206,7 @@ def import_(
         list(sources.items()), group=group, pipeline=pipeline, existing=existing
     )
     if not result.ok:
-        _emit(result.diagnostics, fmt, sources)
+        _emit(sort_diagnostics(result.diagnostics), fmt, sources)
         sys.exit(exit_codes.FINDINGS)
     merged = {k: v for k, v in existing.items() if is_repo_file(k)}
     merged.update({k: v.encode("utf-8") for k, v in result.files.items()})

@@ -17,6 +17,7 @@ from compiler.files import (
     CONFIG_DIRS,
     MAX_FILE_BYTES,
     MAX_REPO_BYTES,
+    MAX_REPO_FILES,
     in_config_dirs,
     is_repo_file,
     repo_too_large_diagnostic,
@@ -32,7 +33,7 @@ def scan_repo_dir(root: Path) -> tuple[dict[str, bytes], list[Diagnostic]]:
     """({posix path relative to root: bytes} of the repo files, diagnostics for files refused unread)."""
     files: dict[str, bytes] = {}
     refused: list[Diagnostic] = []
-    total = 0
+    total = count = 0
     for dirpath, dirnames, filenames in os.walk(root):  # never enters a linked directory
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
@@ -50,15 +51,16 @@ def scan_repo_dir(root: Path) -> tuple[dict[str, bytes], list[Diagnostic]]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if not in_config_dirs(rel):
                 continue
-            if total > MAX_REPO_BYTES:
+            if total > MAX_REPO_BYTES or count > MAX_REPO_FILES:
                 continue  # said once, at the file that went over
             problem, data = _read(here / name, rel)
             if problem is not None:
                 refused.append(problem)
             elif data is not None:
                 total += len(data)
-                if total > MAX_REPO_BYTES:
-                    refused.append(repo_too_large_diagnostic(rel, total))
+                count += 1
+                if total > MAX_REPO_BYTES or count > MAX_REPO_FILES:
+                    refused.append(repo_too_large_diagnostic(rel, total, count))
                 else:
                     files[rel] = data
     return files, refused

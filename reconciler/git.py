@@ -42,6 +42,7 @@ from compiler.files import (
     CONFIG_DIRS,
     MAX_FILE_BYTES,
     MAX_REPO_BYTES,
+    MAX_REPO_FILES,
     SETTINGS_FILES,
     in_config_dirs,
     is_repo_file,
@@ -50,7 +51,7 @@ from compiler.files import (
     too_large_diagnostic,
 )
 from reconciler.errors import GitError, GitNotFound, GitRefused, GitUnavailable
-from reconciler.objects import DIR, FILE, LINK, GitObject, ObjectReader, ReaderDied, Trees
+from reconciler.objects import DIR, FILE, LINK, MAX_TREE_BYTES, GitObject, ObjectReader, ReaderDied, Trees
 from schemas.diagnostics import Diagnostic
 
 USERNAME_ENV = "CTRLTOWER_GIT_USERNAME"
@@ -82,6 +83,7 @@ _PROTOCOLS = {
 }
 _HELPER_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+MAX_COMMIT_BYTES = 1024 * 1024  # a commit object: headers and message (the server keeps 64 KiB of it)
 _HEX_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 
@@ -308,12 +310,12 @@ class GitRepo:
                 raise GitNotFound(f"ref {ref!r} not found in {self.source}")
             names = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}", ref]
             lines.extend(f"{name}^{{commit}}" for name in names)
-        answers = self._read(lines)
+        answers = self._info(lines)  # sha and type only: a commit's body is not read to resolve it
         out: list[str] = []
         pos = 0
         for ref in refs:
             count = 1 if ref.startswith("refs/") else 3
-            found = [a.sha for a in answers[pos : pos + count] if a is not None and a.type == "commit"]
+            found = [a[0] for a in answers[pos : pos + count] if a is not None and a[1] == "commit"]
             pos += count
             if not found:
                 kind = "commit" if _HEX_SHA.match(ref) else "ref"
@@ -349,6 +351,14 @@ class GitRepo:
         return int(str(out).strip())
 
     def commit_info(self, sha: str) -> CommitInfo:
+        """Message, author and date of a commit; a commit object over MAX_COMMIT_BYTES (a message of
+        megabytes is a bomb, not a message) is refused by its size before it is read."""
+        (header,) = self._info([sha])
+        if header is not None and header[2] > MAX_COMMIT_BYTES:
+            # retry later, not permanent: the loop must pick up the next (fixed) commit
+            raise GitUnavailable(
+                f"commit {sha[:12]} is {header[2]:,} bytes (over {MAX_COMMIT_BYTES:,}): not read"
+            )
         commit = self._repo.commit(sha)
         message = commit.message if isinstance(commit.message, str) else commit.message.decode()
         return CommitInfo(
@@ -394,7 +404,13 @@ class GitRepo:
         prefix = subdir.strip("/")
         if prefix and ("\n" in prefix or "\r" in prefix):
             raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}")
-        (root,) = self._read([f"{sha}:{prefix}" if prefix else f"{sha}^{{tree}}"])
+        name = f"{sha}:{prefix}" if prefix else f"{sha}^{{tree}}"
+        (header,) = self._info([name])
+        if header is not None and header[1] == "tree" and header[2] > MAX_TREE_BYTES:  # before reading
+            raise GitUnavailable(
+                f"listing commit {sha[:12]} failed: its tree is {header[2]:,} bytes (over {MAX_TREE_BYTES:,})"
+            )
+        (root,) = self._read([name])
         if root is None:
             if prefix:
                 raise GitNotFound(f"path {prefix!r} not found at commit {sha[:12]}")
@@ -445,19 +461,21 @@ class GitRepo:
         return found
 
     def readable(self, listing: Mapping[str, str]) -> Mapping[str, str]:
-        """The listing, or nothing when its files together pass MAX_REPO_BYTES (CT114)."""
+        """The listing, or nothing when its files pass MAX_REPO_BYTES or MAX_REPO_FILES (CT114)."""
         return {} if self._over_total(listing) is not None else listing
 
-    def _over_total(self, listing: Mapping[str, str]) -> tuple[str, int] | None:
-        """(first path, in path order, at which the readable files pass MAX_REPO_BYTES, the total)."""
+    def _over_total(self, listing: Mapping[str, str]) -> tuple[str, int, int] | None:
+        """(first path, in path order, at which the readable files pass MAX_REPO_BYTES or
+        MAX_REPO_FILES, the bytes and the files up to it)."""
         sizes = self.sizes(listing.values())
-        total = 0
+        total = count = 0
         for path in sorted(listing):
             size = sizes[listing[path]]
             if size <= MAX_FILE_BYTES:
                 total += size
-                if total > MAX_REPO_BYTES:
-                    return path, total
+                count += 1
+                if total > MAX_REPO_BYTES or count > MAX_REPO_FILES:
+                    return path, total, count
         return None
 
     def read_blobs(self, listing: Mapping[str, str]) -> dict[str, bytes]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 _BATCH_BYTES = 4096
 
 FILE, DIR, OTHER, LINK = 0, 1, 2, 3
+# One directory of a config repo: ~300,000 entries. A bigger tree is a bomb, never a config.
+MAX_TREE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,15 @@ def parse_tree(data: bytes, width: int) -> list[tuple[int, str, str]]:
     return entries
 
 
+def check_tree_sizes(reader: ObjectReader, names: Sequence[str]) -> None:
+    """Refuse (ValueError) a tree over MAX_TREE_BYTES by its header, before its content is read."""
+    if not names:
+        return
+    for name, header in zip(names, reader.info(names), strict=True):
+        if header is not None and header[1] == "tree" and header[2] > MAX_TREE_BYTES:
+            raise ValueError(f"tree {name} is {header[2]:,} bytes (over {MAX_TREE_BYTES:,})")
+
+
 class Trees:
     """Recursive file listings of tree objects, read through an ObjectReader and kept by SHA."""
 
@@ -213,6 +224,7 @@ class Trees:
         pending = [tree]
         while pending:
             wanted = list(dict.fromkeys(t for t in pending if t not in self._entries))
+            check_tree_sizes(self._reader, wanted)
             for name, obj in zip(wanted, self._reader.read(wanted), strict=True):
                 if obj is None or obj.type != "tree":
                     raise LookupError(f"tree {name} is missing")

@@ -7,9 +7,9 @@ generated from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from schemas.common import CommitSha, FrozenModel, LabelKey, LabelValue, Name, Signal, StrictModel
 from schemas.diagnostics import Diagnostic
@@ -47,6 +47,12 @@ class ErrorBody(FrozenModel):
 
 # --- agent API ------------------------------------------------------------------------------------
 
+# Bounds on what an agent may send (issue 10: one agent with 20,000 labels slowed every fleet page, a 4 MB
+# revision string was stored). Hashes are 64 hex characters and revisions commit SHAs; 128 leaves room.
+MAX_LABELS = 64
+MAX_REPORT_ID = 128
+ReportId = Annotated[str, StringConstraints(max_length=MAX_REPORT_ID)]
+
 
 class AgentRegistration(StrictModel):
     instance_id: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -54,8 +60,14 @@ class AgentRegistration(StrictModel):
     platform: str = Field(default="", max_length=128)
     agent_version: str = Field(default="", max_length=64)
     collector_version: str | None = Field(default=None, max_length=128)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
     metrics_url: str | None = Field(default=None, max_length=2048, description="the agent's /metrics URL")
+    agent_token: str | None = Field(
+        default=None,
+        max_length=512,
+        description="this instance's current agent token: proves it is the same agent when its "
+        "instance_id is already registered (else an operator must approve the re-registration)",
+    )
 
 
 class RegistrationResponse(FrozenModel):
@@ -67,16 +79,16 @@ class RegistrationResponse(FrozenModel):
 class ApplyResult(StrictModel):
     # untrusted: refused before anything was written (signature missing, bad, expired, other group)
     result: Literal["applied", "failed", "untrusted"]
-    config_hash: str
-    revision: str | None = None
+    config_hash: ReportId
+    revision: ReportId | None = None
     error: str | None = Field(default=None, max_length=8192)
     at: datetime
 
 
 class DriftEvent(StrictModel):
     at: datetime
-    local_hash: str | None = Field(description="hash of the file found at the config path; null: deleted")
-    desired_hash: str
+    local_hash: ReportId | None = Field(description="hash of the file at the config path; null: deleted")
+    desired_hash: ReportId
 
 
 class CommandAck(StrictModel):
@@ -88,12 +100,12 @@ class CommandAck(StrictModel):
 class StatusReport(StrictModel):
     collector_state: CollectorState
     collector_pid: int | None = None
-    effective_config_hash: str | None = None
-    effective_revision: str | None = None
+    effective_config_hash: ReportId | None = None
+    effective_revision: ReportId | None = None
     last_apply: ApplyResult | None = None
     drift_events: list[DriftEvent] = Field(default_factory=list, max_length=100)
     acks: list[CommandAck] = Field(default_factory=list, max_length=100)
-    uptime_s: float = Field(ge=0)
+    uptime_s: float = Field(ge=0, le=1e10)
     stopped_by_operator: bool = False
     verifies_signatures: bool | None = Field(
         default=None, description="true: runs only configs signed by a --trust-key; false: no key pinned"
@@ -345,9 +357,21 @@ class ReconcileRunView(FrozenModel):
 # --- control API: tokens -----------------------------------------------------------------------------
 
 
+# An enroll token's label scope: the label keys a registration with it may carry, each with the values
+# it may take ("*": any value). None: any labels. Parsed from "tier=edge,tier=canary,zone=*".
+LabelScope = dict[LabelKey, list[LabelValue]]
+ANY_VALUE = "*"
+
+
 class TokenCreate(StrictModel):
     role: Literal["viewer", "operator", "admin", "reconciler", "enroll"]
     name: str = Field(default="", max_length=128)
+    labels: LabelScope | None = Field(
+        default=None,
+        max_length=MAX_LABELS,
+        description="enroll tokens only: the labels a registration may claim (key -> allowed values, "
+        '"*" for any); a registration claiming other labels is refused with 403 labels_out_of_scope',
+    )
 
 
 class TokenView(FrozenModel):
@@ -356,6 +380,29 @@ class TokenView(FrozenModel):
     role: str
     created_at: datetime
     revoked_at: datetime | None = None
+    labels: LabelScope | None = None
+
+
+def parse_label_scope(text: str) -> LabelScope:
+    """'tier=edge,tier=canary,zone=*' -> {'tier': ['edge', 'canary'], 'zone': ['*']} (ValueError if bad)."""
+    scope: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"label scope {part!r} is not KEY=VALUE (VALUE may be *)")
+        values = scope.setdefault(key.strip(), [])
+        if value.strip() not in values:
+            values.append(value.strip())
+    return scope
+
+
+def labels_outside(labels: dict[str, str], scope: LabelScope | None) -> dict[str, str]:
+    """The labels a scope does not allow (empty: all allowed; no scope allows everything)."""
+    if scope is None:
+        return {}
+    return {
+        k: v for k, v in labels.items() if k not in scope or (ANY_VALUE not in scope[k] and v not in scope[k])
+    }
 
 
 class TokenCreated(FrozenModel):

@@ -28,12 +28,11 @@ from webui.api import revisions as revisions_api
 from webui.errors import json_response, register_error_handlers
 from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
-from webui.settings import ServerSettings
+from webui.settings import SETTINGS_KEY, ServerSettings
 from webui.store import EXTENSION_KEY, Store
 from webui.store.base import Clock, ScrapeHealth
 
 log = logging.getLogger(__name__)
-SETTINGS_KEY = "CTRLTOWER_SETTINGS"
 
 
 def create_app(
@@ -63,6 +62,12 @@ def create_app(
     app.extensions[agent_api.CACHE_KEY] = cache
     # The config poll (every agent, every few seconds) skips Flask; everything else goes through it.
     app.wsgi_app = agent_api.ConfigFastPath(app.wsgi_app, cache)  # type: ignore[method-assign]
+    if settings.behind_proxy:
+        # One proxy in front: its X-Forwarded-For / -Proto become the client address and the scheme
+        # (scrape URLs, the Secure cookie). Off by default: anyone could send those headers.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     register_error_handlers(app)
 
     app.register_blueprint(agent_api.bp, url_prefix="/api/agent/v1")

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from webui import datadir
 
+SETTINGS_KEY = "CTRLTOWER_SETTINGS"  # where create_app keeps the settings (app.config)
+
 
 class ServerSettings(BaseModel):
     """Everything `ctrltower server` needs. No environment lookups below this object."""
@@ -38,10 +40,25 @@ class ServerSettings(BaseModel):
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
     )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
+    metrics_lake: str | None = Field(
+        default=None,
+        description="with database_url: metrics in DuckLake (catalog in that PostgreSQL) at this data path",
+    )
+    metrics_shards: int = Field(default=64, ge=1, le=4096, description="scrape shards (scale-out)")
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "
         "None: SQLite in DIR/state.db",
+    )
+    scrape_allow: tuple[str, ...] = Field(
+        default=(),
+        description="hosts and IP networks (CIDR) an agent may announce as its metrics host; any other "
+        "announced host is replaced by the address the agent's registration came from",
+    )
+    behind_proxy: bool = Field(
+        default=False,
+        description="trust X-Forwarded-For and X-Forwarded-Proto from one reverse proxy in front "
+        "(client address for scrape URLs, https for the Secure session cookie)",
     )
 
     @property

@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from agent.opamp_agent import OpampAgent, instance_uid
 from agent.settings import AgentSettings
+from agent.state import StoredConfig
+from schemas.common import config_hash
 from schemas.opamp import opamp_pb2
 from tests.support.server import InProcessServer
 
@@ -105,6 +107,16 @@ def test_full_state_on_request_and_config_hash_checked(
         asked = opamp_pb2.ServerToAgent(flags=opamp_pb2.ServerToAgentFlags_ReportFullState)
         assert agent.handle(asked) is True
         assert agent.message().HasField("agent_description")
+
+        # the effective config is the file at the config path; a drift it undid is reported once
+        data = b"receivers: {}\n"
+        agent.desired = StoredConfig(data, config_hash(data), None, None)
+        agent.applier.write(data)
+        assert agent.message().effective_config.config_map.config_map[""].body == data
+        agent.found_drift = b"edited"
+        assert agent.message().effective_config.config_map.config_map[""].body == b"edited"
+        agent.desired = None
+        (tmp_path / "collector.yaml").unlink()
 
         remote = opamp_pb2.AgentRemoteConfig(config_hash=b"\x00" * 32)
         remote.config.config_map[""].body = b"receivers: {}\n"

@@ -1,7 +1,8 @@
 """End to end, one fleet: an HTTP-protocol agent and an OpAMP agent (`ctrltower agent --protocol opamp`),
 both subprocesses on an agent-only host (server dependencies blocked), both running the real collector
-shipping to demo/sink.py, both managed by the real server: Synced on the fleet page, restart over OpAMP,
-a rejected revision reported as ApplyFailed while the last good config keeps running."""
+shipping to demo/sink.py, both managed by the real server: Synced on the fleet page (its HTML, and in
+headless Chromium), a local edit seen as drift, restart over OpAMP from the agent page's only button, a
+rejected revision reported as ApplyFailed while the last good config keeps running."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from tests.agent.helpers import BLOCKER_DIR, children, collector_config, pid_ali
 from tests.conftest import ROOT, free_port
 from tests.support.server import ServerProcess, auth
 
-pytestmark = [pytest.mark.collector, pytest.mark.slow]
+pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.browser]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Host:
                 "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
                 "--poll-interval", "0.5s",
                 "--health-timeout", "5s",
+                "--collector-env", "APP_LOG_DIR",
             ],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -162,6 +166,35 @@ def fleet_page(srv: ServerProcess) -> str:
         return page.text
 
 
+def click_restart_in_chromium(srv: ServerProcess, agent_id: str) -> list[str]:
+    """Log in as an operator in headless Chromium, check the fleet page, open the OpAMP agent's page and
+    restart it with its button (confirming the dialog). Returns the action buttons the page offered."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            page.goto(srv.base_url + "/login")
+            page.fill("#token", srv.create_token("operator"))
+            page.click("button[type=submit]")
+            page.wait_for_selector("table.fleet")
+            synced = page.locator('tr[data-agent] [data-sync="Synced"]').count()
+            marked = page.locator('tr[data-agent] [data-protocol="opamp"]').count()
+            assert (synced, marked) == (2, 1), (synced, marked)
+            page.click(f'tr[data-agent="{agent_id}"] a')
+            page.wait_for_selector("#opamp")
+            found = page.locator("button[data-action]").all()
+            offered = [b.get_attribute("data-action") or "" for b in found]
+            page.once("dialog", lambda d: d.accept())
+            page.click("button[data-action=restart]")
+            page.wait_for_selector("text=Queued restart")
+            return offered
+        finally:
+            browser.close()
+
+
 def row_of(html: str, hostname: str) -> str:
     rows = re.findall(r"<tr data-agent=.*?</tr>", html, re.S)
     found = [r for r in rows if f">{hostname}</a>" in r]
@@ -184,12 +217,21 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     assert opamp_view.collector_version and opamp_view.agent_version
 
     # both real collectors run the config: lines written on each host reach the sink
-    for host in mixed.hosts.values():
+    hosts = list(mixed.hosts.values())
+    for host in hosts:
         write_lines(host.logs / "app.log", host.name, 20)
-    mixed.sink.wait_for("logs", 40, timeout=60)
-    bodies = mixed.sink.bodies()
-    for hostname in ("http-host", "opamp-host"):
-        assert any(b.startswith(hostname + " ") for b in bodies), hostname
+
+    def shipped(hostname: str) -> int:
+        return len({b for b in mixed.sink.bodies() if b.startswith(hostname + " ")})
+
+    try:
+        wait_until(lambda: shipped("http-host") == shipped("opamp-host") == 20, 60, interval=0.2)
+    except AssertionError as exc:
+        logs = {
+            h.name: (h.root / "state" / "collector.log").read_text(errors="replace")[-3000:] for h in hosts
+        }
+        counts = f"sink {mixed.sink.counts()}, http {shipped('http-host')}, opamp {shipped('opamp-host')}"
+        raise AssertionError(f"{exc}: {counts}\n{logs}") from None
 
     # the fleet page shows both, Synced (HTML-level: the page a browser gets)
     html = fleet_page(mixed.srv)
@@ -203,18 +245,36 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     assert token_file.read_text().startswith("cta_")
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
-    # restart over OpAMP: a new collector process, the command done
+    # a local edit: the agent undoes it and reports what it found as the effective config, so the
+    # server records the drift (and its end: Synced again)
+    config_file = mixed.hosts["opamp"].root / "collector.yaml"
+    config_file.write_text(good + "# edited by hand\n")
+
+    def drift_seen() -> bool:
+        r = httpx.get(
+            f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/events",
+            params={"kind": "drift"},
+            headers=auth(mixed.admin),
+            timeout=10,
+        )
+        return bool(r.json()["items"])
+
+    wait_until(drift_seen, 40, interval=0.2, what=f"drift event\n{mixed.hosts['opamp'].log_text()}")
+    assert config_file.read_text() == good
+    mixed.wait("Synced after the drift", lambda v: v["opamp-host"].sync_status == "Synced")
+
+    # restart over OpAMP from the UI in a real browser: the agent page offers only restart (what OpAMP
+    # can carry), the click queues it, the agent gets a new collector process and the command is done
     opamp = mixed.hosts["opamp"]
     before = opamp.collector_pid()
     assert before is not None
-    r = httpx.post(
-        f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/commands",
-        json={"action": "restart"},
-        headers=auth(mixed.admin),
-        timeout=10,
-    )
-    assert r.status_code == 202, r.text
-    command_id = r.json()["id"]
+    buttons = click_restart_in_chromium(mixed.srv, opamp_view.id)
+    assert buttons == ["restart"]
+    items = httpx.get(
+        f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/commands", headers=auth(mixed.admin), timeout=10
+    ).json()["items"]
+    assert [c["action"] for c in items] == ["restart"]
+    command_id = items[0]["id"]
 
     def restarted() -> bool:
         items = httpx.get(

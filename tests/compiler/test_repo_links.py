@@ -150,3 +150,11 @@ def test_repo_files_over_the_total_limit_are_ct114(repo: Path, monkeypatch: pyte
     assert refused[0].location.file not in files
     out = CliRunner().invoke(cli, ["validate", "--repo", str(repo)])
     assert out.exit_code == exit_codes.FINDINGS and "CT114" in out.output
+
+
+def test_too_many_repo_files_are_ct114(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctrltower.repo_dir as repo_dir
+
+    monkeypatch.setattr(repo_dir, "MAX_REPO_FILES", 5)
+    files, refused = scan_repo_dir(repo)
+    assert len(files) == 5 and [d.code for d in refused] == ["CT114"]

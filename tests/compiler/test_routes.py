@@ -96,5 +96,32 @@ service:
     doc = yaml.safe_load(result.files["pipelines/g.yaml"])
     (router,) = [n for n in doc["nodes"] if n["type"] == "routing"]
     assert router["config"]["default_pipelines"] == ["otlphttp.a"]
-    assert router["config"]["table"][0]["pipelines"] == []
+    assert router["config"]["table"] == []  # its only route led nowhere imported: left out
     assert compile_repo(result.files).ok
+
+
+def test_failover_priority_levels_round_trip() -> None:
+    source = """receivers: {otlp: {}}
+exporters: {otlphttp/main: {endpoint: "http://main"}, otlphttp/backup: {endpoint: "http://backup"}}
+processors: {batch: {}}
+connectors:
+  failover:
+    priority_levels: [[traces/main], [traces/backup, traces/gone]]
+service:
+  pipelines:
+    traces/in: {receivers: [otlp], exporters: [failover]}
+    traces/main: {receivers: [failover], processors: [batch], exporters: [otlphttp/main]}
+    traces/backup: {receivers: [failover], exporters: [otlphttp/backup]}
+"""
+    result = import_collector_config(source, group="g")
+    assert result.ok and [d.code for d in result.diagnostics] == ["CT607"]  # traces/gone
+    compiled = compile_repo(result.files)
+    assert compiled.ok, [d.format_text() for d in compiled.diagnostics]
+    doc = yaml.safe_load(compiled.configs["g"])
+    levels = doc["connectors"]["failover/g.failover"]["priority_levels"]
+    pipelines = doc["service"]["pipelines"]
+    assert [[pipelines[p]["exporters"] for p in level] for level in levels] == [
+        [["otlphttp/g.otlphttp.main"]],
+        [["otlphttp/g.otlphttp.backup"]],
+    ]
+    assert pipelines[levels[0][0]]["processors"] == ["batch/g.traces.main.batch"]

@@ -136,3 +136,57 @@ def test_repo_files_over_the_total_limit_are_ct114_and_unread(
             plan = build_plan(repo, base, padded, full=full)
         assert not plan.valid and "CT114" in [d.code for d in plan.diagnostics]
     assert not pads & set(contents_requests)
+
+
+def test_too_many_files_is_ct114(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reconciler.git as git_module
+
+    monkeypatch.setattr(git_module, "MAX_REPO_FILES", 5)
+    src = init_repo(tmp_path / "src")
+    with GitRepo.open(src) as repo:
+        sha = repo.resolve("main")
+        listing = repo.list_files(sha)
+        assert len(listing) > 5
+        assert [d.code for d in repo.refusals(sha, listing)] == ["CT114"]
+        assert "5 files" not in repo.refusals(sha, listing)[0].message  # the count with the file: 6
+        assert repo.read_blobs(listing) == {}
+
+
+@pytest.mark.parametrize("limit", [100, 250])  # the root tree, then a kind directory's tree
+def test_a_huge_tree_is_refused_by_its_size_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contents_requests: list[str], limit: int
+) -> None:
+    """A tree of a million entries is a bomb too: its size is asked first (the limit is lowered for
+    the test: 16 MiB of tree would only make it slow)."""
+    import reconciler.git as git_module
+    import reconciler.objects as objects_module
+    from reconciler.errors import GitUnavailable
+
+    monkeypatch.setattr(objects_module, "MAX_TREE_BYTES", limit)
+    monkeypatch.setattr(git_module, "MAX_TREE_BYTES", limit)
+    src = init_repo(tmp_path / "src")
+    root = subprocess.run(
+        ["git", "rev-parse", "HEAD^{tree}"],
+        cwd=src,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pipelines = _blob(src, "pipelines")
+    with GitRepo.open(src) as repo, pytest.raises(GitUnavailable, match="bytes \\(over"):
+        repo.list_files(repo.resolve("main"))
+    asked = " ".join(contents_requests)
+    assert pipelines not in asked and (limit > 100 or ("^{tree}" not in asked and root not in asked))
+
+
+def test_a_huge_commit_message_is_refused_by_size(tmp_path: Path, server: ServerProcess) -> None:
+    src = init_repo(tmp_path / "src")
+    message = tmp_path / "message.txt"
+    message.write_text("subject\n\n" + "x" * (2 * 1024 * 1024))
+    git(src, "commit", "-q", "--allow-empty", "-F", str(message))
+    settings = ReconcileSettings(source=str(src), ref="main", cache_dir=tmp_path / "cache")
+    token = server.create_token("reconciler", "huge message")
+    with ControlClient(make_http_client(server.base_url, token)) as client:
+        result = reconcile_once(settings, client, environ={})
+    assert result.outcome == "error" and "over 1,048,576" in str(result.error)

@@ -71,6 +71,7 @@ class ScaleOut:
         replicas: int = 3,
         poll_interval_s: float = 0.5,
         metrics: bool = False,
+        metrics_interval_s: float | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.root = root
@@ -80,6 +81,7 @@ class ScaleOut:
                 root / f"replica{i}",
                 poll_interval_s=poll_interval_s,
                 metrics=metrics,
+                metrics_interval_s=metrics_interval_s,
                 extra_args=("--database-url", database_url, *extra_args),
             )
             for i in range(replicas)

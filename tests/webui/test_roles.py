@@ -28,6 +28,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/agents/{agent_id}/events"): READ,
     ("GET", "/api/v1/agents/{agent_id}/commands"): READ,
     ("POST", "/api/v1/agents/{agent_id}/commands"): {"operator", "admin"},
+    ("POST", "/api/v1/agents/{agent_id}/approve-reregistration"): {"operator", "admin"},
     ("GET", "/api/v1/audit"): {"operator", "admin"},
     ("POST", "/api/v1/revisions"): {"reconciler", "admin"},
     ("GET", "/api/v1/revisions"): READ,

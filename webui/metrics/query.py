@@ -94,7 +94,8 @@ def range_query(
     values: dict[float, float | None] = {}
     agents_seen = 0
     if selects:
-        bucket = f"floor(ts / {step!r}) * {step!r}"
+        # step is bound, never SQL text (a repr like 'inf' was DuckDB syntax; a value is only a value)
+        bucket = "floor(ts / ?::DOUBLE) * ?::DOUBLE"  # after every ? of the selects: args + [step, step]
         if req.scope == "agent":  # one agent: no per-agent level
             sql = (
                 f"WITH src AS ({' UNION ALL '.join(selects)}) "
@@ -108,7 +109,7 @@ def range_query(
                 f"SELECT b, {outer}, count(v) FROM per GROUP BY b ORDER BY b"
             )
         with store.cursor() as cur:
-            for b, v, n in cur.execute(sql, args).fetchall():
+            for b, v, n in cur.execute(sql, [*args, step, step]).fetchall():
                 values[float(b)] = None if v is None or n == 0 else float(v)
                 agents_seen = max(agents_seen, int(n))
     points: list[tuple[float, float | None]] = []

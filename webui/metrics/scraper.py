@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from webui.metrics.fetch import FetchError, Target, fetch
 from webui.metrics.parse import PageError, parse_page
@@ -21,6 +24,9 @@ from webui.metrics.rates import increases
 from webui.metrics.settings import MetricsSettings
 from webui.metrics.store import Batch, MetricsStore
 from webui.metrics.targets import ScrapeTarget, StateReader
+
+if TYPE_CHECKING:
+    from webui.metrics.shards import PgBaselines, PgStateReader, ShardLeases
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -55,10 +61,12 @@ class Scraper:
         self,
         settings: MetricsSettings,
         store: MetricsStore,
-        state: StateReader,
+        state: StateReader | PgStateReader,
         *,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
+        leases: ShardLeases | None = None,
+        baselines: PgBaselines | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -70,8 +78,18 @@ class Scraper:
         self.scrapes_ok = 0
         self.scrapes_failed = 0
         self.skipped = 0
-        # each agent's last successful scrape (ts, raw counters); survives restarts via the store
-        self._prev: dict[str, tuple[float, list[float]]] = store.load_baselines()
+        # each agent's last successful scrape (ts, raw counters); survives restarts via the store, or
+        # (scale-out) lives in PostgreSQL, loaded when a shard is taken over, saved after every flush
+        self.leases = leases
+        self.baselines = baselines
+        self._prev: dict[str, tuple[float, list[float]]] = store.load_baselines() if baselines is None else {}
+        self._dirty: dict[str, tuple[float, list[float]]] = {}
+        self._owned: frozenset[int] = frozenset()
+        self._taken_over: set[str] = set()  # agents of shards taken over this round, not yet scraped
+        # scale-out: which replica scraped (an agent's operator, or a test, can tell the scrapers apart)
+        self.user_agent = "ctrltower-scraper"
+        if leases is not None:
+            self.user_agent += f" ({socket.gethostname()}:{os.getpid()})"
         self._targets: dict[str, Target | FetchError] = {}
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,7 +102,7 @@ class Scraper:
         t = self._targets.get(url)
         if t is None:
             try:
-                t = Target(url)
+                t = Target(url, self.user_agent)
             except FetchError as exc:
                 t = exc
             self._targets[url] = t
@@ -127,6 +145,8 @@ class Scraper:
                 self.settings.max_gap_s,
             )
             self._prev[target.agent_id] = (ts, page.counters)
+            if self.baselines is not None:
+                self._dirty[target.agent_id] = (ts, page.counters)
             self.batch.add(target.agent_id, target.group, ts, dt, incs, page.memory, page.up)
             health.last_success = ts
             health.failures = 0
@@ -144,7 +164,11 @@ class Scraper:
         """Swap the buffer on the loop thread (where scrapes append to it), insert it in a worker
         thread, so scraping goes on during the insert and no half-added row is ever written."""
         batch, self.batch = self.batch, Batch()
-        return await asyncio.to_thread(self.store.insert, batch)
+        dirty, self._dirty = self._dirty, {}
+        n = await asyncio.to_thread(self.store.insert, batch)
+        if self.baselines is not None and dirty:
+            await asyncio.to_thread(self.baselines.save, dirty)  # after the rows: never ahead of them
+        return n
 
     async def flush_loop(self, stop: asyncio.Event) -> None:
         while not await _wait(stop, self.settings.flush_every_s):
@@ -155,7 +179,40 @@ class Scraper:
 
     # --- rounds -----------------------------------------------------------------------------
 
+    async def _take_over(self, targets: list[ScrapeTarget]) -> None:
+        """Scale-out: load the shared baselines of agents in shards this replica just took over (its
+        own copies of them, from an earlier ownership, are stale)."""
+        if self.leases is None or self.baselines is None:
+            return
+        owned = self.leases.owned()
+        new = owned - self._owned
+        self._owned = owned
+        if not new:
+            return
+        moved = [
+            t.agent_id for t in targets if self.leases.owns(t.agent_id) and t.agent_id not in self._inflight
+        ]
+        moved = [a for a in moved if self._shard(a) in new]
+        for agent in moved:
+            self._prev.pop(agent, None)
+        self._prev.update(await asyncio.to_thread(self.baselines.load, moved))
+        self._taken_over = set(moved)
+
+    def _shard(self, agent_id: str) -> int:
+        from webui.metrics.shards import shard_of
+
+        assert self.leases is not None
+        return shard_of(agent_id, self.leases.shards)
+
     def _spawn(self, target: ScrapeTarget) -> None:
+        if self.leases is not None:
+            if not self.leases.owns(target.agent_id):
+                return  # its shard went to another replica during this round
+            if target.agent_id in self._taken_over:
+                self._taken_over.discard(target.agent_id)
+                prev = self._prev.get(target.agent_id)
+                if prev is not None and self.clock() - prev[0] < 0.9 * self.settings.interval_s:
+                    return  # the previous owner scraped it less than an interval ago: next slot
         if target.agent_id in self._inflight:
             self.skipped += 1  # still running from the last round: never pile up
             return
@@ -199,6 +256,10 @@ class Scraper:
                 log.warning("reading scrape targets failed: %s", exc)
                 targets = []
             self._prune(targets)
+            try:
+                await self._take_over(targets)
+            except Exception as exc:  # baselines unreachable: those agents start without a rate
+                log.warning("loading baselines of taken-over shards failed: %s", exc)
             plan = sorted(
                 ((offset(t.agent_id, interval) if self.settings.jitter else 0.0), t.agent_id, t)
                 for t in targets
@@ -218,6 +279,10 @@ class Scraper:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def save_baselines(self) -> None:
+        if self.baselines is not None:
+            dirty, self._dirty = self._dirty, {}
+            self.baselines.save(dirty)
+            return
         self.store.save_baselines(dict(self._prev))
 
     def failing(self) -> frozenset[str]:

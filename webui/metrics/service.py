@@ -1,7 +1,8 @@
 """The metrics process: scraper + DuckDB writer + the internal query endpoint on a Unix socket.
 
 `run(settings)` is what `ctrltower server` (webui/serve.py) starts in a child process. It owns
-DATA_DIR/metrics.duckdb, scrapes the online agents listed in DATA_DIR/state.db, and answers
+DATA_DIR/metrics.duckdb, scrapes the online agents listed in DATA_DIR/state.db (scale-out: writes the
+shared DuckLake and scrapes the agents of the shards it holds, webui/metrics/shards.py), and answers
 `GET /query`, `/latest`, `/top`, `/health`, `/failing`, `/stats` (JSON) on DATA_DIR/metrics.sock
 for the Flask workers (client.MetricsClient). SIGTERM/SIGINT stop it cleanly (last batch flushed).
 """
@@ -18,16 +19,18 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from schemas.errors import CtrlTowerError
+from schemas.errors import CtrlTowerError, RetryLater
 from webui.metrics import query
 from webui.metrics.params import QueryError, parse_agents, parse_range, parse_top
 from webui.metrics.scraper import Scraper
 from webui.metrics.settings import MetricsSettings
+from webui.metrics.shards import PgBaselines, PgStateReader, ShardLeases
 from webui.metrics.store import MetricsStore, StoreError
 from webui.metrics.targets import StateReader
 
@@ -44,6 +47,10 @@ def metrics_settings(settings: Any) -> MetricsSettings:
     if getattr(settings, "metrics_interval_s", None):
         extra["interval_s"] = float(settings.metrics_interval_s)
         extra["timeout_s"] = min(5.0, extra["interval_s"])  # a scrape never outlives its interval
+    if getattr(settings, "database_url", None) and getattr(settings, "metrics_lake", None):
+        extra["database_url"] = settings.database_url
+        extra["lake_path"] = settings.metrics_lake
+        extra["shards"] = int(getattr(settings, "metrics_shards", 64))
     return MetricsSettings(data_dir=Path(settings.data_dir), **extra)
 
 
@@ -55,7 +62,7 @@ class MetricsService:
         settings: MetricsSettings,
         store: MetricsStore,
         scraper: Scraper,
-        state: StateReader,
+        state: StateReader | PgStateReader,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -63,6 +70,7 @@ class MetricsService:
         self.scraper = scraper
         self.state = state
         self.clock = clock
+        self.leases: ShardLeases | None = None
 
     def handle(self, path: str, args: Mapping[str, Sequence[str]]) -> tuple[int, Any]:
         try:
@@ -134,7 +142,12 @@ class MetricsService:
         if path == "/failing":
             return {"agents": sorted(self.scraper.failing())}
         if path == "/stats":
+            leases = self.leases
             return {
+                "shards": None
+                if leases is None
+                else {"held": sorted(leases.owned()), "leader": leases.is_leader(), "taken": leases.moves},
+                "pid": os.getpid(),
                 "scrapes_ok": self.scraper.scrapes_ok,
                 "scrapes_failed": self.scraper.scrapes_failed,
                 "skipped": self.scraper.skipped,
@@ -210,26 +223,39 @@ async def run_async(
     settings: MetricsSettings, stop: asyncio.Event, *, clock: Callable[[], float] = time.time
 ) -> None:
     """The process body; also driven directly by tests with their own `stop` event."""
-    store = MetricsStore(settings.db_path, memory_limit=settings.duckdb_memory_limit)
-    state = StateReader(settings.state_db_path)
-    scraper = Scraper(settings, store, state, clock=clock)
+    parts = open_parts(settings)
+    store, state, leases, baselines = parts.store, parts.state, parts.leases, parts.baselines
+    scraper = Scraper(settings, store, state, clock=clock, leases=leases, baselines=baselines)
     service = MetricsService(settings, store, scraper, state, clock=clock)
+    service.leases = leases
     server = serve_socket(settings.socket_path, service)
     s = settings
+
+    def leading() -> bool:  # rollups, retention and compaction: once for the whole lake
+        return leases is None or leases.is_leader()
+
+    def rollup() -> None:
+        if leading():
+            store.rollup(clock(), s.rollup_lag_s)
+
+    def retain() -> None:
+        if leading():
+            store.retain(
+                clock(), raw_s=s.raw_retention_s, minute_s=s.minute_retention_s, hour_s=s.hour_retention_s
+            )
+            store.compact()
+
+    loops = [
+        scraper.run(stop),
+        scraper.flush_loop(stop),
+        _every(s.rollup_every_s, stop, rollup, "rollup"),
+        _every(s.retention_every_s, stop, retain, "retention"),
+    ]
+    if leases is not None:
+        await asyncio.to_thread(_rebalance, leases)  # hold a share before the first round
+        loops.append(_every(max(0.05, s.interval_s / 2), stop, lambda: _rebalance(leases), "shard leases"))
     try:
-        await asyncio.gather(
-            scraper.run(stop),
-            scraper.flush_loop(stop),
-            _every(s.rollup_every_s, stop, lambda: store.rollup(clock(), s.rollup_lag_s), "rollup"),
-            _every(
-                s.retention_every_s,
-                stop,
-                lambda: store.retain(
-                    clock(), raw_s=s.raw_retention_s, minute_s=s.minute_retention_s, hour_s=s.hour_retention_s
-                ),
-                "retention",
-            ),
-        )
+        await asyncio.gather(*loops)
     finally:
         await scraper.drain()
         server.shutdown()
@@ -238,9 +264,67 @@ async def run_async(
             scraper.flush()
         with contextlib.suppress(Exception):
             scraper.save_baselines()
+        if leases is not None:
+            leases.close()  # the shards go to the other replicas at once
+        for closer in (state, baselines):
+            with contextlib.suppress(Exception):
+                getattr(closer, "close", lambda: None)()
         store.close()
         with contextlib.suppress(FileNotFoundError):
             settings.socket_path.unlink()
+
+
+def _rebalance(leases: ShardLeases) -> None:
+    try:
+        leases.rebalance()
+    except RetryLater as exc:
+        log.warning("%s (holding no shards until the database answers)", exc)
+
+
+@dataclass
+class Parts:
+    store: MetricsStore
+    state: Any
+    leases: ShardLeases | None = None
+    baselines: PgBaselines | None = None
+
+
+def open_parts(settings: MetricsSettings) -> Parts:
+    """The local DuckDB file and state.db, or (scale-out) the lake, PostgreSQL state and shard leases."""
+    if not settings.scale_out:
+        return Parts(
+            MetricsStore(settings.db_path, memory_limit=settings.duckdb_memory_limit),
+            StateReader(settings.state_db_path),
+        )
+    import psycopg
+
+    from webui.metrics.lake import open_lake
+
+    assert settings.database_url is not None and settings.lake_path is not None
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+    schema = str(row[0]) if row and row[0] else "public"
+    con = open_lake(
+        settings.database_url, settings.lake_path, schema, memory_limit=settings.duckdb_memory_limit
+    )
+    store = _retrying(lambda: MetricsStore(settings.lake_path or "", con=con))
+    leases = ShardLeases(settings.database_url, settings.shards)
+    return Parts(
+        store, PgStateReader(settings.database_url, leases), leases, PgBaselines(settings.database_url)
+    )
+
+
+def _retrying(make: Callable[[], MetricsStore]) -> MetricsStore:
+    """Replicas starting together create the lake's tables at the same moment: DuckLake lets one
+    commit win and the others retry (bounded)."""
+    for attempt in range(20):
+        try:
+            return make()
+        except StoreError:
+            if attempt == 19:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def run(settings: Any) -> None:

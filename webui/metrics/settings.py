@@ -36,6 +36,17 @@ class MetricsSettings(BaseModel):
         default="1GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]?i?B$", description="DuckDB's memory cap"
     )
     failing_after: int = Field(default=2, ge=1, description="consecutive failed scrapes that make it failing")
+    database_url: str | None = Field(
+        default=None, description="scale-out: the state in PostgreSQL (targets, shard leases, baselines)"
+    )
+    lake_path: str | None = Field(
+        default=None, description="scale-out: DuckLake data path (directory or s3://bucket/prefix)"
+    )
+    shards: int = Field(default=64, ge=1, le=4096, description="scale-out: agents are split into this many")
+
+    @property
+    def scale_out(self) -> bool:
+        return self.database_url is not None and self.lake_path is not None
 
     @property
     def db_path(self) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS roll_60 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DO
     mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE, aid UBIGINT);
 CREATE TABLE IF NOT EXISTS roll_3600 (agent VARCHAR, grp VARCHAR, ts DOUBLE, dt DOUBLE, {_C},
     mem_sum DOUBLE, mem_n BIGINT, mem_max DOUBLE, up_min DOUBLE, aid UBIGINT);
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value DOUBLE);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR{{meta_key}}, value DOUBLE);
 CREATE TABLE IF NOT EXISTS baseline (agent VARCHAR, ts DOUBLE, {_B});
 """
 RAW_COLUMNS: tuple[str, ...] = ("agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "memory", "up")
@@ -99,19 +100,35 @@ class Batch:
 
 
 class MetricsStore:
-    """One DuckDB file. Thread-safe: each call uses its own cursor; writes are serialized."""
+    """One DuckDB file, or the shared DuckLake (`con` from webui/metrics/lake.py, several writers).
 
-    def __init__(self, path: Path, *, memory_limit: str | None = None) -> None:
+    Thread-safe: each call uses its own cursor; this process's writes are serialized. In the lake,
+    rollups and retention run in one replica only (the one holding the leader lease) and the others
+    re-read the watermarks every few seconds.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self.path = path
+        self.lake = con is not None
         try:
-            self._con = duckdb.connect(str(path))
-            if memory_limit is not None:
-                self._con.execute(f"SET memory_limit = '{memory_limit}'")  # validated by MetricsSettings
-            self._con.execute(_SCHEMA)
+            if con is None:
+                con = duckdb.connect(str(path))
+                if memory_limit is not None:
+                    con.execute(f"SET memory_limit = '{memory_limit}'")  # validated by MetricsSettings
+            self._con = con
+            # DuckLake has no primary keys; the one writer of `meta` (the leader) keeps keys unique.
+            self._con.execute(_SCHEMA.replace("{meta_key}", "" if self.lake else " PRIMARY KEY"))
         except duckdb.Error as exc:
             raise StoreError(f"opening {path}: {exc}") from exc
         self._write = threading.Lock()
         self._marks = self._read_watermarks()
+        self._marks_at = time.monotonic()
 
     def close(self) -> None:
         self._con.close()
@@ -120,6 +137,8 @@ class MetricsStore:
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self._con.cursor()
         try:
+            if self.lake:
+                cur.execute("USE lake")  # a cursor starts in the in-memory catalog
             yield cur
         except duckdb.Error as exc:
             raise StoreError(f"metrics store: {exc}") from exc
@@ -152,7 +171,12 @@ class MetricsStore:
         return {r: (None if rows.get(f"roll_{r}") is None else float(rows[f"roll_{r}"])) for r in RESOLUTIONS}
 
     def watermarks(self) -> dict[int, float | None]:
-        """Rollup watermarks, cached: this process is the only writer, and rollup() refreshes them."""
+        """Rollup watermarks, cached: this process is the only writer, and rollup() refreshes them.
+
+        In the lake another replica rolls up: re-read every 5 s (an older watermark only makes a query
+        read more of the finer table, which holds the same sums)."""
+        if self.lake and time.monotonic() - self._marks_at > 5.0:
+            self._marks, self._marks_at = self._read_watermarks(), time.monotonic()
         return dict(self._marks)
 
     def rollup(self, now: float, lag_s: float) -> dict[int, int]:
@@ -182,7 +206,8 @@ class MetricsStore:
                     n = cur.execute(
                         f"INSERT INTO roll_{res} " + sql.replace("{r}", str(res)), [start, cutoff]
                     ).fetchone()
-                    cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"roll_{res}", float(cutoff)])
+                    cur.execute("DELETE FROM meta WHERE key = ?", [f"roll_{res}"])
+                    cur.execute("INSERT INTO meta VALUES (?, ?)", [f"roll_{res}", float(cutoff)])
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -226,6 +251,16 @@ class MetricsStore:
         with self.cursor() as cur:
             rows = cur.execute("SELECT * FROM baseline").fetchall()
         return {str(r[0]): (float(r[1]), [float(v) for v in r[2:]]) for r in rows}
+
+    def compact(self) -> None:
+        """The lake only: merge the small Parquet files of frequent flushes and drop what old snapshots
+        no longer need (run by the leader with the rollups)."""
+        if not self.lake:
+            return
+        with self._write, self.cursor() as cur:
+            cur.execute("CALL ducklake_merge_adjacent_files('lake')")
+            cur.execute("CALL ducklake_expire_snapshots('lake', older_than => now() - INTERVAL 1 HOUR)")
+            cur.execute("CALL ducklake_cleanup_old_files('lake', older_than => now() - INTERVAL 1 HOUR)")
 
     def counts(self) -> dict[str, int]:
         with self.cursor() as cur:

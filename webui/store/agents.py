@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from schemas.api import (
@@ -15,6 +16,7 @@ from schemas.api import (
     AgentView,
     ApplyResult,
     Command,
+    LabelScope,
     Page,
     RegistrationResponse,
     StatusReport,
@@ -25,6 +27,7 @@ from webui.store.counts import StatusCountsMixin
 from webui.store.db import Conn
 from webui.store.dialect import Dialect
 from webui.store.groups import resolve_group
+from webui.store.identity import check_takeover
 from webui.store.opamp import with_opamp
 from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
@@ -83,18 +86,37 @@ def _agent_view_sql(dialect: Dialect) -> str:
     return "(" + _AGENT_VIEW_SQL.replace("{failing}", dialect.json_list(":failing")) + ") v"
 
 
+def _clamp(at: datetime, now: float) -> float:
+    """An agent's timestamp, no later than the server's clock: an event dated in the future would
+    never be pruned by retention and would outrank every later apply or drift."""
+    return min(ts(at) or now, now)
+
+
 class AgentsMixin(StatusCountsMixin):
     # --- agent API ------------------------------------------------------------------------------------
 
-    def register_agent(self, reg: AgentRegistration) -> RegistrationResponse:
-        """Create or update the agent with this instance_id; always issue a fresh token."""
+    def register_agent(
+        self, reg: AgentRegistration, *, scope: LabelScope | None = None
+    ) -> RegistrationResponse:
+        """Create or update the agent with this instance_id; always issue a fresh token.
+
+        An instance_id already registered is taken over only with proof: `reg.agent_token` is that
+        agent's current token, or an operator approved one re-registration (`approve_reregistration`).
+        Otherwise 409 `instance_registered`, and nothing changes (the victim keeps its token and record).
+        `scope`: the enroll token's label scope, kept with the agent (later label changes are checked).
+        """
         now = self.clock()
         secret = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_hash = hash_secret(secret)
         with self.db.write() as conn:
             selectors = self.current_selectors(conn)
             group = resolve_group(reg.labels, selectors)
-            row = conn.execute("SELECT id FROM agents WHERE instance_id = ?", (reg.instance_id,)).fetchone()
+            row = conn.execute(
+                "SELECT id, token_hash, reregister_until FROM agents WHERE instance_id = ?",
+                (reg.instance_id,),
+            ).fetchone()
+            if row is not None:
+                check_takeover(row, reg, now)
             before = None if row is None else self._sync_cell(conn, str(row["id"]))
             fields = (
                 reg.hostname,
@@ -107,20 +129,22 @@ class AgentsMixin(StatusCountsMixin):
                 token_hash,
                 now,
             )
+            scope_json = None if scope is None else dumps(scope)
             if row is None:
                 agent_id = "ag_" + secrets.token_hex(8)
                 conn.execute(
                     "INSERT INTO agents (hostname, platform, agent_version, collector_version, labels,"
-                    " metrics_url, group_name, token_hash, last_seen, id, instance_id, registered_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*fields, agent_id, reg.instance_id, now),
+                    " metrics_url, group_name, token_hash, last_seen, label_scope, id, instance_id,"
+                    " registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*fields, scope_json, agent_id, reg.instance_id, now),
                 )
             else:
                 agent_id = str(row["id"])
                 conn.execute(
                     "UPDATE agents SET hostname=?, platform=?, agent_version=?, collector_version=?,"
-                    " labels=?, metrics_url=?, group_name=?, token_hash=?, last_seen=? WHERE id=?",
-                    (*fields, agent_id),
+                    " labels=?, metrics_url=?, group_name=?, token_hash=?, last_seen=?, label_scope=?,"
+                    " reregister_until=NULL WHERE id=?",
+                    (*fields, scope_json, agent_id),
                 )
                 self._bump(conn, agents=True)  # the old token is revoked: drop cached auth
             self._event(
@@ -176,11 +200,11 @@ class AgentsMixin(StatusCountsMixin):
                 if apply_json != row["last_apply"]:
                     kind = {"applied": "applied", "failed": "apply_failed"}.get(la.result, la.result)
                     detail = {"error": la.error} if la.error else None
-                    self._event(conn, agent_id, ts(la.at) or now, kind, la.revision, la.config_hash, detail)
-                apply_cols = (apply_json, la.result, la.config_hash, ts(la.at))
+                    self._event(conn, agent_id, _clamp(la.at, now), kind, la.revision, la.config_hash, detail)
+                apply_cols = (apply_json, la.result, la.config_hash, _clamp(la.at, now))
             drift_at = row["last_drift_at"]
             for d in report.drift_events:
-                at = ts(d.at) or now
+                at = _clamp(d.at, now)
                 if row["last_drift_at"] is not None and at <= row["last_drift_at"]:
                     continue  # already recorded (an agent may send a drift again until it sees it stored)
                 self._event(conn, agent_id, at, "drift", None, d.desired_hash, {"local_hash": d.local_hash})

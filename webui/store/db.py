@@ -266,6 +266,29 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE revision_groups ADD COLUMN collector_version TEXT;
     """,
+    # 8: scale-out metrics (webui/metrics/shards.py): each agent's last scrape, shared by the replicas so
+    # the one that takes over a shard computes rates against the previous owner's last scrape.
+    """
+    CREATE TABLE IF NOT EXISTS metric_baselines (
+        agent TEXT PRIMARY KEY,
+        ts REAL NOT NULL,
+        vals TEXT NOT NULL                       -- JSON list of raw counter values (RAW_COUNTERS order)
+    );
+    """,
+    # 9: hardening (issue 10). Enroll tokens scoped to label sets and the scope an agent registered
+    # under; an operator's approval of one re-registration without proof of the agent's token; UI
+    # sessions a logout revokes (the cookie names one by id; the row holds its sha256).
+    """
+    ALTER TABLE tokens ADD COLUMN label_scope TEXT;
+    ALTER TABLE agents ADD COLUMN label_scope TEXT;
+    ALTER TABLE agents ADD COLUMN reregister_until REAL;
+    CREATE TABLE IF NOT EXISTS ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        token_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
 ]
 
 
