@@ -316,6 +316,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.total = Budget(MAX_TOTAL_STEPS, MAX_TOTAL_OUTPUT, "the repo's templates, all groups together,")
         self.budget = self.start()
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) writes paragraphs; no use in a config
+        self.filters.pop("random", None)  # a render must be deterministic: reviewed == deployed
         self.filters = {name: self._guard(name, fn, _filter_precheck) for name, fn in self.filters.items()}
         tests: dict[str, Any] = dict(self.tests)  # typeshed calls them "function"
         self.tests = {name: self._guard(name, fn, None) for name, fn in tests.items()}

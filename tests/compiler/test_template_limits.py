@@ -205,3 +205,9 @@ def test_sandbox_escape_through_attr_format_is_refused() -> None:
     """CVE-2025-27516 (fixed in Jinja 3.1.6, the floor in pyproject.toml): |attr reached str.format."""
     _, problems, _ = render("{{ ('{0.__class__}'|attr('format'))(vars) }}")
     assert [p.code for p in problems] == ["CT403"]
+
+
+def test_random_filter_is_not_available() -> None:
+    """A render is deterministic (what the PR's plan showed is what agents run): no |random."""
+    _, problems, _ = render("{{ [1, 2, 3]|random }}")
+    assert [p.code for p in problems] == ["CT401"]

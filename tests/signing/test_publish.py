@@ -117,7 +117,9 @@ def test_server_refuses_a_statement_about_something_else(server: ServerProcess, 
     with server.client(server.create_token("reconciler")) as c:
         r = c.post("/api/v1/revisions", json=body)
         assert r.status_code == 422, r.text
-        assert r.json()["error"]["details"] == {"g": "statement is about another group, commit or config"}
+        assert r.json()["error"]["details"] == {
+            "g": "statement is about another group, selector, commit or config"
+        }
         body["groups"][0]["statement"] = "garbage"  # type: ignore[index]
         r = c.post("/api/v1/revisions", json=body)
         assert r.status_code == 422 and "malformed" in r.json()["error"]["details"]["g"]

@@ -420,8 +420,13 @@ def _check_statements(rev: RevisionPublish) -> dict[str, float]:
         except Untrusted as exc:
             bad[g.name] = exc.reason
             continue
-        if (st.group, st.commit, st.sha256) != (g.name, rev.commit_sha, g.config_hash):
-            bad[g.name] = "statement is about another group, commit or config"
+        if (st.group, st.commit, st.sha256, st.selector) != (
+            g.name,
+            rev.commit_sha,
+            g.config_hash,
+            dict(g.selector),
+        ):
+            bad[g.name] = "statement is about another group, selector, commit or config"
             continue
         out[g.name] = float(st.expires_at)
     if bad:
