@@ -15,6 +15,8 @@ agents polling every 15 s is 1,667 req/s; the rest is headroom). Exit 1 when the
 --signing-key` does: the sample's 200s must carry one that verifies; the 304 path must cost the same.
 It also prints what one verification costs the agent (per config received, not per poll).
 
+What signing costs the poll is measured against a same-run unsigned server by bench/poll_signing.py.
+
 Run: `.venv/bin/python bench/poll.py [--agents N] [--seconds S] [--workers W] [--threads T] [--signed]`.
 """
 

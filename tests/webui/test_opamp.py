@@ -255,6 +255,41 @@ def test_own_token_is_required_once_issued(srv: InProcessServer) -> None:
     assert agent.send().instance_uid == agent.uid and agent.last_status == 200
 
 
+def test_reregistration_needs_the_agents_token_or_an_approval(srv: InProcessServer) -> None:
+    agent = registered(srv)
+    aid, token = agent_id_of(srv, agent), agent.token
+    # someone with the enroll token claims this instance_uid: refused, the agent keeps its record and token
+    answer = agent.send(token=srv.enroll_token, agent_description=description("impostor", {"env": "dev"}))
+    assert agent.last_status == 409 and answer.HasField("error_response")
+    assert view(srv, aid)["hostname"] == "edge-host-1" and agent.token == token
+    assert agent.send().instance_uid == agent.uid and agent.last_status == 200
+    # an operator approves one re-registration (a host reinstalled without its state): a new token
+    op = srv.auth(srv.create_token("operator"))
+    assert srv.client.post(f"/api/v1/agents/{aid}/approve-reregistration", headers=op).status_code == 200
+    agent.token = None
+    agent.send(agent_description=description("edge-host-1", {"env": "prod"}))
+    assert agent.last_status == 200 and agent.token not in (None, token)
+    assert agent_id_of(srv, agent) == aid
+    agent.send(token=token)
+    assert agent.last_status == 401  # the old token stopped working
+
+
+def test_scoped_enroll_token_labels_only_its_keys(srv: InProcessServer) -> None:
+    scoped = srv.store.create_token("enroll", "edge-only", labels={"env": ["prod"]}).secret
+    agent = HandAgent(srv.client, scoped)
+    agent.send(agent_description=description("edge-host-9", {"env": "prod", "team": "a"}))
+    assert agent.last_status == 200
+    v = view(srv, agent_id_of(srv, agent))
+    assert v["labels"] == {"env": "prod"} and v["hostname"] == "edge-host-9"  # attributes still describe it
+    # a value the scope does not allow is refused, at enrolment and in a later description
+    other = HandAgent(srv.client, scoped)
+    answer = other.send(agent_description=description("lab-host", {"env": "lab"}))
+    assert other.last_status == 403 and "env" in answer.error_response.error_message
+    agent.send(agent_description=description("edge-host-9", {"env": "lab"}))
+    assert agent.last_status == 403
+    assert view(srv, agent_id_of(srv, agent))["labels"] == {"env": "prod"}
+
+
 def _error(r: Any) -> opamp_pb2.ServerErrorResponse:
     assert r.mimetype == CONTENT_TYPE
     answer = opamp_pb2.ServerToAgent()

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from schemas.api import AgentRegistration, Command, CommandAck, StatusReport
+from schemas.api import AgentRegistration, Command, CommandAck, LabelScope, StatusReport
 from schemas.errors import RetryLater
 from schemas.opamp import CONTENT_TYPE, OPAMP_PATH, AgentCap, has, instance_id_of, opamp_pb2
 from webui.api import read_body
@@ -133,7 +133,7 @@ def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token
     if known is not None and not takes_token and known.enroll_token_id == principal.token_id:
         # An agent that cannot be handed its own token keeps the enroll token that registered it.
         return Identified(known, None, registered=False)
-    reg = _registration(instance_id, msg)
+    reg = _in_scope(_registration(instance_id, msg), principal.label_scope)
     check_label_scope(reg.labels, principal.label_scope)  # 403 labels_out_of_scope
     response = store.opamp_register(  # 409 instance_registered: a known instance needs its own token
         reg,
@@ -145,6 +145,19 @@ def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token
     if agent is None:  # deleted by an operator in between
         raise OpampRefused(409, "the agent was deleted while registering: try again")
     return Identified(agent, response.agent_token if takes_token else None, registered=True)
+
+
+def _in_scope(reg: AgentRegistration, scope: LabelScope | None) -> AgentRegistration:
+    """With a scoped enroll token, only the attributes the scope names become labels.
+
+    Every attribute of an OpAMP description is a label candidate (host.name, os.type, service.*...); an
+    HTTP agent sends only the labels it was given. Without this a scoped token could never enrol an
+    OpAMP agent. Dropping an attribute never gains a group (selectors need labels, not their absence);
+    a named key with a value outside the scope is still refused (403 labels_out_of_scope).
+    """
+    if scope is None:
+        return reg
+    return reg.model_copy(update={"labels": {k: v for k, v in reg.labels.items() if k in scope}})
 
 
 def _registration(instance_id: str, msg: opamp_pb2.AgentToServer) -> AgentRegistration:
@@ -167,11 +180,12 @@ def exchange(
     agent_id = who.agent.agent_id
     prev = who.agent.state
     if msg.HasField("agent_description") and not who.registered:
-        described = _registration(instance_id, msg)
-        check_label_scope(described.labels, store.agent_label_scope(agent_id))  # the scope it enrolled in
+        scope = store.agent_label_scope(agent_id)  # the scope it enrolled with
+        described = _in_scope(_registration(instance_id, msg), scope)
+        check_label_scope(described.labels, scope)
         store.opamp_describe(agent_id, described)
     auth = store.agent_auth(agent_id)
-    served = store.served_config(auth.group) if auth is not None and auth.group else None
+    served = store.served_config(auth.group, auth.served_sha) if auth is not None and auth.group else None
     desired = Desired(served.config_hash, served.revision, served.body) if served else None
     obs = observe(prev, msg, now=store.clock(), desired=desired)
     runs_desired = desired is not None and obs.reported_hash == desired.config_hash
