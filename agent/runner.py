@@ -391,11 +391,15 @@ class Agent(TrustChecks):
             collector_version=self.upgrades.current.version,
             labels=settings.labels,
             metrics_url=self.advertised_metrics_url(),
+            # proof that this is the agent registered with this instance_id (the server refuses a
+            # re-registration without it: anyone with the enroll token could take the record over)
+            agent_token=kept[1] if (kept := self.state.agent_token()) else None,
         )
 
     def register(self) -> None:
         response = self.client.register(self.settings.enroll_token, self.registration())
         self.agent_id, self.token = response.agent_id, response.agent_token
+        self.state.save_agent_token(response.agent_id, response.agent_token)
         self.server_poll_interval = response.poll_interval_s
         log.info("registered as agent %s", self.agent_id)
 

@@ -1,6 +1,7 @@
 """The agent's state directory: what it must remember across restarts, written atomically.
 
 instance_id            persistent identity sent at registration
+agent_token.json       the agent id and token of the last registration (0600): proof for the next one
 last_received.yaml     the last config the server sent (with .json: hash, revision, group)
 last_good.yaml         the last config the collector ran healthily (with .json)
 failed.json            the hash whose apply failed: never retried until a different one arrives
@@ -71,6 +72,9 @@ class StoredConfig:
     group: str | None
 
 
+AGENT_TOKEN_FILE = "agent_token.json"
+
+
 class StateDir:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -133,6 +137,22 @@ class StateDir:
             path.unlink(missing_ok=True)
         else:
             atomic_write(path, json.dumps({"hash": digest}).encode())
+
+    def agent_token(self) -> tuple[str, str] | None:
+        """(agent id, token) from the last registration: the proof a re-registration presents."""
+        try:
+            data = json.loads((self.root / AGENT_TOKEN_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        agent_id, token = data.get("agent_id"), data.get("token")
+        return (agent_id, token) if isinstance(agent_id, str) and isinstance(token, str) else None
+
+    def save_agent_token(self, agent_id: str, token: str) -> None:
+        atomic_write(
+            self.root / AGENT_TOKEN_FILE, json.dumps({"agent_id": agent_id, "token": token}).encode()
+        )
 
     def operator_stopped(self) -> bool:
         return (self.root / "operator_stopped").exists()

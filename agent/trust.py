@@ -113,6 +113,8 @@ class TrustChecks:
             self.state.save_last_received(new)
             self.etag = new.hash
         except ServerRefused as exc:  # not published (yet): report it, ask again next poll
+            if exc.status != 404:
+                raise  # 401 and the like: the server cycle re-registers
             error = f"collector {version} cannot be downloaded: {exc}"
             if self.last_apply is None or self.last_apply.error != error:
                 log.error("%s", error)

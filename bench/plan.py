@@ -141,10 +141,11 @@ def main() -> int:
         # Wall time on a shared machine includes other people's work; CPU time (ours plus the git
         # processes') is the cost of the work itself. The goal is judged on CPU, wall is shown.
         run.figure(
-            "plan_ms", "`plan` of a one-pipeline change in that repo", round(plan_wall * 1000, 1), "ms",
-            baseline=Baseline("full render of the same repo", round(full_wall * 1000, 1), "ms"),
-            ratio=ratio_cpu, target="CPU ratio <= 0.10", met=ratio_cpu <= 0.10, readme=True,
-            cpu_ms=round(plan_cpu * 1000, 1), baseline_cpu_ms=round(full_cpu * 1000, 1),
+            # judged on CPU (ours plus the git processes'): the figure and its baseline are CPU time
+            "plan_cpu_ms", "`plan` of a one-pipeline change in that repo (CPU)", round(plan_cpu * 1000, 1),
+            "ms", baseline=Baseline("full render of the same repo (CPU)", round(full_cpu * 1000, 1), "ms"),
+            ratio=ratio_cpu, target="ratio <= 0.10", met=ratio_cpu <= 0.10, readme=True,
+            wall_ms=round(plan_wall * 1000, 1), baseline_wall_ms=round(full_wall * 1000, 1),
             wall_ratio=round(ratio_wall, 4), changed_groups=changed_groups, repeat=REPEAT,
         )  # fmt: skip
 

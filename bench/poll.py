@@ -15,6 +15,8 @@ agents polling every 15 s is 1,667 req/s; the rest is headroom). Exit 1 when the
 --signing-key` does: the sample's 200s must carry one that verifies; the 304 path must cost the same.
 It also prints what one verification costs the agent (per config received, not per poll).
 
+What signing costs the poll is measured against a same-run unsigned server by bench/poll_signing.py.
+
 Run: `.venv/bin/python bench/poll.py [--agents N] [--seconds S] [--workers W] [--threads T] [--signed]`.
 """
 
@@ -425,7 +427,8 @@ def main() -> int:
                 time.sleep(SCRAPE_INTERVAL_S + 5)  # warm-up: every target scraped once
                 run_wrk(base + "/", lua, [str(agents_file)], 2, args.wrk_threads, args.connections)
                 s0, t0 = scrape_stats(work), time.monotonic()
-                scraping = run_wrk(base + "/", lua, [str(agents_file)], args.seconds, args.wrk_threads,
+                window = max(args.seconds, int(SCRAPE_INTERVAL_S))  # a whole scrape interval at least
+                scraping = run_wrk(base + "/", lua, [str(agents_file)], window, args.wrk_threads,
                                    args.connections, server.pid)  # fmt: skip
                 s1, t1 = scrape_stats(work), time.monotonic()
                 scraping["scrapes_per_s"] = (s1["scrapes_ok"] - s0["scrapes_ok"]) / (t1 - t0)

@@ -292,7 +292,10 @@ def import_collector_configs(
     run.routes()
     run.not_imported()
     if not run.graph.nodes:
-        run.report("CT601", "no pipeline of a supported signal (traces, metrics, logs, profiles) to import")
+        if result.ok:  # fragments (CT608) already say why nothing is left
+            run.report(
+                "CT601", "no pipeline of a supported signal (traces, metrics, logs, profiles) to import"
+            )
         return result
     run.declarations()
     run.unstable_signals()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
-from schemas.diagnostics import Diagnostic
+from schemas.diagnostics import Diagnostic, printable
 
 FORMATS = ("text", "json", "github", "markdown")
+_PLAIN_PATH = re.compile(r"[\w./ -]+:\d+:\d+")  # shown as code; anything else is escaped text
 
 
 def _line_of(files: Mapping[str, bytes | str], path: str, line: int) -> str | None:
@@ -38,11 +40,11 @@ def format_text(diags: list[Diagnostic], files: Mapping[str, bytes | str] | None
         out.append(head)
         src = _line_of(files or {}, d.location.file, d.location.line)
         if src is not None:
-            out.append(f"    {src}")
+            out.append(f"    {printable(src)}")
             if d.location.column > 0:
                 out.append("    " + " " * (d.location.column - 1) + "^")
         if d.hint:
-            out.append(f"    hint: {d.hint}")
+            out.append(f"    hint: {printable(d.hint)}")
     out.append(summary(diags))
     return "\n".join(out) + "\n"
 
@@ -80,14 +82,25 @@ def format_github(diags: list[Diagnostic], path_prefix: str = "") -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def markdown_text(text: str) -> str:
+    """Text from a repo as plain text in Markdown (a PR comment): one line, no table breaks, HTML,
+    code spans, emphasis, links or images, and no @mentions that would notify people."""
+    text = printable(text)
+    for ch in "\\`*_|[]!~#":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("@", "&#64;")
+
+
 def format_markdown(diags: list[Diagnostic]) -> str:
     if not diags:
         return "No problems found.\n"
     rows = ["| severity | code | location | message |", "| --- | --- | --- | --- |"]
     for d in diags:
         loc = d.location
-        message = (d.message + (f" (hint: {d.hint})" if d.hint else "")).replace("|", "\\|")
-        rows.append(f"| {d.severity} | {d.code} | `{loc.file}:{loc.line}:{loc.column}` | {message} |")
+        message = markdown_text(d.message + (f" (hint: {d.hint})" if d.hint else ""))
+        where = f"{loc.file}:{loc.line}:{loc.column}"
+        where = f"`{where}`" if _PLAIN_PATH.fullmatch(where) else markdown_text(where)
+        rows.append(f"| {d.severity} | {d.code} | {where} | {message} |")
     return "\n".join(rows) + f"\n\n{summary(diags)}\n"
 
 

@@ -184,28 +184,45 @@ class _Counted:
 
 
 def _check_str_method(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Before calling a str method whose arguments alone could ask for a huge string."""
+    """Before calling a str (or bytes: `'x'.encode()`) method whose arguments alone could ask for
+    a huge result."""
     name = getattr(method, "__name__", "")
     text = getattr(method, "__self__", None)
-    if not isinstance(text, str):
+    if not isinstance(text, str | bytes):
         wrapped = getattr(method, "__wrapped__", None)  # the sandbox's str.format wrapper
         text = getattr(wrapped, "__self__", None)
-        if not isinstance(text, str):
+        if not isinstance(text, str | bytes):
             return
     if name in ("ljust", "rjust", "center", "zfill"):
-        _need(_width(args[0] if args else kwargs.get("width")), f"str.{name}")
+        _need(_width(args[0] if args else kwargs.get("width")), f"{type(text).__name__}.{name}")
     elif name == "expandtabs":
         tab = _width(args[0] if args else kwargs.get("tabsize", 8))
-        _need(len(text) * max(tab, 1), "str.expandtabs")
-    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-        _need(_replace_bound(text, args[0], args[1]), "str.replace")
+        _need(len(text) * max(tab, 1), "expandtabs")
+    elif name == "replace" and len(args) >= 2 and _same_kind(text, args[0], args[1]):
+        _need(_replace_bound(text, args[0], args[1]), "replace")
     elif name == "join" and args:
-        _need(_join_bound(args[0], len(text)), "str.join")
-    elif name in ("format", "format_map"):
+        _need(_join_bound(args[0], len(text)), "join")
+    elif name == "translate" and args:
+        _need(len(text) * max(1, _longest_value(args[0])), "translate")
+    elif name in ("format", "format_map") and isinstance(text, str):
         check_brace_format(text)
 
 
-def _replace_bound(text: str, old: str, new: str) -> int:
+def _same_kind(text: str | bytes, old: Any, new: Any) -> bool:
+    kind = str if isinstance(text, str) else bytes
+    return isinstance(old, kind) and isinstance(new, kind)
+
+
+def _longest_value(table: Any) -> int:
+    """The longest replacement in a str.translate table (a dict) or bytes table (256 bytes)."""
+    if isinstance(table, dict):
+        if len(table) > MAX_SEQUENCE:
+            raise BudgetExceeded(f"a translate table of more than {MAX_SEQUENCE:,} entries")
+        return max((len(v) for v in table.values() if isinstance(v, str | bytes)), default=1)
+    return 1
+
+
+def _replace_bound(text: str | bytes, old: Any, new: Any) -> int:
     hits = len(text) + 1 if not old else text.count(old)
     return len(text) + hits * len(new)
 
@@ -299,6 +316,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.total = Budget(MAX_TOTAL_STEPS, MAX_TOTAL_OUTPUT, "the repo's templates, all groups together,")
         self.budget = self.start()
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) writes paragraphs; no use in a config
+        self.filters.pop("random", None)  # a render must be deterministic: reviewed == deployed
         self.filters = {name: self._guard(name, fn, _filter_precheck) for name, fn in self.filters.items()}
         tests: dict[str, Any] = dict(self.tests)  # typeshed calls them "function"
         self.tests = {name: self._guard(name, fn, None) for name, fn in tests.items()}
@@ -343,7 +361,11 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.budget.charge(1)
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
+                if (
+                    isinstance(seq, str | bytes | list | tuple)
+                    and isinstance(n, int)
+                    and len(seq) * n > MAX_SEQUENCE
+                ):
                     raise SecurityError(f"the result of * would exceed {MAX_SEQUENCE:,} items")
             both_int = isinstance(left, int) and isinstance(right, int)
             if both_int and left.bit_length() + right.bit_length() > MAX_INT_BITS:
@@ -353,8 +375,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError(f"exponents above {MAX_EXPONENT} are refused")
             if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > MAX_INT_BITS:
                 raise BudgetExceeded(f"an integer of more than {MAX_INT_BITS:,} bits")
-        if operator == "%" and isinstance(left, str):
-            check_percent_format(left)
+        if operator == "%" and isinstance(left, str | bytes):
+            check_percent_format(left if isinstance(left, str) else left.decode("latin-1"))
         return self._result(super().call_binop(context, operator, left, right))
 
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:

@@ -206,7 +206,7 @@ def import_(
         list(sources.items()), group=group, pipeline=pipeline, existing=existing
     )
     if not result.ok:
-        _emit(result.diagnostics, fmt, sources)
+        _emit(sort_diagnostics(result.diagnostics), fmt, sources)
         sys.exit(exit_codes.FINDINGS)
     merged = {k: v for k, v in existing.items() if is_repo_file(k)}
     merged.update({k: v.encode("utf-8") for k, v in result.files.items()})

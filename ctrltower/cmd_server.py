@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ctrltower import exit_codes
 from ctrltower.params import parse_listen
-from schemas.api import ROLES, Role
+from schemas.api import ROLES, Role, TokenCreate, parse_label_scope
 from schemas.errors import CtrlTowerError
 
 if TYPE_CHECKING:
@@ -88,6 +88,13 @@ def check_database_url(url: str | None) -> str | None:
     show_default=True,
     help="Keep agent events, finished commands and reconcile runs this long (the audit log is kept).",
 )
+@click.option(
+    "--rollout-tick",
+    type=click.FloatRange(0.05, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two looks of the rollout controller at the active rollouts.",
+)
 @DATABASE_URL
 @click.option(
     "--metrics-lake",
@@ -97,6 +104,18 @@ def check_database_url(url: str | None) -> str | None:
     help="With --database-url: metrics in DuckLake, catalog in that PostgreSQL, data in DATA_PATH "
     "(a directory all replicas reach, or s3://bucket/prefix); scrapes are sharded across replicas "
     "(env CTRLTOWER_METRICS_LAKE).",
+)
+@click.option(
+    "--scrape-allow",
+    multiple=True,
+    metavar="HOST|CIDR",
+    help="A host or network agents may announce as their metrics host (repeatable); other announced "
+    "hosts are replaced by the address the agent connected from.",
+)
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    help="Trust X-Forwarded-For / X-Forwarded-Proto from one reverse proxy in front of the server.",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def server(
@@ -109,8 +128,11 @@ def server(
     no_metrics: bool,
     metrics_interval: float | None,
     retention_days: float,
+    rollout_tick: float,
     database_url: str | None,
     metrics_lake: str | None,
+    scrape_allow: tuple[str, ...],
+    behind_proxy: bool,
     log_level: str,
 ) -> None:
     """Run the control plane server (agent API, control API, web UI, metrics) until SIGTERM/SIGINT."""
@@ -142,8 +164,11 @@ def server(
         metrics=not no_metrics,
         metrics_interval_s=metrics_interval,
         retention_days=retention_days,
+        rollout_tick_s=rollout_tick,
         database_url=url,
         metrics_lake=metrics_lake or None,
+        scrape_allow=scrape_allow,
+        behind_proxy=behind_proxy,
     )
     try:
         code = serve(settings)
@@ -188,12 +213,30 @@ def _store(data_dir: Path | None, database_url: str | None = None) -> Store:
 @DATABASE_URL
 @click.option("--role", type=click.Choice(list(ROLES)), required=True)
 @click.option("--name", default="", help="A label for the token (shown in lists and the audit log).")
+@click.option(
+    "--labels",
+    "label_scope",
+    default=None,
+    metavar="KEY=VALUE,KEY=*,...",
+    help="enroll tokens: the labels a registration may claim (repeat a key for several values, * for any); "
+    "registrations claiming others are refused (403).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def token_create(data_dir: Path | None, database_url: str | None, role: str, name: str, fmt: str) -> None:
+def token_create(
+    data_dir: Path | None, database_url: str | None, role: str, name: str, label_scope: str | None, fmt: str
+) -> None:
     """Create a token and print its secret (shown once, stored only as a hash)."""
+    scope = None
+    if label_scope is not None:
+        if role != "enroll":
+            raise click.BadParameter("only enroll tokens have a label scope", param_hint="--labels")
+        try:
+            scope = TokenCreate(role="enroll", labels=parse_label_scope(label_scope)).labels
+        except (ValueError, ValidationError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--labels") from None
     store = _store(data_dir, database_url)
     try:
-        created = store.create_token(cast(Role, role), name, actor="cli", actor_role="admin")
+        created = store.create_token(cast(Role, role), name, actor="cli", actor_role="admin", labels=scope)
     except ValidationError as exc:
         click.echo(f"ctrltower token: {exc}", err=True)
         sys.exit(exit_codes.USAGE)
@@ -223,7 +266,10 @@ def token_list(data_dir: Path | None, database_url: str | None, fmt: str) -> Non
     for t in items:
         revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-"
         created = t.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(f"{t.id:>4}  {t.role:<10}  {created:<20}  {revoked:<20}  {t.name}")
+        scope = ""
+        if t.labels is not None:  # an enroll token's label scope
+            scope = "  [labels " + ",".join(f"{k}={v}" for k, vs in t.labels.items() for v in vs) + "]"
+        click.echo(f"{t.id:>4}  {t.role:<10}  {created:<20}  {revoked:<20}  {t.name}{scope}")
 
 
 @token.command("revoke")

@@ -9,8 +9,9 @@ import json
 from dataclasses import asdict
 from typing import Any, Literal
 
+from compiler.report import markdown_text
 from reconciler.plan import GroupChange, Plan
-from schemas.diagnostics import Diagnostic
+from schemas.diagnostics import Diagnostic, printable
 
 Format = Literal["text", "markdown", "json", "github"]
 FORMATS: tuple[Format, ...] = ("text", "markdown", "json", "github")
@@ -82,9 +83,9 @@ def to_text(plan: Plan) -> str:
     out.append(f"{len(plan.files)} file(s) changed")
     for f in plan.files:
         groups = f" -> {', '.join(f.groups)}" if f.groups else ""
-        out.append(f"  {f.status:<8} {f.path}{groups}")
+        out.append(f"  {f.status:<8} {printable(f.path)}{groups}")
     for reason in plan.widened:
-        out.append(f"  scope widened: {reason}")
+        out.append(f"  scope widened: {printable(reason)}")
     out.append(_coverage(plan))
     if plan.diagnostics:
         out.append("")
@@ -102,7 +103,7 @@ def to_text(plan: Plan) -> str:
         out.append("")
         out.append(f"{_sign(change)} group {change.group}: {change.kind}{_agents(change)}")
         for reason in change.reasons:
-            out.append(f"    because {reason}")
+            out.append(f"    because {printable(reason)}")
         line = _pipelines_line(change)
         if line:
             out.append(f"    pipelines {line}")
@@ -223,10 +224,9 @@ def _cut_note(remaining: int) -> str:
 
 
 def _md_escape(text: str) -> str:
-    """Plain text inside Markdown: no table breaks, no HTML, no code spans or emphasis."""
-    for ch in "\\`*_|":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    """Plain text inside Markdown: one line, no table breaks, HTML, code spans, emphasis, links,
+    images or @mentions (compiler/report.py's markdown_text)."""
+    return markdown_text(text)
 
 
 # --- json -------------------------------------------------------------------------------------------

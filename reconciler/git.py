@@ -83,6 +83,7 @@ _PROTOCOLS = {
 }
 _HELPER_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+MAX_COMMIT_BYTES = 1024 * 1024  # a commit object: headers and message (the server keeps 64 KiB of it)
 _HEX_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 
@@ -350,6 +351,14 @@ class GitRepo:
         return int(str(out).strip())
 
     def commit_info(self, sha: str) -> CommitInfo:
+        """Message, author and date of a commit; a commit object over MAX_COMMIT_BYTES (a message of
+        megabytes is a bomb, not a message) is refused by its size before it is read."""
+        (header,) = self._info([sha])
+        if header is not None and header[2] > MAX_COMMIT_BYTES:
+            # retry later, not permanent: the loop must pick up the next (fixed) commit
+            raise GitUnavailable(
+                f"commit {sha[:12]} is {header[2]:,} bytes (over {MAX_COMMIT_BYTES:,}): not read"
+            )
         commit = self._repo.commit(sha)
         message = commit.message if isinstance(commit.message, str) else commit.message.decode()
         return CommitInfo(

@@ -7,12 +7,13 @@ generated from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from schemas.common import CommitSha, FrozenModel, LabelKey, LabelValue, Name, Signal, StrictModel
 from schemas.diagnostics import Diagnostic
+from schemas.repo import RolloutPolicy
 
 # Response headers of GET /api/agent/v1/agents/{id}/config (besides ETag: "<config hash>").
 HEADER_REVISION = "X-Ctrltower-Revision"
@@ -47,6 +48,12 @@ class ErrorBody(FrozenModel):
 
 # --- agent API ------------------------------------------------------------------------------------
 
+# Bounds on what an agent may send (issue 10: one agent with 20,000 labels slowed every fleet page, a 4 MB
+# revision string was stored). Hashes are 64 hex characters and revisions commit SHAs; 128 leaves room.
+MAX_LABELS = 64
+MAX_REPORT_ID = 128
+ReportId = Annotated[str, StringConstraints(max_length=MAX_REPORT_ID)]
+
 
 class AgentRegistration(StrictModel):
     instance_id: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -54,8 +61,14 @@ class AgentRegistration(StrictModel):
     platform: str = Field(default="", max_length=128)
     agent_version: str = Field(default="", max_length=64)
     collector_version: str | None = Field(default=None, max_length=128)
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
     metrics_url: str | None = Field(default=None, max_length=2048, description="the agent's /metrics URL")
+    agent_token: str | None = Field(
+        default=None,
+        max_length=512,
+        description="this instance's current agent token: proves it is the same agent when its "
+        "instance_id is already registered (else an operator must approve the re-registration)",
+    )
 
 
 class RegistrationResponse(FrozenModel):
@@ -67,16 +80,16 @@ class RegistrationResponse(FrozenModel):
 class ApplyResult(StrictModel):
     # untrusted: refused before anything was written (signature missing, bad, expired, other group)
     result: Literal["applied", "failed", "untrusted"]
-    config_hash: str
-    revision: str | None = None
+    config_hash: ReportId
+    revision: ReportId | None = None
     error: str | None = Field(default=None, max_length=8192)
     at: datetime
 
 
 class DriftEvent(StrictModel):
     at: datetime
-    local_hash: str | None = Field(description="hash of the file found at the config path; null: deleted")
-    desired_hash: str
+    local_hash: ReportId | None = Field(description="hash of the file at the config path; null: deleted")
+    desired_hash: ReportId
 
 
 class CommandAck(StrictModel):
@@ -88,12 +101,12 @@ class CommandAck(StrictModel):
 class StatusReport(StrictModel):
     collector_state: CollectorState
     collector_pid: int | None = None
-    effective_config_hash: str | None = None
-    effective_revision: str | None = None
+    effective_config_hash: ReportId | None = None
+    effective_revision: ReportId | None = None
     last_apply: ApplyResult | None = None
     drift_events: list[DriftEvent] = Field(default_factory=list, max_length=100)
     acks: list[CommandAck] = Field(default_factory=list, max_length=100)
-    uptime_s: float = Field(ge=0)
+    uptime_s: float = Field(ge=0, le=1e10)
     stopped_by_operator: bool = False
     verifies_signatures: bool | None = Field(
         default=None, description="true: runs only configs signed by a --trust-key; false: no key pinned"
@@ -167,12 +180,16 @@ class RevisionPublish(StrictModel):
     source: str | None = Field(default=None, max_length=2048, description="repo URL without credentials")
     groups: list[GroupRevision]
     pipelines: list[PipelineGraph]
+    rollouts: list[RolloutPolicy] = Field(
+        default_factory=list, description="the commit's rollout policies (rollouts/*.yaml), docs/rollouts.md"
+    )
 
 
 class PublishResult(FrozenModel):
     commit_sha: str
     # resigned: the same commit, its groups' statements replaced by fresher ones
     outcome: Literal["published", "unchanged", "resigned"]
+    rollouts: list[int] = Field(default_factory=list, description="ids of the rollouts this publish started")
 
 
 class RevisionSummary(FrozenModel):
@@ -314,7 +331,8 @@ class AgentEvent(FrozenModel):
 
 # --- control API: reconcile runs ---------------------------------------------------------------------
 
-RunOutcome = Literal["published", "unchanged", "invalid", "error", "conflict"]
+# rolled_back: the server refuses the commit because a rollout rolled it back (a later commit is needed)
+RunOutcome = Literal["published", "unchanged", "invalid", "error", "conflict", "rolled_back"]
 
 
 class ReconcileRunReport(StrictModel):
@@ -345,9 +363,21 @@ class ReconcileRunView(FrozenModel):
 # --- control API: tokens -----------------------------------------------------------------------------
 
 
+# An enroll token's label scope: the label keys a registration with it may carry, each with the values
+# it may take ("*": any value). None: any labels. Parsed from "tier=edge,tier=canary,zone=*".
+LabelScope = dict[LabelKey, list[LabelValue]]
+ANY_VALUE = "*"
+
+
 class TokenCreate(StrictModel):
     role: Literal["viewer", "operator", "admin", "reconciler", "enroll"]
     name: str = Field(default="", max_length=128)
+    labels: LabelScope | None = Field(
+        default=None,
+        max_length=MAX_LABELS,
+        description="enroll tokens only: the labels a registration may claim (key -> allowed values, "
+        '"*" for any); a registration claiming other labels is refused with 403 labels_out_of_scope',
+    )
 
 
 class TokenView(FrozenModel):
@@ -356,6 +386,29 @@ class TokenView(FrozenModel):
     role: str
     created_at: datetime
     revoked_at: datetime | None = None
+    labels: LabelScope | None = None
+
+
+def parse_label_scope(text: str) -> LabelScope:
+    """'tier=edge,tier=canary,zone=*' -> {'tier': ['edge', 'canary'], 'zone': ['*']} (ValueError if bad)."""
+    scope: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"label scope {part!r} is not KEY=VALUE (VALUE may be *)")
+        values = scope.setdefault(key.strip(), [])
+        if value.strip() not in values:
+            values.append(value.strip())
+    return scope
+
+
+def labels_outside(labels: dict[str, str], scope: LabelScope | None) -> dict[str, str]:
+    """The labels a scope does not allow (empty: all allowed; no scope allows everything)."""
+    if scope is None:
+        return {}
+    return {
+        k: v for k, v in labels.items() if k not in scope or (ANY_VALUE not in scope[k] and v not in scope[k])
+    }
 
 
 class TokenCreated(FrozenModel):
@@ -439,6 +492,75 @@ class CommandList(FrozenModel):
 
 class TokenList(FrozenModel):
     items: list[TokenView]
+
+
+# --- control API: rollouts (docs/rollouts.md) ------------------------------------------------------
+
+RolloutState = Literal["progressing", "paused", "succeeded", "rolled_back", "aborted", "superseded"]
+ROLLOUT_ACTIVE: tuple[RolloutState, ...] = ("progressing", "paused")
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+class CheckResult(FrozenModel):
+    """One check of one measurement: the value, the threshold it was held to, the verdict."""
+
+    metric: str
+    signal: Signal | None = None
+    value: float | None = Field(description="null: not enough data (the check is inconclusive)")
+    threshold: float
+    comparison: Literal["max", "min_ratio"] = Field(description="max: value <= threshold; min_ratio: >=")
+    verdict: Verdict
+    detail: str = Field(default="", description="what the value was computed from, in words")
+    baseline: float | None = Field(default=None, description="throughput: old revision's per-agent rate")
+
+
+class Measurement(FrozenModel):
+    id: int
+    step: int = Field(description="0-based index of the analysis step it belongs to")
+    at: datetime
+    verdict: Verdict
+    checks: list[CheckResult]
+
+
+class RolloutStepView(FrozenModel):
+    index: int
+    action: Literal["group", "weight", "analysis", "pause"]
+    description: str
+    status: Literal["done", "current", "pending"]
+
+
+class RolloutAgents(FrozenModel):
+    new: int = Field(description="agents of the group served the new revision")
+    old: int = Field(description="agents of the group still served the previous one")
+
+
+class RolloutView(FrozenModel):
+    id: int
+    policy: str
+    commit_sha: str
+    bases: dict[str, str] = Field(description="group -> the revision it ran before (rollback target)")
+    state: RolloutState
+    step: int = Field(description="0-based index of the current step; len(steps) when every step is done")
+    steps: list[RolloutStepView]
+    weight: int = Field(description="percent of each group on the new revision (100: all)")
+    whole_groups: list[str] = Field(description="groups a group step moved entirely")
+    reason: str | None = None
+    on_failure: str
+    created_at: datetime
+    updated_at: datetime
+    step_started_at: datetime
+    finished_at: datetime | None = None
+    agents: dict[str, RolloutAgents] = Field(default_factory=dict, description="per group")
+    measurements: list[Measurement] = Field(default_factory=list, description="newest first (detail: all)")
+
+
+class RolloutList(FrozenModel):
+    items: list[RolloutView]
+    page: Page
+
+
+class RolloutAction(StrictModel):
+    reason: str | None = Field(default=None, max_length=1024, description="kept in the audit log")
 
 
 __all__ = [

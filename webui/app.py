@@ -25,15 +25,15 @@ from webui.api import agent as agent_api
 from webui.api import collectors as collectors_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
+from webui.api import rollouts as rollouts_api
 from webui.errors import json_response, register_error_handlers
 from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
-from webui.settings import ServerSettings
+from webui.settings import SETTINGS_KEY, ServerSettings
 from webui.store import EXTENSION_KEY, Store
 from webui.store.base import Clock, ScrapeHealth
 
 log = logging.getLogger(__name__)
-SETTINGS_KEY = "CTRLTOWER_SETTINGS"
 
 
 def create_app(
@@ -63,11 +63,18 @@ def create_app(
     app.extensions[agent_api.CACHE_KEY] = cache
     # The config poll (every agent, every few seconds) skips Flask; everything else goes through it.
     app.wsgi_app = agent_api.ConfigFastPath(app.wsgi_app, cache)  # type: ignore[method-assign]
+    if settings.behind_proxy:
+        # One proxy in front: its X-Forwarded-For / -Proto become the client address and the scheme
+        # (scrape URLs, the Secure cookie). Off by default: anyone could send those headers.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     register_error_handlers(app)
 
     app.register_blueprint(agent_api.bp, url_prefix="/api/agent/v1")
     app.register_blueprint(control_api.bp, url_prefix="/api/v1")
     app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
+    app.register_blueprint(rollouts_api.bp, url_prefix="/api/v1")
     app.register_blueprint(collectors_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
     app.register_blueprint(opamp_endpoint.bp)  # POST /v1/opamp (protobuf, outside /api: the OpAMP path)

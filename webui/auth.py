@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import g, request
 
+from schemas.api import LabelScope
 from webui.errors import Forbidden, Unauthorized
 from webui.store import get_store
 
@@ -42,6 +43,7 @@ class Principal:
     token_id: int | None
     name: str
     role: str
+    label_scope: LabelScope | None = None  # enroll tokens: the labels a registration may claim
 
     @property
     def actor(self) -> str:
@@ -71,7 +73,12 @@ def authenticate(token: str) -> Principal | None:
     record = get_store().find_token(token)
     if record is None:
         return None
-    return Principal(token_id=record.id, name=record.name or f"token:{record.id}", role=record.role)
+    return Principal(
+        token_id=record.id,
+        name=record.name or f"token:{record.id}",
+        role=record.role,
+        label_scope=record.label_scope,
+    )
 
 
 def current_principal() -> Principal | None:

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from webui import datadir
 
+SETTINGS_KEY = "CTRLTOWER_SETTINGS"  # where create_app keeps the settings (app.config)
+
 
 class ServerSettings(BaseModel):
     """Everything `ctrltower server` needs. No environment lookups below this object."""
@@ -37,6 +39,12 @@ class ServerSettings(BaseModel):
     retention_days: float = Field(
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
     )
+    rollout_tick_s: float = Field(
+        default=5.0, gt=0, le=3600, description="how often the rollout controller looks at active rollouts"
+    )
+    rollout_lease_s: float = Field(
+        default=30.0, gt=0, le=86400, description="a dead controller's lease expires after this long"
+    )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
     metrics_lake: str | None = Field(
         default=None,
@@ -47,6 +55,16 @@ class ServerSettings(BaseModel):
         default=None,
         description="PostgreSQL URL (scale-out mode): all state there, shared by every replica; "
         "None: SQLite in DIR/state.db",
+    )
+    scrape_allow: tuple[str, ...] = Field(
+        default=(),
+        description="hosts and IP networks (CIDR) an agent may announce as its metrics host; any other "
+        "announced host is replaced by the address the agent's registration came from",
+    )
+    behind_proxy: bool = Field(
+        default=False,
+        description="trust X-Forwarded-For and X-Forwarded-Proto from one reverse proxy in front "
+        "(client address for scrape URLs, https for the Secure session cookie)",
     )
 
     @property

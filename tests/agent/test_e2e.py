@@ -254,7 +254,7 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
     fleet.wait_view("running again", run_state="running", stopped_by_operator=False)
     wait_until(lambda: fleet.command_state(agent_id, cmd) == "done", 10, what="start acked")
 
-    # Someone registers this instance again (its token is revoked): the agent re-registers by itself.
+    # Someone else with the enroll token claims this instance: refused (409), the agent is untouched.
     instance_id = (fleet.tmp / "state" / "instance_id").read_text().strip()
     r = httpx.post(
         f"{fleet.srv.base_url}/api/agent/v1/agents",
@@ -262,9 +262,15 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
         headers=auth(fleet.srv.enroll_token),
         timeout=10,
     )
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 409 and r.json()["error"]["code"] == "instance_registered", r.text
+    assert fleet.agent_log().count("registered as agent") == 1
+    # The agent restarts: it registers again with the token kept in its state dir (proof), same id.
+    assert fleet.agent is not None
+    fleet.agent.send_signal(signal.SIGTERM)
+    assert fleet.agent.wait(30) == 0, fleet.agent_log()
+    fleet.start_agent()
     wait_until(lambda: fleet.agent_log().count("registered as agent") == 2, 10, what="re-registration")
-    view = fleet.wait_view("same agent after re-registration", run_state="running")
+    view = fleet.wait_view("same agent after its restart", run_state="running")
     assert view.id == agent_id and view.hostname != "impostor"
 
     # The server goes away: telemetry keeps flowing; when it is back, the agent reports again.
@@ -348,3 +354,29 @@ def test_server_scrapes_the_agent_metrics(tmp_path: Path, collector_bin: Path) -
             assert fleet.agent is not None
             fleet.agent.send_signal(signal.SIGTERM)
             assert fleet.agent.wait(20) == 0
+
+
+def test_agent_keeps_working_after_the_server_database_is_deleted(fleet: Fleet) -> None:
+    """Issue 10: the agent proves its identity with the token it keeps; after the server lost state.db
+    its instance id is unknown there, so it registers again without proof, and runs the republished
+    config. (docs/security.md, "After deleting the server's database".)"""
+    logs = fleet.tmp / "logs"
+    logs.mkdir()
+    yaml_text = collector_config(f"{logs}/*.log", fleet.sink.endpoint)
+    fleet.publish(yaml_text)
+    fleet.start_agent()
+    first = fleet.wait_view("agent synced", sync_status="Synced", run_state="running")
+    assert (fleet.tmp / "state" / "agent_token.json").exists()
+    fleet.srv.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (fleet.srv.data_dir / f"state.db{suffix}").unlink(missing_ok=True)
+    fleet.srv.start()
+    # what the operator does: create the tokens again (the enroll token is re-imported), reconcile
+    fleet.reconciler = fleet.srv.create_token("reconciler")
+    fleet.operator = fleet.srv.create_token("operator")
+    fleet.head = None
+    fleet.publish(yaml_text)
+    view = fleet.wait_view("registered again and synced", sync_status="Synced", run_state="running")
+    assert view.instance_id == first.instance_id and view.id != first.id
+    write_lines(logs / "app.log", "after-db-loss", 5)
+    wait_until(lambda: "after-db-loss 4" in fleet.sink.bodies(), 15, what="lines after the database loss")

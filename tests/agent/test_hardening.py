@@ -157,8 +157,10 @@ def test_state_files_config_and_collector_log_are_private(tmp_path: Path, collec
     state.save_last_received(cfg)
     state.save_last_good(cfg)
     assert mode(tmp_path / "state") == 0o700
-    for name in ("instance_id", "last_received.yaml", "last_good.yaml", "last_good.json"):
-        state.instance_id()
+    state.save_agent_token("ag_1", "cta_secret")  # the proof for the next registration
+    assert state.agent_token() == ("ag_1", "cta_secret")
+    state.instance_id()
+    for name in ("instance_id", "last_received.yaml", "last_good.yaml", "last_good.json", "agent_token.json"):
         assert mode(tmp_path / "state" / name) == 0o600, name
     log = tmp_path / "state" / "collector.log"
     log.write_text("from an older agent\n")

@@ -1,7 +1,8 @@
 """End to end, one fleet: an HTTP-protocol agent and an OpAMP agent (`ctrltower agent --protocol opamp`),
 both subprocesses on an agent-only host (server dependencies blocked), both running the real collector
-shipping to demo/sink.py, both managed by the real server: Synced on the fleet page, restart over OpAMP,
-a rejected revision reported as ApplyFailed while the last good config keeps running."""
+shipping to demo/sink.py, both managed by the real server: Synced on the fleet page (its HTML, and in
+headless Chromium), a local edit seen as drift, restart over OpAMP from the agent page's only button, a
+rejected revision reported as ApplyFailed while the last good config keeps running."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from tests.agent.helpers import BLOCKER_DIR, children, collector_config, pid_ali
 from tests.conftest import ROOT, free_port
 from tests.support.server import ServerProcess, auth
 
-pytestmark = [pytest.mark.collector, pytest.mark.slow]
+pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.browser]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 @dataclass
@@ -163,6 +166,35 @@ def fleet_page(srv: ServerProcess) -> str:
         return page.text
 
 
+def click_restart_in_chromium(srv: ServerProcess, agent_id: str) -> list[str]:
+    """Log in as an operator in headless Chromium, check the fleet page, open the OpAMP agent's page and
+    restart it with its button (confirming the dialog). Returns the action buttons the page offered."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            page.goto(srv.base_url + "/login")
+            page.fill("#token", srv.create_token("operator"))
+            page.click("button[type=submit]")
+            page.wait_for_selector("table.fleet")
+            synced = page.locator('tr[data-agent] [data-sync="Synced"]').count()
+            marked = page.locator('tr[data-agent] [data-protocol="opamp"]').count()
+            assert (synced, marked) == (2, 1), (synced, marked)
+            page.click(f'tr[data-agent="{agent_id}"] a')
+            page.wait_for_selector("#opamp")
+            found = page.locator("button[data-action]").all()
+            offered = [b.get_attribute("data-action") or "" for b in found]
+            page.once("dialog", lambda d: d.accept())
+            page.click("button[data-action=restart]")
+            page.wait_for_selector("text=Queued restart")
+            return offered
+        finally:
+            browser.close()
+
+
 def row_of(html: str, hostname: str) -> str:
     rows = re.findall(r"<tr data-agent=.*?</tr>", html, re.S)
     found = [r for r in rows if f">{hostname}</a>" in r]
@@ -231,18 +263,19 @@ def test_http_and_opamp_agents_in_one_fleet(mixed: MixedFleet, collector_bin: Pa
     assert config_file.read_text() == good
     mixed.wait("Synced after the drift", lambda v: v["opamp-host"].sync_status == "Synced")
 
-    # restart over OpAMP: a new collector process, the command done
+    # restart over OpAMP from the UI in a real browser: the agent page offers only restart (what OpAMP
+    # can carry), the click queues it, the agent gets a new collector process and the command is done
     opamp = mixed.hosts["opamp"]
     before = opamp.collector_pid()
     assert before is not None
-    r = httpx.post(
-        f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/commands",
-        json={"action": "restart"},
-        headers=auth(mixed.admin),
-        timeout=10,
-    )
-    assert r.status_code == 202, r.text
-    command_id = r.json()["id"]
+    buttons = click_restart_in_chromium(mixed.srv, opamp_view.id)
+    commands = [b for b in buttons if b in ("start", "stop", "restart", "shutdown")]
+    assert commands == ["restart"], buttons  # (other buttons, e.g. approve-reregistration, are not commands)
+    items = httpx.get(
+        f"{mixed.srv.base_url}/api/v1/agents/{opamp_view.id}/commands", headers=auth(mixed.admin), timeout=10
+    ).json()["items"]
+    assert [c["action"] for c in items] == ["restart"]
+    command_id = items[0]["id"]
 
     def restarted() -> bool:
         items = httpx.get(

@@ -47,6 +47,11 @@ MULTI = {
         "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config.yaml",
         "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config-extras.yaml",
     ],
+    "demo-opamp-extras": [
+        "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config.yaml",
+        "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config-opamp.yaml",
+        "multi/open-telemetry__opentelemetry-demo__src_otel-collector_otelcol-config-extras.yaml",
+    ],
 }
 
 

@@ -67,6 +67,15 @@ ATTACKS = {
 }
 
 
+BYTES_AND_TABLES = {
+    "bytes *": "{{ 'x'.encode() * 1000000000 }}",
+    "bytes ljust": "{{ 'x'.encode().ljust(1000000000) }}",
+    "bytes percent": "{{ '%0999999999d'.encode() % 1 }}",
+    "bytes replace": "{{ ('x' * 50000).encode().replace('x'.encode(), ('y' * 50000).encode()) }}",
+    "translate": "{{ ('x' * 100000).translate({120: 'y' * 100000}) }}",
+}
+
+
 def render(source: str, templater: Templater | None = None) -> tuple[Any, list[TemplateProblem], int]:
     templater = templater or Templater()
     templater.start_budget()
@@ -89,6 +98,14 @@ def test_attack_is_stopped_with_ct405_and_little_memory(source: str) -> None:
     assert problems[0].message.startswith("template over its budget: ")
     assert value == source  # nothing rendered
     assert peak < PEAK_LIMIT
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("source", BYTES_AND_TABLES.values(), ids=list(BYTES_AND_TABLES))
+def test_bytes_and_translate_are_bounded_too(source: str) -> None:
+    value, problems, peak = render(source)
+    assert [p.code for p in problems] in (["CT403"], ["CT405"]), problems
+    assert value == source and peak < PEAK_LIMIT
 
 
 def test_legitimate_templates_still_render() -> None:
@@ -188,3 +205,9 @@ def test_sandbox_escape_through_attr_format_is_refused() -> None:
     """CVE-2025-27516 (fixed in Jinja 3.1.6, the floor in pyproject.toml): |attr reached str.format."""
     _, problems, _ = render("{{ ('{0.__class__}'|attr('format'))(vars) }}")
     assert [p.code for p in problems] == ["CT403"]
+
+
+def test_random_filter_is_not_available() -> None:
+    """A render is deterministic (what the PR's plan showed is what agents run): no |random."""
+    _, problems, _ = render("{{ [1, 2, 3]|random }}")
+    assert [p.code for p in problems] == ["CT401"]

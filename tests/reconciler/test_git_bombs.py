@@ -178,3 +178,15 @@ def test_a_huge_tree_is_refused_by_its_size_before_it_is_read(
         repo.list_files(repo.resolve("main"))
     asked = " ".join(contents_requests)
     assert pipelines not in asked and (limit > 100 or ("^{tree}" not in asked and root not in asked))
+
+
+def test_a_huge_commit_message_is_refused_by_size(tmp_path: Path, server: ServerProcess) -> None:
+    src = init_repo(tmp_path / "src")
+    message = tmp_path / "message.txt"
+    message.write_text("subject\n\n" + "x" * (2 * 1024 * 1024))
+    git(src, "commit", "-q", "--allow-empty", "-F", str(message))
+    settings = ReconcileSettings(source=str(src), ref="main", cache_dir=tmp_path / "cache")
+    token = server.create_token("reconciler", "huge message")
+    with ControlClient(make_http_client(server.base_url, token)) as client:
+        result = reconcile_once(settings, client, environ={})
+    assert result.outcome == "error" and "over 1,048,576" in str(result.error)

@@ -3,7 +3,8 @@ for a version, the agent (with --trust-key) downloading, checking and switching 
 
 An upgrade to a copy of the real collector succeeds and is reported; an upgrade to a binary that passes
 `validate` but exits at start is rolled back and the old collector keeps shipping logs to the sink; an
-unsigned build is refused; at most two builds stay on disk. The CLI's refusals are checked too.
+unsigned build is refused; a build not published yet is reported and taken once published; at most two
+builds stay on disk; a restarted agent runs the build it switched to. The CLI's refusals are checked too.
 """
 
 from __future__ import annotations
@@ -108,11 +109,30 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
         _ship(fleet, "after-unsigned")
         assert len(list(store.glob("*.bin"))) <= 2, sorted(p.name for p in store.iterdir())
 
+        # 4. A build that is not published yet: reported, then taken as soon as it is published.
+        later = fleet.commit_config("100ms", "run 0.135.0-later", collector="0.135.0-later")
+        fleet.reconcile("a")
+        view = fleet.wait_view(
+            "the missing build is reported",
+            lambda v: v.last_apply is not None and "cannot be downloaded" in (v.last_apply.error or ""),
+        )
+        assert "no_collector" in (view.last_apply.error or "")  # type: ignore[union-attr]
+        assert fleet.publish_collector("0.135.0-later", copy, "a").exit_code == 0
+        fleet.wait_view(
+            "upgraded once published",
+            lambda v: (
+                v.sync_status == "Synced"
+                and v.effective_revision == later
+                and v.collector_version == "0.135.0-later"
+            ),
+        )
+        assert len(list(store.glob("*.bin"))) <= 2, sorted(p.name for p in store.iterdir())
+
         # The agent restarts on the build it switched to, not on --collector.
         fleet.stop_agent()
         fleet.start_agent(("a",))
         wait_until(fleet.collector_pid, 30, what="a collector under the restarted agent")
-        assert "0.135.0-copy" in _exe(fleet)
+        assert "0.135.0-later" in _exe(fleet)
         _ship(fleet, "after-restart")
 
 

@@ -42,7 +42,7 @@ def test_signed_publish_served_verified_and_resigned(server: ServerProcess, tmp_
     token = server.create_token("reconciler")
     priv, pub = generate_keys(tmp_path / "keys")
     keys = load_trust_keys([pub])
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)  # every commit at once
     cache = tmp_path / "cache"
     with server.client() as http:
         r = http.post(
@@ -117,7 +117,9 @@ def test_server_refuses_a_statement_about_something_else(server: ServerProcess, 
     with server.client(server.create_token("reconciler")) as c:
         r = c.post("/api/v1/revisions", json=body)
         assert r.status_code == 422, r.text
-        assert r.json()["error"]["details"] == {"g": "statement is about another group, commit or config"}
+        assert r.json()["error"]["details"] == {
+            "g": "statement is about another group, selector, commit or config"
+        }
         body["groups"][0]["statement"] = "garbage"  # type: ignore[index]
         r = c.post("/api/v1/revisions", json=body)
         assert r.status_code == 422 and "malformed" in r.json()["error"]["details"]["g"]

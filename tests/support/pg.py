@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+from tests.support.ready import READY_CAP_S
+
 ENV_URL = "CTRLTOWER_TEST_DATABASE_URL"
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -80,7 +82,9 @@ class PgCluster:
         return ["runuser", "-u", self.run_as, "--", *args]
 
     @classmethod
-    def start(cls, parent: Path | None = None, *, timeout_s: float = 60.0) -> PgCluster:
+    def start(cls, parent: Path | None = None, *, timeout_s: float = READY_CAP_S) -> PgCluster:
+        # pg_ctl -w returns as soon as PostgreSQL accepts connections (its own readiness report);
+        # timeout_s is only the safety cap (tests/support/ready.py), not a guess at how long it takes
         run_as = "postgres" if os.geteuid() == 0 else None
         root = Path(tempfile.mkdtemp(prefix="ctrltower-pg-", dir=parent))
         if run_as is not None:

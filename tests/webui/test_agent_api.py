@@ -10,9 +10,14 @@ from tests.webui.conftest import Clock
 from tests.webui.helpers import group, iso, publish, registration, sha
 
 
-def register(srv: InProcessServer, instance: str, labels: dict[str, str] | None = None) -> tuple[str, str]:
+def register(
+    srv: InProcessServer, instance: str, labels: dict[str, str] | None = None, proof: str | None = None
+) -> tuple[str, str]:
+    extra = {"agent_token": proof} if proof else {}
     r = srv.client.post(
-        "/api/agent/v1/agents", json=registration(instance, labels), headers=srv.auth(srv.enroll_token)
+        "/api/agent/v1/agents",
+        json=registration(instance, labels, **extra),
+        headers=srv.auth(srv.enroll_token),
     )
     assert r.status_code == 200, r.json
     return r.json["agent_id"], r.json["agent_token"]
@@ -36,7 +41,7 @@ def status(srv: InProcessServer, agent_id: str, token: str, **report: Any) -> An
 
 def test_reregistration_keeps_id_and_revokes_old_token(srv: InProcessServer) -> None:
     a1, t1 = register(srv, "inst-000001", {"env": "prod"})
-    a2, t2 = register(srv, "inst-000001", {"env": "dev"})
+    a2, t2 = register(srv, "inst-000001", {"env": "dev"}, proof=t1)  # the agent's own token: it is itself
     assert a1 == a2 and t1 != t2
     assert config(srv, a1, t1).status_code == 401
     assert config(srv, a1, t2).json["error"]["code"] == "no_revision"

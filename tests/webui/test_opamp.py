@@ -3,6 +3,7 @@ effective config, restart, sequence gaps, health, and every refusal as an OpAMP 
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -254,6 +255,41 @@ def test_own_token_is_required_once_issued(srv: InProcessServer) -> None:
     assert agent.send().instance_uid == agent.uid and agent.last_status == 200
 
 
+def test_reregistration_needs_the_agents_token_or_an_approval(srv: InProcessServer) -> None:
+    agent = registered(srv)
+    aid, token = agent_id_of(srv, agent), agent.token
+    # someone with the enroll token claims this instance_uid: refused, the agent keeps its record and token
+    answer = agent.send(token=srv.enroll_token, agent_description=description("impostor", {"env": "dev"}))
+    assert agent.last_status == 409 and answer.HasField("error_response")
+    assert view(srv, aid)["hostname"] == "edge-host-1" and agent.token == token
+    assert agent.send().instance_uid == agent.uid and agent.last_status == 200
+    # an operator approves one re-registration (a host reinstalled without its state): a new token
+    op = srv.auth(srv.create_token("operator"))
+    assert srv.client.post(f"/api/v1/agents/{aid}/approve-reregistration", headers=op).status_code == 200
+    agent.token = None
+    agent.send(agent_description=description("edge-host-1", {"env": "prod"}))
+    assert agent.last_status == 200 and agent.token not in (None, token)
+    assert agent_id_of(srv, agent) == aid
+    agent.send(token=token)
+    assert agent.last_status == 401  # the old token stopped working
+
+
+def test_scoped_enroll_token_labels_only_its_keys(srv: InProcessServer) -> None:
+    scoped = srv.store.create_token("enroll", "edge-only", labels={"env": ["prod"]}).secret
+    agent = HandAgent(srv.client, scoped)
+    agent.send(agent_description=description("edge-host-9", {"env": "prod", "team": "a"}))
+    assert agent.last_status == 200
+    v = view(srv, agent_id_of(srv, agent))
+    assert v["labels"] == {"env": "prod"} and v["hostname"] == "edge-host-9"  # attributes still describe it
+    # a value the scope does not allow is refused, at enrolment and in a later description
+    other = HandAgent(srv.client, scoped)
+    answer = other.send(agent_description=description("lab-host", {"env": "lab"}))
+    assert other.last_status == 403 and "env" in answer.error_response.error_message
+    agent.send(agent_description=description("edge-host-9", {"env": "lab"}))
+    assert agent.last_status == 403
+    assert view(srv, agent_id_of(srv, agent))["labels"] == {"env": "prod"}
+
+
 def _error(r: Any) -> opamp_pb2.ServerErrorResponse:
     assert r.mimetype == CONTENT_TYPE
     answer = opamp_pb2.ServerToAgent()
@@ -281,12 +317,41 @@ def test_refusals_are_opamp_errors_with_4xx(tmp_path: Any) -> None:
             err = _error(response)
             assert err.type == opamp_pb2.ServerErrorResponseType_BadRequest
             assert text in err.error_message, err.error_message
+        # gzip bodies are decompressed within the same limit; a gzip bomb or garbage is refused
+        zipped = gzip.compress(good)
+        r = srv.client.post(
+            OPAMP_PATH,
+            data=zipped,
+            headers={
+                "Content-Type": CONTENT_TYPE,
+                "Content-Encoding": "gzip",
+                "Authorization": f"Bearer {srv.enroll_token}",
+            },
+        )
+        assert r.status_code == 200, r.data
+        for body, encoding, status in (
+            (gzip.compress(b"\x0a" * 100_000), "gzip", 413),
+            (b"not gzip at all", "gzip", 400),
+            (zipped[:-8], "gzip", 400),
+            (good, "br", 415),
+        ):
+            r = srv.client.post(
+                OPAMP_PATH,
+                data=body,
+                headers={
+                    "Content-Type": CONTENT_TYPE,
+                    "Content-Encoding": encoding,
+                    "Authorization": f"Bearer {srv.enroll_token}",
+                },
+            )
+            assert r.status_code == status, (encoding, r.data)
+            _error(r)
         # an instance_uid that is not 16 bytes
         short = opamp_pb2.AgentToServer(instance_uid=b"abc").SerializeToString()
         assert agent.post_raw(short, srv.enroll_token).status_code == 400
-        # nothing was registered by any of them
+        # nothing was registered by any of them (but the gzip one)
         r = srv.client.get("/api/v1/agents", headers=srv.auth(srv.admin_token))
-        assert r.json["page"]["total"] == 0
+        assert r.json["page"]["total"] == 1
         # GET is not OpAMP
         assert srv.client.get(OPAMP_PATH).status_code == 405
     finally:

@@ -102,7 +102,8 @@ def test_a_token_issued_by_another_replica_works_before_its_notification(
         # the agent re-registers through the other replica: a new token, the old one revoked
         from schemas.api import AgentRegistration
 
-        again = other.register_agent(AgentRegistration.model_validate(registration("inst-hot-2")))
+        proof = registration("inst-hot-2", agent_token=reg["agent_token"])  # the agent proves it is itself
+        again = other.register_agent(AgentRegistration.model_validate(proof))
         assert again.agent_id == reg["agent_id"]
         # whether or not this worker has heard of it yet, the new token works and the old one does not
         assert pg_srv.client.get(url, headers=pg_srv.auth(again.agent_token)).status_code == 200

@@ -89,6 +89,7 @@ def test_counts_follow_every_change(tmp_path: Path, seed: int) -> None:
             elif op == "reregister":  # new labels: the agent may move to another group (or to none)
                 idx = rnd.randrange(len(agents))
                 view = store.get_agent(agents[idx])
+                store.approve_reregistration(view.id, actor="t", role="operator")  # no token at hand
                 store.register_agent(
                     AgentRegistration(instance_id=view.instance_id, hostname=view.hostname,
                                       labels=dict(TIERS[rnd.randrange(len(TIERS))]))

@@ -9,6 +9,7 @@ costs no database round trip at all.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -26,18 +27,23 @@ from schemas.api import (
     AgentRegistration,
     ErrorBody,
     ErrorDetail,
+    LabelScope,
     RegistrationResponse,
     StatusReport,
     StatusResponse,
+    labels_outside,
 )
 from schemas.signing import STATEMENT_HEADER
 from webui.api import doc, parse_body
-from webui.auth import bearer_token, require_role
-from webui.errors import ApiError, NotFound, Unauthorized, json_response
+from webui.auth import bearer_token, current_principal, require_role
+from webui.errors import ApiError, Forbidden, NotFound, Unauthorized, json_response
+from webui.scrape_policy import ScrapeAllow, ScrapeUrlRefused, scrape_url
+from webui.settings import SETTINGS_KEY
 from webui.store import ServedConfig, Store, get_store
 from webui.store.agents import AgentAuth
 from webui.store.tokens import hash_secret, same_hash
 
+log = logging.getLogger(__name__)
 bp = Blueprint("agent_api", __name__)
 CACHE_KEY = "ctrltower.config_cache"
 
@@ -50,7 +56,7 @@ class ConfigCache:
         self._lock = threading.Lock()
         self._counters: tuple[int, int] | None = None
         self._agents: dict[str, AgentAuth] = {}
-        self._configs: dict[str, ServedConfig | None] = {}
+        self._configs: dict[tuple[str | None, str], ServedConfig | None] = {}
         self._revision: tuple[str | None] | None = None  # the current revision, once asked
         self._pushed: tuple[int, int] | None = None
         # A fallback re-read well inside one poll interval, in case a notification is ever lost.
@@ -94,11 +100,13 @@ class ConfigCache:
                 self._agents[agent_id] = auth
         return auth
 
-    def config(self, group: str) -> ServedConfig | None:
-        if group in self._configs:
-            return self._configs[group]
-        served = self.store.served_config(group)
-        self._configs[group] = served
+    def config(self, group: str, sha: str | None = None) -> ServedConfig | None:
+        """The group's config at `sha` (an agent pinned by a rollout), or at the current revision."""
+        key = (sha, group)
+        if key in self._configs:
+            return self._configs[key]
+        served = self.store.served_config(group, sha)
+        self._configs[key] = served
         return served
 
 
@@ -150,7 +158,7 @@ def config_answer(
 ) -> ConfigAnswer:
     """The whole config endpoint as a function (raises ApiError for 401/404)."""
     auth = check_agent(cache, agent_id, token)
-    served = None if auth.group is None else cache.config(auth.group)
+    served = None if auth.group is None else cache.config(auth.group, auth.served_sha)
     if served is None:
         if cache.current_revision() is None:
             raise NotFound("nothing has been published yet", code="no_revision")
@@ -176,14 +184,45 @@ def config_answer(
 @bp.post("/agents")
 @require_role("enroll")
 @doc(
-    "Register an agent (enroll token); the same instance_id again updates it and issues a new token",
+    "Register an agent (enroll token); the same instance_id again (with its current agent_token, or "
+    "after an operator's approval) updates it and issues a new token",
     body=AgentRegistration,
     response=RegistrationResponse,
-    errors=(400, 401, 403, 413, 422),
+    errors=(400, 401, 403, 409, 413, 422),
 )
 def register() -> Response:
-    reg = parse_body(AgentRegistration)
-    return json_response(get_store().register_agent(reg))
+    reg = pin_metrics_url(parse_body(AgentRegistration))
+    principal = current_principal()
+    scope = principal.label_scope if principal is not None else None
+    check_label_scope(reg.labels, scope)
+    return json_response(get_store().register_agent(reg, scope=scope))
+
+
+def check_label_scope(labels: dict[str, str], scope: LabelScope | None) -> None:
+    """403 `labels_out_of_scope` if the enroll token's scope does not allow these labels."""
+    outside = labels_outside(labels, scope)
+    if outside:
+        raise Forbidden(
+            f"the enroll token may not register labels {sorted(outside)}",
+            code="labels_out_of_scope",
+            details={"labels": dict(list(outside.items())[:20]), "allowed": scope},
+        )
+
+
+def pin_metrics_url(reg: AgentRegistration, *, refuse: bool = True) -> AgentRegistration:
+    """The registration with the metrics URL the server may scrape (webui/scrape_policy.py): the host
+    the agent connected from unless the announced one is allow-listed, path /metrics only. A URL that
+    is not http://HOST:PORT/metrics is a 422 (`refuse`) or dropped (OpAMP: no scraping, still enrolled)."""
+    settings = current_app.config[SETTINGS_KEY]
+    try:
+        url = scrape_url(reg.metrics_url, request.remote_addr, ScrapeAllow.parse(settings.scrape_allow))
+    except ScrapeUrlRefused as exc:
+        if refuse:
+            raise ApiError(str(exc), code="metrics_url_refused", status=422) from None
+        url = None
+    if url != reg.metrics_url and reg.metrics_url:
+        log.info("agent %s announced %s; scraping %s", reg.instance_id, reg.metrics_url[:200], url)
+    return reg.model_copy(update={"metrics_url": url})
 
 
 @bp.get("/agents/<agent_id>/config")

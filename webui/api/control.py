@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
 from pydantic import BaseModel
@@ -117,6 +118,27 @@ def delete_agent(agent_id: str) -> Response:
     return json_response(get_store().delete_agent(agent_id, actor=actor, role=role))
 
 
+class ReregistrationApproval(BaseModel):
+    agent_id: str
+    approved_until: datetime
+
+
+@bp.post("/agents/<agent_id>/approve-reregistration")
+@require_role("operator")
+@doc(
+    "Let the next registration of this agent's instance_id (within an hour) go without proof of its "
+    "current token: a host reinstalled without its state dir. Audited",
+    response=ReregistrationApproval,
+    errors=(401, 403, 404),
+)
+def approve_reregistration(agent_id: str) -> Response:
+    actor, role = _principal_fields()
+    until = get_store().approve_reregistration(agent_id, actor=actor, role=role)
+    return json_response(
+        ReregistrationApproval(agent_id=agent_id, approved_until=datetime.fromtimestamp(until, UTC))
+    )
+
+
 @bp.get("/agents/<agent_id>/events")
 @require_role("viewer")
 @doc(
@@ -213,10 +235,11 @@ def list_tokens() -> Response:
 )
 def create_token() -> Response:
     req = parse_body(TokenCreate)
+    if req.labels is not None and req.role != "enroll":
+        raise ApiError("only enroll tokens have a label scope", code="validation_error", status=422)
     actor, role = _principal_fields()
-    return json_response(
-        get_store().create_token(req.role, req.name, actor=actor, actor_role=role), status=201
-    )
+    created = get_store().create_token(req.role, req.name, actor=actor, actor_role=role, labels=req.labels)
+    return json_response(created, status=201)
 
 
 @bp.delete("/tokens/<int:token_id>")

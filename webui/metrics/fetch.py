@@ -70,8 +70,10 @@ async def fetch(target: Target, *, timeout_s: float, max_bytes: int) -> bytes:
         raise FetchError("connection closed before the whole answer arrived") from exc
     except asyncio.LimitOverrunError as exc:
         raise FetchError("answer headers too large") from exc
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise FetchError(f"{type(exc).__name__}: {exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:  # their text quotes what the target sent
+        raise FetchError("malformed HTTP answer") from exc
+    except OSError as exc:  # the local socket's error (refused, unreachable), nothing the target wrote
+        raise FetchError(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
 
 
 async def _connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -107,8 +109,14 @@ async def _get(target: Target, max_bytes: int) -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = lines[0].split(" ", 2)
-        if len(status) < 2 or not status[0].startswith("HTTP/1."):
-            raise FetchError(f"not an HTTP answer: {lines[0][:60]!r}")
+        # Error texts never quote what the target sent: scrape health is shown to every viewer, and
+        # a target that is not an agent must not become a way to read other services (issue 10).
+        if (
+            len(status) < 2
+            or not status[0].startswith("HTTP/1.")
+            or not (len(status[1]) == 3 and status[1].isdigit())
+        ):
+            raise FetchError("not an HTTP answer")
         if status[1] != "200":
             raise FetchError(f"HTTP {status[1]}")
         length: int | None = None
@@ -121,7 +129,7 @@ async def _get(target: Target, max_bytes: int) -> bytes:
             elif name == "transfer-encoding" and "chunked" in value.lower():
                 chunked = True
             elif name == "content-encoding" and value.strip().lower() not in ("", "identity"):
-                raise FetchError(f"unsupported content-encoding {value.strip()!r}")
+                raise FetchError("unsupported content-encoding")
         if chunked:
             return await _read_chunked(reader, max_bytes)
         if length is not None:

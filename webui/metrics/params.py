@@ -58,9 +58,9 @@ def _one(args: Args, name: str) -> str | None:
 
 
 def parse_duration(text: str, name: str) -> float:
-    seconds = schemas_parse_duration(text)
-    if seconds is None:
-        raise QueryError(f"bad {name} {text!r}: use seconds or a duration like 30s, 5m, 1h, 7d")
+    seconds = schemas_parse_duration(text) if len(text) <= 64 else None
+    if seconds is None or not math.isfinite(seconds):  # digits enough to overflow a float: inf
+        raise QueryError(f"bad {name} {text[:64]!r}: use seconds or a duration like 30s, 5m, 1h, 7d")
     return seconds
 
 
@@ -117,6 +117,8 @@ def parse_range(args: Args, now: float) -> RangeRequest:
     if step is not None:
         if step < 1:
             raise QueryError("'step' must be at least 1s")
+        if step > MAX_RANGE_S:
+            raise QueryError(f"'step' must be at most {MAX_RANGE_S / 86400:g}d")
         if (end - start) / step > MAX_POINTS:
             raise QueryError(f"more than {MAX_POINTS} points: raise 'step' or shorten the range")
     agg = _one(args, "agg") or "sum"
@@ -145,3 +147,18 @@ def parse_agents(args: Args) -> list[str] | None:
     if len(ids) > 10000:
         raise QueryError("at most 10000 agents per call")
     return ids or None
+
+
+def parse_since(args: Args, now: float) -> float:
+    """`since=UNIX_SECONDS` (required, finite, not in the future, at most 7 days back)."""
+    values = args.get("since") or []
+    raw = values[0] if values else None
+    if raw is None:
+        raise QueryError("since is required (unix seconds)")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise QueryError("since must be a number (unix seconds)", details={"since": raw}) from None
+    if value != value or not now - 7 * 86400 <= value <= now:
+        raise QueryError("since must be within the last 7 days", details={"since": raw})
+    return value

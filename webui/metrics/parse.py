@@ -83,9 +83,7 @@ def parse_page(body: bytes) -> Page:
         try:
             value = float(m.group(3))
         except ValueError as exc:
-            raise PageError(
-                f"bad sample value {m.group(3)[:40]!r} for {_PREFIX}{m.group(1).decode()}"
-            ) from exc
+            raise PageError(f"bad sample value for {_PREFIX}{m.group(1).decode()}") from exc
         found = True
         finite = math.isfinite(value)
         if name == "items":

@@ -10,17 +10,19 @@ database is busy, with retry_info): never a traceback. docs/opamp.md is the user
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from schemas.api import AgentRegistration, Command, CommandAck, StatusReport
+from schemas.api import AgentRegistration, Command, CommandAck, LabelScope, StatusReport
 from schemas.errors import RetryLater
 from schemas.opamp import CONTENT_TYPE, OPAMP_PATH, AgentCap, has, instance_id_of, opamp_pb2
 from webui.api import read_body
+from webui.api.agent import check_label_scope, pin_metrics_url
 from webui.auth import authenticate, bearer_token
 from webui.errors import ApiError
 from webui.opamp.identity import registration_of
@@ -70,7 +72,7 @@ def opamp() -> Response:
         if request.mimetype != CONTENT_TYPE:
             raise OpampRefused(415, f"Content-Type must be {CONTENT_TYPE}")
         try:
-            raw = read_body()
+            raw = _decoded(read_body())
         except RequestEntityTooLarge:
             raise OpampRefused(413, "message too large") from None
         msg = opamp_pb2.AgentToServer()
@@ -94,6 +96,27 @@ def opamp() -> Response:
         return resp
 
 
+def _decoded(raw: bytes) -> bytes:
+    """The body without its Content-Encoding: gzip (OpAMP HTTP clients may compress), within the same
+    size limit as the body itself, so a small compressed message cannot expand into a large one."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        raise OpampRefused(415, f"Content-Encoding {encoding[:40]!r} is not supported (gzip or none)")
+    limit = int(current_app.config.get("MAX_CONTENT_LENGTH") or 16 * 1024 * 1024)
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise OpampRefused(400, f"malformed gzip body: {exc}") from None
+    if len(data) > limit:
+        raise OpampRefused(413, f"message too large: over {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise OpampRefused(400, "malformed gzip body: truncated")
+    return data
+
+
 def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token: str | None) -> Identified:
     """Who is talking: the agent by its own token, or an enroll token registering (or re-registering)."""
     if not token:
@@ -110,9 +133,13 @@ def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token
     if known is not None and not takes_token and known.enroll_token_id == principal.token_id:
         # An agent that cannot be handed its own token keeps the enroll token that registered it.
         return Identified(known, None, registered=False)
-    reg = _registration(instance_id, msg)
-    response = store.opamp_register(
-        reg, capabilities=msg.capabilities, enroll_token_id=None if takes_token else principal.token_id
+    reg = _in_scope(_registration(instance_id, msg), principal.label_scope)
+    check_label_scope(reg.labels, principal.label_scope)  # 403 labels_out_of_scope
+    response = store.opamp_register(  # 409 instance_registered: a known instance needs its own token
+        reg,
+        capabilities=msg.capabilities,
+        enroll_token_id=None if takes_token else principal.token_id,
+        scope=principal.label_scope,
     )
     agent = store.opamp_agent(instance_id)
     if agent is None:  # deleted by an operator in between
@@ -120,10 +147,24 @@ def identify(store: Store, msg: opamp_pb2.AgentToServer, instance_id: str, token
     return Identified(agent, response.agent_token if takes_token else None, registered=True)
 
 
+def _in_scope(reg: AgentRegistration, scope: LabelScope | None) -> AgentRegistration:
+    """With a scoped enroll token, only the attributes the scope names become labels.
+
+    Every attribute of an OpAMP description is a label candidate (host.name, os.type, service.*...); an
+    HTTP agent sends only the labels it was given. Without this a scoped token could never enrol an
+    OpAMP agent. Dropping an attribute never gains a group (selectors need labels, not their absence);
+    a named key with a value outside the scope is still refused (403 labels_out_of_scope).
+    """
+    if scope is None:
+        return reg
+    return reg.model_copy(update={"labels": {k: v for k, v in reg.labels.items() if k in scope}})
+
+
 def _registration(instance_id: str, msg: opamp_pb2.AgentToServer) -> AgentRegistration:
     description = msg.agent_description if msg.HasField("agent_description") else None
     try:
-        return registration_of(instance_id, description)
+        # the metrics URL pinned to the connection's address, as for the agent API (scraper SSRF)
+        return pin_metrics_url(registration_of(instance_id, description), refuse=False)
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
         raise OpampRefused(
@@ -139,9 +180,12 @@ def exchange(
     agent_id = who.agent.agent_id
     prev = who.agent.state
     if msg.HasField("agent_description") and not who.registered:
-        store.opamp_describe(agent_id, _registration(instance_id, msg))
+        scope = store.agent_label_scope(agent_id)  # the scope it enrolled with
+        described = _in_scope(_registration(instance_id, msg), scope)
+        check_label_scope(described.labels, scope)
+        store.opamp_describe(agent_id, described)
     auth = store.agent_auth(agent_id)
-    served = store.served_config(auth.group) if auth is not None and auth.group else None
+    served = store.served_config(auth.group, auth.served_sha) if auth is not None and auth.group else None
     desired = Desired(served.config_hash, served.revision, served.body) if served else None
     obs = observe(prev, msg, now=store.clock(), desired=desired)
     runs_desired = desired is not None and obs.reported_hash == desired.config_hash

@@ -9,7 +9,9 @@ Methods by area: agents (`register_agent`, `report_status`, `list_agents`, `get_
 `get_revision`, `list_groups`, `get_group` with history and diff, `list_pipelines`, `get_pipeline`,
 `served_config`), tokens (`create_token`, `list_tokens`, `revoke_token`, `find_token`), audit and runs
 (`audit`, `list_audit`, `add_reconcile_run`, `list_reconcile_runs`), OpAMP agents' protocol state
-(`opamp_agent`, `opamp_register`, `opamp_describe`, `opamp_save`, `opamp_fail_commands`).
+(`opamp_agent`, `opamp_register`, `opamp_describe`, `opamp_save`, `opamp_fail_commands`), identity
+(`approve_reregistration`, `agent_label_scope`) and UI sessions (`create_session`, `session_token_id`,
+`end_session`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from webui.store.base import Clock, ScrapeHealth
 from webui.store.collectors import CollectorsMixin
 from webui.store.commands import CommandsMixin
 from webui.store.db import MIGRATIONS, Database, StateDB, migrate
+from webui.store.identity import IdentityMixin
 from webui.store.opamp import OpampMixin
 from webui.store.revisions import RevisionsMixin, ServedConfig
 from webui.store.tokens import TokensMixin
@@ -38,7 +41,16 @@ __all__ = ["AgentFilter", "ServedConfig", "Store", "get_store"]
 EXTENSION_KEY = "ctrltower"
 
 
-class Store(AgentsMixin, CommandsMixin, RevisionsMixin, TokensMixin, AuditMixin, OpampMixin, CollectorsMixin):
+class Store(
+    AgentsMixin,
+    CommandsMixin,
+    RevisionsMixin,
+    TokensMixin,
+    AuditMixin,
+    OpampMixin,
+    CollectorsMixin,
+    IdentityMixin,
+):
     """All state access of the server. Thread-safe (SQLite: a connection per thread; PostgreSQL: a pool)."""
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from schemas.api import (
@@ -15,6 +16,7 @@ from schemas.api import (
     AgentView,
     ApplyResult,
     Command,
+    LabelScope,
     Page,
     RegistrationResponse,
     StatusReport,
@@ -25,8 +27,10 @@ from webui.store.counts import StatusCountsMixin
 from webui.store.db import Conn
 from webui.store.dialect import Dialect
 from webui.store.groups import resolve_group
+from webui.store.identity import check_takeover
 from webui.store.opamp import with_opamp
-from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
+from webui.store.rollouts import pin_agent
+from webui.store.sync_sql import GROUP_OF_AGENT_JOIN, SERVED_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
 AGENT_TOKEN_PREFIX = "cta_"
@@ -50,6 +54,7 @@ class AgentAuth:
     agent_id: str
     token_hash: str
     group: str | None
+    served_sha: str | None = None  # pinned by a rollout (webui/store/rollouts.py); None: the current one
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,8 @@ class AgentFilter:
 # One query computes each agent's desired hash, sync status and run status, so filters, counts and
 # pagination all happen in SQL (10,000+ agents on the fleet page). The sync status is the same CASE the
 # maintained per-status counts use (webui/store/counts.py).
-_AGENT_VIEW_SQL = f"""{CURRENT_GROUPS_CTE}
-SELECT a.*, g.config_hash AS desired_hash,
-  CASE WHEN g.name IS NULL THEN NULL ELSE (SELECT commit_sha FROM cur) END AS desired_revision,
+_AGENT_VIEW_SQL = f"""{SERVED_GROUPS_CTE}
+SELECT a.*, g.config_hash AS desired_hash, g.commit_sha AS desired_revision,
   {SYNC_STATUS_CASE} AS sync_status,
   CASE
     WHEN a.last_seen IS NULL OR a.last_seen < :cutoff THEN 'offline'
@@ -74,7 +78,7 @@ SELECT a.*, g.config_hash AS desired_hash,
     WHEN a.id IN (SELECT agent_id FROM opamp_agents WHERE healthy = 0) THEN 'degraded'
     ELSE 'online'
   END AS status
-FROM agents a LEFT JOIN g ON g.name = a.group_name
+FROM agents a {GROUP_OF_AGENT_JOIN}
 """
 
 
@@ -83,18 +87,37 @@ def _agent_view_sql(dialect: Dialect) -> str:
     return "(" + _AGENT_VIEW_SQL.replace("{failing}", dialect.json_list(":failing")) + ") v"
 
 
+def _clamp(at: datetime, now: float) -> float:
+    """An agent's timestamp, no later than the server's clock: an event dated in the future would
+    never be pruned by retention and would outrank every later apply or drift."""
+    return min(ts(at) or now, now)
+
+
 class AgentsMixin(StatusCountsMixin):
     # --- agent API ------------------------------------------------------------------------------------
 
-    def register_agent(self, reg: AgentRegistration) -> RegistrationResponse:
-        """Create or update the agent with this instance_id; always issue a fresh token."""
+    def register_agent(
+        self, reg: AgentRegistration, *, scope: LabelScope | None = None
+    ) -> RegistrationResponse:
+        """Create or update the agent with this instance_id; always issue a fresh token.
+
+        An instance_id already registered is taken over only with proof: `reg.agent_token` is that
+        agent's current token, or an operator approved one re-registration (`approve_reregistration`).
+        Otherwise 409 `instance_registered`, and nothing changes (the victim keeps its token and record).
+        `scope`: the enroll token's label scope, kept with the agent (later label changes are checked).
+        """
         now = self.clock()
         secret = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_hash = hash_secret(secret)
         with self.db.write() as conn:
             selectors = self.current_selectors(conn)
             group = resolve_group(reg.labels, selectors)
-            row = conn.execute("SELECT id FROM agents WHERE instance_id = ?", (reg.instance_id,)).fetchone()
+            row = conn.execute(
+                "SELECT id, token_hash, reregister_until FROM agents WHERE instance_id = ?",
+                (reg.instance_id,),
+            ).fetchone()
+            if row is not None:
+                check_takeover(row, reg, now)
             before = None if row is None else self._sync_cell(conn, str(row["id"]))
             fields = (
                 reg.hostname,
@@ -107,22 +130,25 @@ class AgentsMixin(StatusCountsMixin):
                 token_hash,
                 now,
             )
+            scope_json = None if scope is None else dumps(scope)
             if row is None:
                 agent_id = "ag_" + secrets.token_hex(8)
                 conn.execute(
                     "INSERT INTO agents (hostname, platform, agent_version, collector_version, labels,"
-                    " metrics_url, group_name, token_hash, last_seen, id, instance_id, registered_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*fields, agent_id, reg.instance_id, now),
+                    " metrics_url, group_name, token_hash, last_seen, label_scope, id, instance_id,"
+                    " registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*fields, scope_json, agent_id, reg.instance_id, now),
                 )
             else:
                 agent_id = str(row["id"])
                 conn.execute(
                     "UPDATE agents SET hostname=?, platform=?, agent_version=?, collector_version=?,"
-                    " labels=?, metrics_url=?, group_name=?, token_hash=?, last_seen=? WHERE id=?",
-                    (*fields, agent_id),
+                    " labels=?, metrics_url=?, group_name=?, token_hash=?, last_seen=?, label_scope=?,"
+                    " reregister_until=NULL WHERE id=?",
+                    (*fields, scope_json, agent_id),
                 )
                 self._bump(conn, agents=True)  # the old token is revoked: drop cached auth
+            pin_agent(conn, agent_id, group)  # a rollout may serve its group two revisions
             self._event(
                 conn, agent_id, now, "registered", None, None, {"hostname": reg.hostname, "group": group}
             )
@@ -134,17 +160,17 @@ class AgentsMixin(StatusCountsMixin):
     def agent_auth(self, agent_id: str) -> AgentAuth | None:
         row = (
             self.db.conn()
-            .execute("SELECT token_hash, group_name FROM agents WHERE id = ?", (agent_id,))
+            .execute("SELECT token_hash, group_name, served_sha FROM agents WHERE id = ?", (agent_id,))
             .fetchone()
         )
         if row is None:
             return None
-        return AgentAuth(agent_id, str(row[0]), row[1])
+        return AgentAuth(agent_id, str(row[0]), row[1], row[2])
 
     def all_agent_auth(self) -> dict[str, AgentAuth]:
         """Every agent's token hash and group, for the config cache (one query)."""
-        rows = self.db.conn().execute("SELECT id, token_hash, group_name FROM agents").fetchall()
-        return {str(r[0]): AgentAuth(str(r[0]), str(r[1]), r[2]) for r in rows}
+        rows = self.db.conn().execute("SELECT id, token_hash, group_name, served_sha FROM agents").fetchall()
+        return {str(r[0]): AgentAuth(str(r[0]), str(r[1]), r[2], r[3]) for r in rows}
 
     def report_status(self, agent_id: str, report: StatusReport) -> list[Command]:
         """Record a status report; return the commands the agent has not acknowledged yet."""
@@ -176,11 +202,11 @@ class AgentsMixin(StatusCountsMixin):
                 if apply_json != row["last_apply"]:
                     kind = {"applied": "applied", "failed": "apply_failed"}.get(la.result, la.result)
                     detail = {"error": la.error} if la.error else None
-                    self._event(conn, agent_id, ts(la.at) or now, kind, la.revision, la.config_hash, detail)
-                apply_cols = (apply_json, la.result, la.config_hash, ts(la.at))
+                    self._event(conn, agent_id, _clamp(la.at, now), kind, la.revision, la.config_hash, detail)
+                apply_cols = (apply_json, la.result, la.config_hash, _clamp(la.at, now))
             drift_at = row["last_drift_at"]
             for d in report.drift_events:
-                at = ts(d.at) or now
+                at = _clamp(d.at, now)
                 if row["last_drift_at"] is not None and at <= row["last_drift_at"]:
                     continue  # already recorded (an agent may send a drift again until it sees it stored)
                 self._event(conn, agent_id, at, "drift", None, d.desired_hash, {"local_hash": d.local_hash})

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from schemas.api import Action, AgentRegistration, AgentView, OpampStatus, RegistrationResponse
+from schemas.api import Action, AgentRegistration, AgentView, LabelScope, OpampStatus, RegistrationResponse
 from schemas.opamp import AgentCap, capability_names, has
 from webui.opamp.protocol import OpampState
 from webui.store.base import StoreBase, dumps
@@ -145,7 +145,9 @@ def opamp_refusal(conn: Conn, agent_id: str, action: str) -> str | None:
 class OpampMixin(StoreBase):
     if TYPE_CHECKING:  # AgentsMixin's and StatusCountsMixin's, beside this mixin in Store
 
-        def register_agent(self, reg: AgentRegistration) -> RegistrationResponse: ...
+        def register_agent(
+            self, reg: AgentRegistration, *, scope: LabelScope | None = None
+        ) -> RegistrationResponse: ...
 
         @staticmethod
         def _sync_cell(conn: Conn, agent_id: str) -> tuple[str, str] | None: ...
@@ -178,11 +180,16 @@ class OpampMixin(StoreBase):
         )
 
     def opamp_register(
-        self, reg: AgentRegistration, *, capabilities: int, enroll_token_id: int | None
+        self,
+        reg: AgentRegistration,
+        *,
+        capabilities: int,
+        enroll_token_id: int | None,
+        scope: LabelScope | None = None,
     ) -> RegistrationResponse:
         """Register (or re-register) through `register_agent`, the one registration path, then mark the
         agent as OpAMP. The OpAMP state starts over: the agent is told to report its full state."""
-        response = self.register_agent(reg)
+        response = self.register_agent(reg, scope=scope)
         with self.db.write() as conn:
             self._save(conn, response.agent_id, OpampState(capabilities=capabilities), enroll_token_id)
         return response

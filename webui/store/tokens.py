@@ -7,9 +7,9 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from schemas.api import Role, TokenCreated, TokenView
+from schemas.api import LabelScope, Role, TokenCreated, TokenView
 from webui.errors import NotFound
-from webui.store.base import StoreBase, dt, dt_req, dumps
+from webui.store.base import StoreBase, dt, dt_req, dumps, loads
 from webui.store.db import Conn
 
 TOKEN_PREFIX = "ctt_"
@@ -30,25 +30,49 @@ class TokenRecord:
     id: int
     name: str
     role: str
+    label_scope: LabelScope | None = None
 
 
 class TokensMixin(StoreBase):
     def create_token(
-        self, role: Role, name: str = "", *, actor: str = "", actor_role: str = "", secret: str | None = None
+        self,
+        role: Role,
+        name: str = "",
+        *,
+        actor: str = "",
+        actor_role: str = "",
+        secret: str | None = None,
+        labels: LabelScope | None = None,
     ) -> TokenCreated:
-        """Create a token (a new random secret, or `secret` when re-importing a bootstrap token file)."""
+        """Create a token (a new random secret, or `secret` when re-importing a bootstrap token file).
+
+        `labels`: an enroll token's label scope (ValueError for any other role)."""
+        if labels is not None and role != "enroll":
+            raise ValueError("only enroll tokens have a label scope")
         with self.db.write() as conn:
-            return self._insert_token(conn, role, name, actor=actor, actor_role=actor_role, secret=secret)
+            return self._insert_token(
+                conn, role, name, actor=actor, actor_role=actor_role, secret=secret, labels=labels
+            )
 
     def _insert_token(
-        self, conn: Conn, role: Role, name: str, *, actor: str, actor_role: str, secret: str | None
+        self,
+        conn: Conn,
+        role: Role,
+        name: str,
+        *,
+        actor: str,
+        actor_role: str,
+        secret: str | None,
+        labels: LabelScope | None = None,
     ) -> TokenCreated:
         secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = self.clock()
+        scope = None if labels is None else dumps(labels)
         token_id = int(
             conn.execute(
-                "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-                (name, role, hash_secret(secret), now),
+                "INSERT INTO tokens (name, role, hash, created_at, label_scope) VALUES (?, ?, ?, ?, ?)"
+                " RETURNING id",
+                (name, role, hash_secret(secret), now, scope),
             ).fetchone()[0]
         )
         conn.execute(
@@ -59,10 +83,10 @@ class TokensMixin(StoreBase):
                 actor_role or "admin",
                 "token.create",
                 str(token_id),
-                dumps({"role": role, "name": name}),
+                dumps({"role": role, "name": name, **({"labels": labels} if labels is not None else {})}),
             ),
         )
-        view = TokenView(id=token_id, name=name, role=role, created_at=dt_req(now))
+        view = TokenView(id=token_id, name=name, role=role, created_at=dt_req(now), labels=labels)
         return TokenCreated(token=view, secret=secret)
 
     def list_tokens(self, *, include_revoked: bool = True) -> list[TokenView]:
@@ -77,6 +101,7 @@ class TokensMixin(StoreBase):
                 role=r["role"],
                 created_at=dt_req(r["created_at"]),
                 revoked_at=dt(r["revoked_at"]),
+                labels=loads(r["label_scope"]),
             )
             for r in rows
         ]
@@ -102,6 +127,7 @@ class TokensMixin(StoreBase):
             role=row["role"],
             created_at=dt_req(row["created_at"]),
             revoked_at=dt_req(revoked),
+            labels=loads(row["label_scope"]),
         )
 
     def find_token(self, secret: str) -> TokenRecord | None:
@@ -110,13 +136,14 @@ class TokensMixin(StoreBase):
         row = (
             self.db.conn()
             .execute(
-                "SELECT id, name, role, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL", (digest,)
+                "SELECT id, name, role, hash, label_scope FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                (digest,),
             )
             .fetchone()
         )
         if row is None or not same_hash(str(row["hash"]), digest):
             return None
-        return TokenRecord(int(row["id"]), str(row["name"]), str(row["role"]))
+        return TokenRecord(int(row["id"]), str(row["name"]), str(row["role"]), loads(row["label_scope"]))
 
     def ensure_bootstrap_tokens(self, existing: dict[str, str] | None = None) -> dict[str, str]:
         """On an empty token table: create one admin and one enroll token; return their secrets.

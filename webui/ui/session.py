@@ -8,7 +8,10 @@
 - The principal goes into `flask.g.principal`, where `webui.auth.require_role` and
   `current_principal()` find it, so the UI's forms and the API share one role model.
 - Every POST carries `csrf_token` (a per-session random value, compared in constant time); the login
-  form too (login CSRF). Logout is a POST and clears the session.
+  form too (login CSRF). Logout is a POST: it deletes the server-side session (the `ui_sessions` row the
+  cookie's `sid` names), so any copy of the cookie stops working at once, and clears the cookie.
+- The cookie is `Secure` when the request came over HTTPS (`request.is_secure`; behind a TLS proxy only
+  with --behind-proxy, which makes X-Forwarded-Proto count).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, request, session
+from flask import Flask, g, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
 
 from webui.auth import Principal
 from webui.store import get_store
@@ -29,12 +33,22 @@ UI_ROLE = "viewer"
 SESSION_MAX_AGE_S = 12 * 3600
 
 
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked `Secure` whenever this request came over HTTPS: directly, or through
+    a TLS proxy when the server runs with --behind-proxy (ProxyFix then sets the scheme from
+    X-Forwarded-Proto; without it that header is ignored)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(has_request_context() and request.is_secure) or super().get_cookie_secure(app)
+
+
 def configure_cookies(app: Flask) -> None:
     """Cookie flags for the session; called once when the blueprint is registered."""
     app.config["SESSION_COOKIE_NAME"] = "ctrltower_session"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=SESSION_MAX_AGE_S)
+    app.session_interface = _SessionInterface()
 
 
 def csrf_token() -> str:
@@ -61,9 +75,15 @@ def log_in(principal: Principal) -> None:
     session["role"] = principal.role
     session["iat"] = time.time()
     session["csrf"] = secrets.token_urlsafe(32)
+    if principal.token_id is not None:
+        # the server-side half: logout deletes it, and a cookie without a live one is no session
+        session["sid"] = get_store().create_session(principal.token_id, SESSION_MAX_AGE_S)
 
 
 def log_out() -> None:
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        get_store().end_session(sid)
     session.clear()
 
 
@@ -72,7 +92,11 @@ def load_principal() -> Principal | None:
     tid: Any = session.get("tid")
     role: Any = session.get("role")
     iat: Any = session.get("iat")
+    sid: Any = session.get("sid")
     if not isinstance(tid, int) or not isinstance(role, str) or not isinstance(iat, int | float):
+        return None
+    if not isinstance(sid, str) or get_store().session_token_id(sid) != tid:
+        session.clear()  # logged out (elsewhere, with a copy of this cookie) or expired
         return None
     if time.time() - iat > SESSION_MAX_AGE_S:
         session.clear()

@@ -390,4 +390,26 @@ def agent_command(agent_id: str, action: str) -> Response | str:
     return redirect(url_for("ui.agent", agent_id=agent_id))
 
 
+@bp.route("/agents/<agent_id>/approve-reregistration", methods=["POST"])
+def agent_approve_reregistration(agent_id: str) -> Response | str:
+    """Let this agent's instance id register once more without its token (a reinstalled host)."""
+    who = principal()
+    if not who.can("operator"):
+        abort(403, description="only operators may approve a re-registration")
+    store = get_store()
+    view = store.get_agent(agent_id)
+    if request.form.get("confirm") != "yes":
+        return render_template(
+            "confirm.html",
+            question=f"Allow {view.hostname} ({view.instance_id}) to register again without its token?",
+            explain="For the next hour, one registration with this instance id takes this agent over "
+            "without proving it holds the agent's token: do this only for a host you reinstalled.",
+            action_url=url_for("ui.agent_approve_reregistration", agent_id=agent_id),
+            cancel_url=url_for("ui.agent", agent_id=agent_id),
+        )
+    store.approve_reregistration(agent_id, actor=who.actor, role=who.role)
+    flash("Approved: the next registration of this instance id within an hour needs no token.", "ok")
+    return redirect(url_for("ui.agent", agent_id=agent_id))
+
+
 config_pages.register(bp, principal, ROLES)
