@@ -202,8 +202,13 @@ def _check_analysis(lr: LoadedRollout) -> list[Diagnostic]:
                     (*where, "max"),
                 )
             )
-        if check.signal is not None and check.metric in ("collector_restarts", "apply_failed_agents"):
+        if check.signal is not None and kind != "baseline":
             diags.append(
-                _diag("CT707", f"check '{check.metric}' counts agents, not items: drop signal", lr, where)
+                _diag(
+                    "CT707",
+                    f"check '{check.metric}' takes no signal (it counts every signal)",
+                    lr,
+                    (*where, "signal"),
+                )
             )
     return diags

@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("ctrltower.cmd_reconcile:plan", "Show what a change does to each group (for PR CI)."),
     "reconcile": ("ctrltower.cmd_reconcile:reconcile", "Publish the repo's commit to the server."),
     "status": ("ctrltower.cmd_reconcile:status", "Last reconcile and agents by sync status."),
+    "rollout": (
+        "ctrltower.cmd_rollout:rollout",
+        "Progressive rollouts: status, promote, pause, resume, abort.",
+    ),
     "server": ("ctrltower.cmd_server:server", "Run the control plane server."),
     "token": ("ctrltower.cmd_server:token", "Create, list or revoke API tokens."),
     "agent": ("ctrltower.cmd_agent:agent", "Run the agent that supervises a collector."),

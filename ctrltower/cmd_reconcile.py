@@ -275,20 +275,24 @@ def reconcile(
 @_server_options(required=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(server: str, token: str | None, fmt: str) -> None:
-    """Last attempted and last applied commit, the outcome, and agents by sync status."""
+    """Last attempted and last applied commit, the outcome, agents by sync status, rollouts."""
     try:
         with _client(server, token) as client:
             current = client.current_revision()
             runs = client.runs(limit=1).items
             total, by_status, by_sync = client.agent_counts()
+            rollouts = client.rollouts(limit=10).items
     except CtrlTowerError as exc:
         _fail(_exit_code_of(exc), str(exc))
     last = runs[0] if runs else None
+    # the rollouts in progress, else the latest one (its outcome says why agents run what they run)
+    shown = [r for r in rollouts if r.state in ("progressing", "paused")] or rollouts[:1]
     if fmt == "json":
         data = {
             "applied": None if current is None else current.model_dump(mode="json"),
             "last_run": None if last is None else last.model_dump(mode="json"),
             "agents": {"total": total, "by_status": by_status, "by_sync_status": by_sync},
+            "rollouts": [r.model_dump(mode="json") for r in shown],
         }
         click.echo(json.dumps(data, sort_keys=True))
         return
@@ -314,3 +318,7 @@ def status(server: str, token: str | None, fmt: str) -> None:
     sync = ", ".join(f"{k} {v}" for k, v in sorted(by_sync.items()) if v) or "none"
     live = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()) if v) or "none"
     click.echo(f"agents:    {total} total; sync: {sync}; status: {live}")
+    from ctrltower.cmd_rollout import describe
+
+    for r in shown:
+        click.echo("\n".join(describe(r, measurements=1)))

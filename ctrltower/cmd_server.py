@@ -88,6 +88,13 @@ def check_database_url(url: str | None) -> str | None:
     show_default=True,
     help="Keep agent events, finished commands and reconcile runs this long (the audit log is kept).",
 )
+@click.option(
+    "--rollout-tick",
+    type=click.FloatRange(0.05, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two looks of the rollout controller at the active rollouts.",
+)
 @DATABASE_URL
 @click.option(
     "--metrics-lake",
@@ -121,6 +128,7 @@ def server(
     no_metrics: bool,
     metrics_interval: float | None,
     retention_days: float,
+    rollout_tick: float,
     database_url: str | None,
     metrics_lake: str | None,
     scrape_allow: tuple[str, ...],
@@ -156,6 +164,7 @@ def server(
         metrics=not no_metrics,
         metrics_interval_s=metrics_interval,
         retention_days=retention_days,
+        rollout_tick_s=rollout_tick,
         database_url=url,
         metrics_lake=metrics_lake or None,
         scrape_allow=scrape_allow,

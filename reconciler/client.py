@@ -25,6 +25,8 @@ from schemas.api import (
     RevisionList,
     RevisionPublish,
     RevisionSummary,
+    RolloutList,
+    RolloutView,
     SyncStatus,
 )
 
@@ -97,6 +99,22 @@ class ControlClient:
 
     def runs(self, limit: int = 20) -> ReconcileRunList:
         return self._get("/api/v1/reconcile-runs", ReconcileRunList, params={"limit": limit})
+
+    # --- rollouts (ctrltower rollout, status) -----------------------------------------------------------
+
+    def rollouts(self, limit: int = 20, state: str | None = None) -> RolloutList:
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        return self._get("/api/v1/rollouts", RolloutList, params=params)
+
+    def rollout(self, rollout_id: int) -> RolloutView:
+        return self._get(f"/api/v1/rollouts/{rollout_id}", RolloutView)
+
+    def rollout_action(self, rollout_id: int, action: str, reason: str | None = None) -> RolloutView:
+        body = {} if reason is None else {"reason": reason}
+        path = f"/api/v1/rollouts/{rollout_id}/{action}"
+        return _parse(self._request("POST", path, json=body), RolloutView)
 
     def groups(self) -> GroupList:
         return self._get("/api/v1/groups", GroupList)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compiler.api import compile_repo
 from reconciler.client import ControlClient
-from reconciler.errors import ConflictError, GitError, ServerError
+from reconciler.errors import ConflictError, GitError, ServerError, ServerRefused
 from reconciler.git import GitRepo, Source, redact
 from reconciler.lock import RunLock
 from schemas.api import ReconcileRunReport, RevisionPublish, RevisionSummary, RunOutcome
@@ -76,6 +76,8 @@ class RunResult:
             return f"{sha} is already the server's current revision: re-signed its groups' statements"
         if self.outcome == "unchanged":
             return f"{sha} is already the server's current revision: nothing to do"
+        if self.outcome == "rolled_back":
+            return f"{sha} was rolled back by a rollout: not published again; push a later commit"
         if self.outcome == "invalid":
             errors = sum(1 for d in self.diagnostics if d.severity == "error")
             return f"{sha} is invalid ({errors} error(s)): nothing published, the server keeps its revision"
@@ -189,8 +191,14 @@ def _run(
             source=source.display,
             groups=groups,
             pipelines=compiled.pipelines,
+            rollouts=compiled.rollouts,
         )
-        published = client.publish(publish)
+        try:
+            published = client.publish(publish)
+        except ServerRefused as exc:
+            if exc.code == "commit_rolled_back":  # a rollout rolled it back: wait for a later commit
+                return _with(base, outcome="rolled_back")
+            raise
         timer.lap("publish", t)
         if published.outcome == "published":
             return _with(base, outcome="published")

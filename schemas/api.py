@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints
 
 from schemas.common import CommitSha, FrozenModel, LabelKey, LabelValue, Name, Signal, StrictModel
 from schemas.diagnostics import Diagnostic
+from schemas.repo import RolloutPolicy
 
 # Response headers of GET /api/agent/v1/agents/{id}/config (besides ETag: "<config hash>").
 HEADER_REVISION = "X-Ctrltower-Revision"
@@ -179,12 +180,16 @@ class RevisionPublish(StrictModel):
     source: str | None = Field(default=None, max_length=2048, description="repo URL without credentials")
     groups: list[GroupRevision]
     pipelines: list[PipelineGraph]
+    rollouts: list[RolloutPolicy] = Field(
+        default_factory=list, description="the commit's rollout policies (rollouts/*.yaml), docs/rollouts.md"
+    )
 
 
 class PublishResult(FrozenModel):
     commit_sha: str
     # resigned: the same commit, its groups' statements replaced by fresher ones
     outcome: Literal["published", "unchanged", "resigned"]
+    rollouts: list[int] = Field(default_factory=list, description="ids of the rollouts this publish started")
 
 
 class RevisionSummary(FrozenModel):
@@ -326,7 +331,8 @@ class AgentEvent(FrozenModel):
 
 # --- control API: reconcile runs ---------------------------------------------------------------------
 
-RunOutcome = Literal["published", "unchanged", "invalid", "error", "conflict"]
+# rolled_back: the server refuses the commit because a rollout rolled it back (a later commit is needed)
+RunOutcome = Literal["published", "unchanged", "invalid", "error", "conflict", "rolled_back"]
 
 
 class ReconcileRunReport(StrictModel):
@@ -486,6 +492,75 @@ class CommandList(FrozenModel):
 
 class TokenList(FrozenModel):
     items: list[TokenView]
+
+
+# --- control API: rollouts (docs/rollouts.md) ------------------------------------------------------
+
+RolloutState = Literal["progressing", "paused", "succeeded", "rolled_back", "aborted", "superseded"]
+ROLLOUT_ACTIVE: tuple[RolloutState, ...] = ("progressing", "paused")
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+class CheckResult(FrozenModel):
+    """One check of one measurement: the value, the threshold it was held to, the verdict."""
+
+    metric: str
+    signal: Signal | None = None
+    value: float | None = Field(description="null: not enough data (the check is inconclusive)")
+    threshold: float
+    comparison: Literal["max", "min_ratio"] = Field(description="max: value <= threshold; min_ratio: >=")
+    verdict: Verdict
+    detail: str = Field(default="", description="what the value was computed from, in words")
+    baseline: float | None = Field(default=None, description="throughput: old revision's per-agent rate")
+
+
+class Measurement(FrozenModel):
+    id: int
+    step: int = Field(description="0-based index of the analysis step it belongs to")
+    at: datetime
+    verdict: Verdict
+    checks: list[CheckResult]
+
+
+class RolloutStepView(FrozenModel):
+    index: int
+    action: Literal["group", "weight", "analysis", "pause"]
+    description: str
+    status: Literal["done", "current", "pending"]
+
+
+class RolloutAgents(FrozenModel):
+    new: int = Field(description="agents of the group served the new revision")
+    old: int = Field(description="agents of the group still served the previous one")
+
+
+class RolloutView(FrozenModel):
+    id: int
+    policy: str
+    commit_sha: str
+    bases: dict[str, str] = Field(description="group -> the revision it ran before (rollback target)")
+    state: RolloutState
+    step: int = Field(description="0-based index of the current step; len(steps) when every step is done")
+    steps: list[RolloutStepView]
+    weight: int = Field(description="percent of each group on the new revision (100: all)")
+    whole_groups: list[str] = Field(description="groups a group step moved entirely")
+    reason: str | None = None
+    on_failure: str
+    created_at: datetime
+    updated_at: datetime
+    step_started_at: datetime
+    finished_at: datetime | None = None
+    agents: dict[str, RolloutAgents] = Field(default_factory=dict, description="per group")
+    measurements: list[Measurement] = Field(default_factory=list, description="newest first (detail: all)")
+
+
+class RolloutList(FrozenModel):
+    items: list[RolloutView]
+    page: Page
+
+
+class RolloutAction(StrictModel):
+    reason: str | None = Field(default=None, max_length=1024, description="kept in the audit log")
 
 
 __all__ = [

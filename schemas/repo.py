@@ -118,7 +118,6 @@ MAX_DURATION_S = 7 * 86400.0  # a week: anything longer is a typo, not a rollout
 # `max`; "baseline" checks compare the new revision's agents with the old one's (`vs_baseline`).
 CHECK_METRICS: dict[str, tuple[Literal["ratio", "count", "baseline"], str]] = {
     "send_failure_ratio": ("ratio", "items the exporters failed to send / items they tried to send"),
-    "refused_ratio": ("ratio", "items the receivers refused / items they received"),
     "collector_restarts": ("count", "collector crashes and restarts of the new revision's agents"),
     "apply_failed_agents": ("count", "agents whose collector rejected the new revision (ApplyFailed)"),
     "throughput": ("baseline", "items sent per agent on the new revision / per agent on the old one"),
@@ -196,7 +195,7 @@ class RolloutCheck(StrictModel):
     vs_baseline: BaselineCheck | None = Field(
         default=None, description="throughput: compare with the old revision"
     )
-    signal: Signal | None = Field(default=None, description="only this signal (default: all signals)")
+    signal: Signal | None = Field(default=None, description="throughput: only this signal (default: all)")
 
 
 class RolloutAnalysis(StrictModel):

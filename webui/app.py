@@ -25,6 +25,7 @@ from webui.api import agent as agent_api
 from webui.api import collectors as collectors_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
+from webui.api import rollouts as rollouts_api
 from webui.errors import json_response, register_error_handlers
 from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
@@ -73,6 +74,7 @@ def create_app(
     app.register_blueprint(agent_api.bp, url_prefix="/api/agent/v1")
     app.register_blueprint(control_api.bp, url_prefix="/api/v1")
     app.register_blueprint(revisions_api.bp, url_prefix="/api/v1")
+    app.register_blueprint(rollouts_api.bp, url_prefix="/api/v1")
     app.register_blueprint(collectors_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
     app.register_blueprint(opamp_endpoint.bp)  # POST /v1/opamp (protobuf, outside /api: the OpAMP path)

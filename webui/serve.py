@@ -2,9 +2,11 @@
 
 Process tree:
 - this (main) process: migrates the database, writes the bootstrap tokens on first start, starts the
-  metrics process (`webui.metrics.service:run(settings)`, if that module exists) and runs granian's
+  metrics process (`webui.metrics.service:run(settings)`, if that module exists) and the rollout
+  controller's process (`webui.rollouts.controller:run`, working while it holds the `rollouts` lease,
+  docs/rollouts.md), both spawned (never forked) and restarted if they die, and runs granian's
   supervisor, which forks the WSGI worker processes (each builds its own app with `create_app`);
-- on SIGTERM/SIGINT granian stops its workers, then this process stops the metrics process.
+- on SIGTERM/SIGINT granian stops its workers, then this process stops the other two.
 
 Why granian: measured on this machine at project setup, ~16k req/s for a trivial route against ~5.5k for
 gunicorn (sync workers); see docs/benchmarks.md for the config-poll benchmark.
@@ -23,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -136,16 +139,22 @@ def metrics_available() -> bool:
 class MetricsSupervisor:
     """Runs the metrics process and restarts it (with backoff) if it dies, until stopped."""
 
-    def __init__(self, settings: ServerSettings, target: Callable[[str, int], None] = _metrics_main) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        target: Callable[[str, int], None] = _metrics_main,
+        name: str = "metrics",
+    ) -> None:
         self.settings = settings
         self.target = target
+        self.name = name  # also supervises the rollout controller's process (name="rollouts")
         self._stop = threading.Event()
         self._proc: BaseProcess | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._spawn()
-        self._thread = threading.Thread(target=self._watch, name="metrics-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name=f"{self.name}-supervisor", daemon=True)
         self._thread.start()
 
     def _spawn(self) -> None:
@@ -153,19 +162,21 @@ class MetricsSupervisor:
         proc = ctx.Process(
             target=self.target,
             args=(self.settings.model_dump_json(), os.getpid()),
-            name="ctrltower-metrics",
+            name=f"ctrltower-{self.name}",
             daemon=False,
         )
         proc.start()
         self._proc = proc
-        log.info("metrics process started (pid %s)", proc.pid)
+        log.info("%s process started (pid %s)", self.name, proc.pid)
 
     def _watch(self) -> None:
         backoff = 1.0
         while not self._stop.wait(0.5):
             proc = self._proc
             if proc is not None and not proc.is_alive() and not self._stop.is_set():
-                log.error("metrics process exited (code %s); restarting in %.0f s", proc.exitcode, backoff)
+                log.error(
+                    "%s process exited (code %s); restarting in %.0f s", self.name, proc.exitcode, backoff
+                )
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 30.0)
@@ -181,7 +192,7 @@ class MetricsSupervisor:
         proc.terminate()
         proc.join(timeout_s)
         if proc.is_alive():
-            log.warning("metrics process did not stop in %.0f s; killing it", timeout_s)
+            log.warning("%s process did not stop in %.0f s; killing it", self.name, timeout_s)
             proc.kill()
             proc.join(5)
 
@@ -216,6 +227,18 @@ class Maintenance:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _rollouts_main(settings_json: str, parent_pid: int) -> None:
+    """Entry of the rollout controller's child process (webui/rollouts/controller.py).
+
+    A process of its own, not a thread here: granian forks its workers from this process, and a fork
+    while a thread is inside SQLite could leave a worker holding a lock nobody will release."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (SIGTERM)
+    die_with_parent(parent_pid)
+    from webui.rollouts.controller import run
+
+    run(ServerSettings.model_validate_json(settings_json))
 
 
 def claim_data_dir(settings: ServerSettings) -> PidLock:
@@ -264,6 +287,8 @@ def serve(settings: ServerSettings) -> int:
         supervisor.start()
     maintenance = Maintenance(settings)
     maintenance.start()
+    rollouts = MetricsSupervisor(settings, target=_rollouts_main, name="rollouts")
+    rollouts.start()
     server = Granian(
         "webui.app:create_app",  # informative only: load_app builds the app
         address=settings.host,
@@ -285,9 +310,14 @@ def serve(settings: ServerSettings) -> int:
         server.serve(target_loader=functools.partial(load_app, settings.model_dump_json(), os.getpid()))
     finally:
         announcer.stop()
+        rollouts.stop()
         maintenance.stop()
         if supervisor is not None:
             supervisor.stop()
         data_lock.release()
+        # The spawned children started multiprocessing's resource tracker; it would outlive this
+        # process by a moment (it exits when it notices we are gone): stop it now, children first.
+        with contextlib.suppress(Exception):
+            resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]  # not in typeshed
         log.info("server stopped after %.1f s", time.monotonic() - started)
     return 0

@@ -39,6 +39,12 @@ class ServerSettings(BaseModel):
     retention_days: float = Field(
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"
     )
+    rollout_tick_s: float = Field(
+        default=5.0, gt=0, le=3600, description="how often the rollout controller looks at active rollouts"
+    )
+    rollout_lease_s: float = Field(
+        default=30.0, gt=0, le=86400, description="a dead controller's lease expires after this long"
+    )
     secret_key: str | None = Field(default=None, description="Flask session key; default: DIR/secret.key")
     metrics_lake: str | None = Field(
         default=None,

@@ -31,12 +31,17 @@ def git(cwd: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def init_repo(path: Path, *, from_dir: Path | None = EXAMPLE, subdir: str = "") -> Path:
-    """A repo on branch main whose first commit holds `from_dir` (at `subdir`)."""
+def init_repo(
+    path: Path, *, from_dir: Path | None = EXAMPLE, subdir: str = "", rollouts: bool = True
+) -> Path:
+    """A repo on branch main whose first commit holds `from_dir` (at `subdir`); `rollouts=False`
+    leaves out its rollout policies (every publish then reaches every agent at once)."""
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", "main")
     if from_dir is not None:
         shutil.copytree(from_dir, path / subdir if subdir else path, dirs_exist_ok=True)
+        if not rollouts:
+            shutil.rmtree((path / subdir if subdir else path) / "rollouts", ignore_errors=True)
     (path / "README.md").write_text("config repo\n")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "initial config")

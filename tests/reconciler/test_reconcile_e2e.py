@@ -95,7 +95,7 @@ def rendered(repo: Path, group: str) -> str:
 def test_commit_reconcile_serve_bad_commit_revert(
     server: ServerProcess, token: str, tmp_path: Path, make_agent: Any
 ) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     cache = tmp_path / "cache"
     agent = make_agent({"tier": "edge"}, "edge-host-0001")
     assert agent.config().json()["error"]["code"] == "no_revision"
@@ -156,7 +156,7 @@ def test_commit_reconcile_serve_bad_commit_revert(
 def test_subprocess_exit_codes_and_no_secret_in_output(
     server: ServerProcess, token: str, tmp_path: Path
 ) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTRLTOWER_")}
 
@@ -221,7 +221,7 @@ class RacingClient(ControlClient):
 
 
 def test_compare_and_set_loser_reports_conflict(server: ServerProcess, token: str, tmp_path: Path) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     settings = ReconcileSettings(source=str(repo), ref="main", cache_dir=tmp_path / "cache")
     with ControlClient(make_http_client(server.base_url, token)) as client:
         current = client.current_revision()
@@ -249,7 +249,7 @@ def test_compare_and_set_loser_reports_conflict(server: ServerProcess, token: st
 
 
 def test_loop_runs_with_interval_and_stops(server: ServerProcess, token: str, tmp_path: Path) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     before = len(runs(server))
     result = run_cli(
         "reconcile",
@@ -266,7 +266,7 @@ def test_loop_runs_with_interval_and_stops(server: ServerProcess, token: str, tm
 
 
 def test_loop_stops_on_a_permanent_error(server: ServerProcess, token: str, tmp_path: Path) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     result = run_cli(
         "reconcile",
         "--source", str(repo),
@@ -284,7 +284,7 @@ def test_loop_stops_on_a_permanent_error(server: ServerProcess, token: str, tmp_
 def test_plan_with_live_agent_counts(
     server: ServerProcess, token: str, tmp_path: Path, make_agent: Any
 ) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     for i in range(2):
         make_agent({"tier": "gateway"}, f"gw-host-{i:04d}")
     assert run_cli("reconcile", "--source", str(repo), "--server", server.base_url,
@@ -304,7 +304,7 @@ def test_plan_with_live_agent_counts(
 
 
 def test_loop_stops_cleanly_on_sigterm(server: ServerProcess, token: str, tmp_path: Path) -> None:
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     env = {**os.environ, "CTRLTOWER_TOKEN": token}
     args = [
         "reconcile",
@@ -340,7 +340,7 @@ def test_loop_stops_cleanly_on_sigterm(server: ServerProcess, token: str, tmp_pa
 def test_deleted_database_next_reconcile_republishes(tmp_path: Path) -> None:
     """docs/reconciler.md: delete the server's SQLite file, agents re-register, the next reconcile
     republishes (Git is the source of truth)."""
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)
     with ServerProcess(tmp_path / "srv" / "data", poll_interval_s=0.5) as srv:
         args = [
             "reconcile",

@@ -27,7 +27,7 @@ analysis:
   checks:
     - {metric: send_failure_rate, max: 0.1}
     - {metric: throughput, max: 3}
-    - {metric: refused_ratio, max: 5}
+    - {metric: send_failure_ratio, max: 5, signal: logs}
 """
 
 
@@ -59,8 +59,10 @@ def test_every_problem_of_a_bad_policy_is_reported_at_its_position() -> None:
         "rollouts/edge.yaml:13:16: error CT703: unknown rollout metric 'send_failure_rate'",
         "rollouts/edge.yaml:14:7: error CT707: check 'throughput' compares with the old revision: it"
         " takes vs_baseline: {min_ratio: R}, not max",
-        "rollouts/edge.yaml:15:36: error CT707: check 'refused_ratio' is a ratio (0 to 1): max 5.0 can"
-        " never fail",
+        "rollouts/edge.yaml:15:41: error CT707: check 'send_failure_ratio' is a ratio (0 to 1): max 5.0"
+        " can never fail",
+        "rollouts/edge.yaml:15:52: error CT707: check 'send_failure_ratio' takes no signal (it counts every"
+        " signal)",
     ]
     hint = next(d.hint for d in compile_repo(files).diagnostics if d.code == "CT703")
     assert hint == "did you mean 'send_failure_ratio'?"

@@ -42,7 +42,7 @@ def test_signed_publish_served_verified_and_resigned(server: ServerProcess, tmp_
     token = server.create_token("reconciler")
     priv, pub = generate_keys(tmp_path / "keys")
     keys = load_trust_keys([pub])
-    repo = init_repo(tmp_path / "cfg")
+    repo = init_repo(tmp_path / "cfg", rollouts=False)  # every commit at once
     cache = tmp_path / "cache"
     with server.client() as http:
         r = http.post(

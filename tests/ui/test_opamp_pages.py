@@ -28,7 +28,8 @@ def agent_id(srv: InProcessServer, agent: HandAgent) -> str:
 
 
 def buttons(html: str) -> set[str]:
-    return set(re.findall(r'data-action="(\w+)"', html))
+    """The collector command buttons on a page (not other actions such as approving a re-registration)."""
+    return set(re.findall(r'data-action="([\w-]+)"', html)) & {"start", "stop", "restart", "shutdown"}
 
 
 def test_capabilities_instead_of_buttons_that_cannot_work(srv: InProcessServer) -> None:

@@ -42,6 +42,12 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/tokens"): {"admin"},
     ("POST", "/api/v1/tokens"): {"admin"},
     ("DELETE", "/api/v1/tokens/{token_id}"): {"admin"},
+    ("GET", "/api/v1/rollouts"): READ,
+    ("GET", "/api/v1/rollouts/{rollout_id}"): READ,
+    ("POST", "/api/v1/rollouts/{rollout_id}/promote"): {"operator", "admin"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/pause"): {"operator", "admin"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/resume"): {"operator", "admin"},
+    ("POST", "/api/v1/rollouts/{rollout_id}/abort"): {"operator", "admin"},
     ("GET", "/api/v1/whoami"): {"viewer", "operator", "admin", "reconciler", "enroll"},
     ("GET", "/api/health"): {"public"},
     ("GET", "/api/openapi.json"): {"public"},
@@ -84,6 +90,7 @@ def world(
         "name": "edge",
         "token_id": str(victim),
         "version": "0.1.0-roles",
+        "rollout_id": "1",
     }
     return srv, tokens, params
 

@@ -56,7 +56,7 @@ class ConfigCache:
         self._lock = threading.Lock()
         self._counters: tuple[int, int] | None = None
         self._agents: dict[str, AgentAuth] = {}
-        self._configs: dict[str, ServedConfig | None] = {}
+        self._configs: dict[tuple[str | None, str], ServedConfig | None] = {}
         self._revision: tuple[str | None] | None = None  # the current revision, once asked
         self._pushed: tuple[int, int] | None = None
         # A fallback re-read well inside one poll interval, in case a notification is ever lost.
@@ -100,11 +100,13 @@ class ConfigCache:
                 self._agents[agent_id] = auth
         return auth
 
-    def config(self, group: str) -> ServedConfig | None:
-        if group in self._configs:
-            return self._configs[group]
-        served = self.store.served_config(group)
-        self._configs[group] = served
+    def config(self, group: str, sha: str | None = None) -> ServedConfig | None:
+        """The group's config at `sha` (an agent pinned by a rollout), or at the current revision."""
+        key = (sha, group)
+        if key in self._configs:
+            return self._configs[key]
+        served = self.store.served_config(group, sha)
+        self._configs[key] = served
         return served
 
 
@@ -156,7 +158,7 @@ def config_answer(
 ) -> ConfigAnswer:
     """The whole config endpoint as a function (raises ApiError for 401/404)."""
     auth = check_agent(cache, agent_id, token)
-    served = None if auth.group is None else cache.config(auth.group)
+    served = None if auth.group is None else cache.config(auth.group, auth.served_sha)
     if served is None:
         if cache.current_revision() is None:
             raise NotFound("nothing has been published yet", code="no_revision")

@@ -73,6 +73,11 @@ class MetricsClient:
         params = {"agents": [",".join(agent_ids)]} if agent_ids else None
         return dict(self.get_json("/latest", params)["agents"])
 
+    def sums(self, agent_ids: Sequence[str], since: float) -> dict[str, dict[str, float]]:
+        """Per agent: seconds covered (`dt`) and each counter's increase since `since` (query.sums)."""
+        params = {"agents": [",".join(agent_ids)], "since": [repr(since)]}
+        return dict(self.get_json("/sums", params)["agents"])
+
     def health(self, agent_ids: Sequence[str] | None = None) -> dict[str, Any]:
         params = {"agents": [",".join(agent_ids)]} if agent_ids else None
         return dict(self.get_json("/health", params)["agents"])

@@ -147,3 +147,18 @@ def parse_agents(args: Args) -> list[str] | None:
     if len(ids) > 10000:
         raise QueryError("at most 10000 agents per call")
     return ids or None
+
+
+def parse_since(args: Args, now: float) -> float:
+    """`since=UNIX_SECONDS` (required, finite, not in the future, at most 7 days back)."""
+    values = args.get("since") or []
+    raw = values[0] if values else None
+    if raw is None:
+        raise QueryError("since is required (unix seconds)")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise QueryError("since must be a number (unix seconds)", details={"since": raw}) from None
+    if value != value or not now - 7 * 86400 <= value <= now:
+        raise QueryError("since must be within the last 7 days", details={"since": raw})
+    return value

@@ -201,3 +201,28 @@ def top(
         rows = cur.execute(sql, args).fetchall()
     ranked = [{"agent": str(a), "value": float(v)} for a, v in rows if str(a) not in failing]
     return ranked[:n]
+
+
+def sums(store: MetricsStore, agents: list[str], since: float, until: float) -> dict[str, dict[str, float]]:
+    """Per agent, the seconds covered (`dt`) and each counter's increase in (since, until].
+
+    A row covers the `dt` seconds before its `ts` (the scrape that ended them), so a row stamped at
+    `since` belongs to the time before it.
+
+    What a rollout's analysis judges a step on (webui/rollouts/analysis.py): ratios and per-agent rates
+    over exactly the covered time, gaps (failed scrapes) excluded. Agents without rows are absent."""
+    cols = ", ".join(f"coalesce(sum({c}), 0)" for c in COUNTER_COLUMNS)
+    sql = (
+        f"SELECT agent, coalesce(sum(dt), 0), {cols} FROM raw WHERE ts > ? AND ts <= ? "
+        "AND aid IN (SELECT hash(unnest(?::VARCHAR[]))) GROUP BY agent"
+    )
+    with store.cursor() as cur:
+        rows = cur.execute(sql, [since, until, list(agents)]).fetchall()
+    wanted = set(agents)
+    out: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if str(row[0]) in wanted:
+            out[str(row[0])] = {"dt": float(row[1])} | {
+                c: float(row[2 + i]) for i, c in enumerate(COUNTER_COLUMNS)
+            }
+    return out

@@ -3,7 +3,7 @@
 `run(settings)` is what `ctrltower server` (webui/serve.py) starts in a child process. It owns
 DATA_DIR/metrics.duckdb, scrapes the online agents listed in DATA_DIR/state.db (scale-out: writes the
 shared DuckLake and scrapes the agents of the shards it holds, webui/metrics/shards.py), and answers
-`GET /query`, `/latest`, `/top`, `/health`, `/failing`, `/stats` (JSON) on DATA_DIR/metrics.sock
+`GET /query`, `/latest`, `/top`, `/sums`, `/health`, `/failing`, `/stats` (JSON) on DATA_DIR/metrics.sock
 for the Flask workers (client.MetricsClient). SIGTERM/SIGINT stop it cleanly (last batch flushed).
 """
 
@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from schemas.errors import CtrlTowerError, RetryLater
 from webui.metrics import query
-from webui.metrics.params import QueryError, parse_agents, parse_range, parse_top
+from webui.metrics.params import QueryError, parse_agents, parse_range, parse_since, parse_top
 from webui.metrics.scraper import Scraper
 from webui.metrics.settings import MetricsSettings
 from webui.metrics.shards import PgBaselines, PgStateReader, ShardLeases
@@ -138,6 +138,13 @@ class MetricsService:
                     a: (health[a].as_dict() | {"failing": a in failing}) if a in health else None
                     for a in keys
                 }
+            }
+        if path == "/sums":  # a rollout's analysis: counter increases per agent since a time
+            since = parse_since(args, now)
+            return {
+                "since": since,
+                "until": now,
+                "agents": query.sums(self.store, parse_agents(args) or [], since, now),
             }
         if path == "/failing":
             return {"agents": sorted(self.scraper.failing())}

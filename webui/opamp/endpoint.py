@@ -185,7 +185,7 @@ def exchange(
         check_label_scope(described.labels, scope)
         store.opamp_describe(agent_id, described)
     auth = store.agent_auth(agent_id)
-    served = store.served_config(auth.group) if auth is not None and auth.group else None
+    served = store.served_config(auth.group, auth.served_sha) if auth is not None and auth.group else None
     desired = Desired(served.config_hash, served.revision, served.body) if served else None
     obs = observe(prev, msg, now=store.clock(), desired=desired)
     runs_desired = desired is not None and obs.reported_hash == desired.config_hash

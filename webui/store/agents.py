@@ -29,7 +29,8 @@ from webui.store.dialect import Dialect
 from webui.store.groups import resolve_group
 from webui.store.identity import check_takeover
 from webui.store.opamp import with_opamp
-from webui.store.sync_sql import CURRENT_GROUPS_CTE, SYNC_STATUS_CASE
+from webui.store.rollouts import pin_agent
+from webui.store.sync_sql import GROUP_OF_AGENT_JOIN, SERVED_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
 AGENT_TOKEN_PREFIX = "cta_"
@@ -53,6 +54,7 @@ class AgentAuth:
     agent_id: str
     token_hash: str
     group: str | None
+    served_sha: str | None = None  # pinned by a rollout (webui/store/rollouts.py); None: the current one
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,8 @@ class AgentFilter:
 # One query computes each agent's desired hash, sync status and run status, so filters, counts and
 # pagination all happen in SQL (10,000+ agents on the fleet page). The sync status is the same CASE the
 # maintained per-status counts use (webui/store/counts.py).
-_AGENT_VIEW_SQL = f"""{CURRENT_GROUPS_CTE}
-SELECT a.*, g.config_hash AS desired_hash,
-  CASE WHEN g.name IS NULL THEN NULL ELSE (SELECT commit_sha FROM cur) END AS desired_revision,
+_AGENT_VIEW_SQL = f"""{SERVED_GROUPS_CTE}
+SELECT a.*, g.config_hash AS desired_hash, g.commit_sha AS desired_revision,
   {SYNC_STATUS_CASE} AS sync_status,
   CASE
     WHEN a.last_seen IS NULL OR a.last_seen < :cutoff THEN 'offline'
@@ -77,7 +78,7 @@ SELECT a.*, g.config_hash AS desired_hash,
     WHEN a.id IN (SELECT agent_id FROM opamp_agents WHERE healthy = 0) THEN 'degraded'
     ELSE 'online'
   END AS status
-FROM agents a LEFT JOIN g ON g.name = a.group_name
+FROM agents a {GROUP_OF_AGENT_JOIN}
 """
 
 
@@ -147,6 +148,7 @@ class AgentsMixin(StatusCountsMixin):
                     (*fields, scope_json, agent_id),
                 )
                 self._bump(conn, agents=True)  # the old token is revoked: drop cached auth
+            pin_agent(conn, agent_id, group)  # a rollout may serve its group two revisions
             self._event(
                 conn, agent_id, now, "registered", None, None, {"hostname": reg.hostname, "group": group}
             )
@@ -158,17 +160,17 @@ class AgentsMixin(StatusCountsMixin):
     def agent_auth(self, agent_id: str) -> AgentAuth | None:
         row = (
             self.db.conn()
-            .execute("SELECT token_hash, group_name FROM agents WHERE id = ?", (agent_id,))
+            .execute("SELECT token_hash, group_name, served_sha FROM agents WHERE id = ?", (agent_id,))
             .fetchone()
         )
         if row is None:
             return None
-        return AgentAuth(agent_id, str(row[0]), row[1])
+        return AgentAuth(agent_id, str(row[0]), row[1], row[2])
 
     def all_agent_auth(self) -> dict[str, AgentAuth]:
         """Every agent's token hash and group, for the config cache (one query)."""
-        rows = self.db.conn().execute("SELECT id, token_hash, group_name FROM agents").fetchall()
-        return {str(r[0]): AgentAuth(str(r[0]), str(r[1]), r[2]) for r in rows}
+        rows = self.db.conn().execute("SELECT id, token_hash, group_name, served_sha FROM agents").fetchall()
+        return {str(r[0]): AgentAuth(str(r[0]), str(r[1]), r[2], r[3]) for r in rows}
 
     def report_status(self, agent_id: str, report: StatusReport) -> list[Command]:
         """Record a status report; return the commands the agent has not acknowledged yet."""

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from schemas.errors import Permanent, RetryLater
 from webui.store.dialect import SQLITE, Dialect
-from webui.store.sync_sql import REBUILD_SQL
+from webui.store.sync_sql import REBUILD_SQL, REBUILD_SQL_V4
 
 
 class Cursor(Protocol):
@@ -217,7 +217,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (group_name, sync_status)
     );
     """
-    + ";\n".join(REBUILD_SQL[1:])
+    + ";\n".join(REBUILD_SQL_V4[1:])
     + ";\n",
     # 5: OpAMP agents (webui/store/opamp.py): the protocol state beside the common agent record.
     """
@@ -289,6 +289,49 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     );
     """,
+    # 10: progressive rollouts (webui/store/rollouts.py, docs/rollouts.md). Added by the rollouts part.
+    # served_sha pins the revision an agent is served while a rollout (or a rollback) holds it.
+    """
+    ALTER TABLE agents ADD COLUMN served_sha TEXT;
+    ALTER TABLE revisions ADD COLUMN rolled_back_at REAL;
+    CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy TEXT NOT NULL,
+        spec TEXT NOT NULL,                      -- JSON of schemas.repo.RolloutPolicy
+        commit_sha TEXT NOT NULL REFERENCES revisions(commit_sha),
+        bases TEXT NOT NULL,                     -- JSON {group: the revision it had before}
+        state TEXT NOT NULL,                     -- schemas.api.RolloutState
+        step INTEGER NOT NULL DEFAULT 0,         -- index into spec.steps; len(steps): every agent
+        step_started_at REAL NOT NULL,
+        weight INTEGER NOT NULL DEFAULT 0,       -- the highest weight step applied so far
+        whole_groups TEXT NOT NULL DEFAULT '[]', -- JSON list: groups a group step took whole
+        reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX rollouts_state ON rollouts(state);
+    CREATE TABLE rollout_measurements (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout_id INTEGER NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        at REAL NOT NULL,
+        verdict TEXT NOT NULL,                   -- pass fail inconclusive
+        checks TEXT NOT NULL                     -- JSON list of schemas.api.CheckResult
+    );
+    CREATE INDEX rollout_measurements_rollout ON rollout_measurements(rollout_id, id);
+    CREATE TABLE group_stable (
+        name TEXT PRIMARY KEY,                   -- a group covered by a rollout policy
+        commit_sha TEXT NOT NULL                 -- the revision its agents run outside a rollout
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """
+    + ";\n".join(REBUILD_SQL)  # the counts now join each agent's served revision: count again
+    + ";\n",
 ]
 
 

@@ -23,10 +23,11 @@ from schemas.api import (
 from schemas.common import config_hash
 from schemas.signing import Untrusted, peek_config
 from webui.errors import ApiError, Conflict, NotFound
-from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+from webui.store.base import dt_req, dumps, loads, ts
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
 from webui.store.groups import GroupSelector, resolve_group
+from webui.store.rollouts import RolloutsMixin
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ServedConfig:
     statement: str | None = None
 
 
-class RevisionsMixin(StoreBase):
+class RevisionsMixin(RolloutsMixin):
     # --- publish ------------------------------------------------------------------------------------
 
     def publish(self, rev: RevisionPublish, *, actor: str = "", role: str = "reconciler") -> PublishResult:
@@ -85,6 +86,12 @@ class RevisionsMixin(StoreBase):
                     )
                     return PublishResult(commit_sha=rev.commit_sha, outcome="resigned")
                 return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
+            if self._rolled_back(conn, rev.commit_sha):
+                raise Conflict(
+                    f"commit {rev.commit_sha[:12]} was rolled back by a rollout: publish a later commit",
+                    code="commit_rolled_back",
+                    details={"commit_sha": rev.commit_sha},
+                )
             if rev.previous_commit_sha != current:
                 raise Conflict(
                     "the server's current revision is not the expected previous revision",
@@ -139,13 +146,15 @@ class RevisionsMixin(StoreBase):
                 (rev.commit_sha, current, now, actor),
             )
             self._reresolve_groups(conn, rev.groups)
-            rebuild_counts(conn)  # every agent's desired config changed: recount in this transaction
-            self._bump(conn, config=True, agents=True)
             conn.execute(
                 "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
                 (now, actor, role, "publish", rev.commit_sha, dumps({"previous": current})),
             )
-        return PublishResult(commit_sha=rev.commit_sha, outcome="published")
+            started = self._start_rollouts(conn, rev, current, actor, role)
+            self._assign_served(conn)
+            rebuild_counts(conn)  # every agent's desired config changed: recount in this transaction
+            self._bump(conn, config=True, agents=True)
+        return PublishResult(commit_sha=rev.commit_sha, outcome="published", rollouts=started)
 
     def _resign(self, conn: Conn, rev: RevisionPublish, expiries: dict[str, float]) -> bool:
         """Replace the statements of the current commit's groups whose config is unchanged (the
@@ -174,10 +183,13 @@ class RevisionsMixin(StoreBase):
 
     # --- reads ----------------------------------------------------------------------------------------
 
-    def served_config(self, group: str) -> ServedConfig | None:
-        """The current revision's config of `group` (one snapshot), or None."""
+    def served_config(self, group: str, sha: str | None = None) -> ServedConfig | None:
+        """The config of `group` at revision `sha` (None: the current revision), or None.
+
+        A rollout pins agents to an explicit (commit, group) pair (agents.served_sha), so what is
+        served, and the statement signed for it, always belong to one revision."""
         with self.db.read() as conn:
-            sha = self._current_sha(conn)
+            sha = sha or self._current_sha(conn)
             if sha is None:
                 return None
             row = conn.execute(

@@ -21,12 +21,32 @@ SYNC_STATUS_CASE = """CASE
     ELSE 'OutOfSync'
   END"""
 
-CELL_OF_AGENT = f"""{CURRENT_GROUPS_CTE}
+# The revision an agent is served: its own `served_sha` while a rollout (or a rollback) pins it
+# (webui/store/rollouts.py), else the current one. Added by the rollouts part (migration 5).
+GROUP_OF_AGENT_JOIN = (
+    "LEFT JOIN g ON g.name = a.group_name"
+    " AND g.commit_sha = COALESCE(a.served_sha, (SELECT commit_sha FROM cur))"
+)
+SERVED_GROUPS_CTE = """
+WITH cur AS (SELECT commit_sha FROM publications ORDER BY seq DESC LIMIT 1),
+g AS (SELECT commit_sha, name, config_hash FROM revision_groups)
+"""
+
+CELL_OF_AGENT = f"""{SERVED_GROUPS_CTE}
 SELECT COALESCE(a.group_name, '') AS grp, {SYNC_STATUS_CASE} AS sync_status
-FROM agents a LEFT JOIN g ON g.name = a.group_name WHERE a.id = ?
+FROM agents a {GROUP_OF_AGENT_JOIN} WHERE a.id = ?
 """
 
 REBUILD_SQL = [
+    "DELETE FROM agent_sync_counts",
+    f"""INSERT INTO agent_sync_counts (group_name, sync_status, n)
+{SERVED_GROUPS_CTE}
+SELECT COALESCE(a.group_name, ''), {SYNC_STATUS_CASE}, COUNT(*)
+FROM agents a {GROUP_OF_AGENT_JOIN} GROUP BY 1, 2""",
+]
+
+# Migration 4 as it ran before agents had served_sha (a migration's text never changes meaning).
+REBUILD_SQL_V4 = [
     "DELETE FROM agent_sync_counts",
     f"""INSERT INTO agent_sync_counts (group_name, sync_status, n)
 {CURRENT_GROUPS_CTE}
