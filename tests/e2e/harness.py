@@ -148,6 +148,7 @@ def running_system(
                      "--state-dir", str(tmp / "agent-state"), "--labels", "tier=edge,zone=e2e",
                      "--metrics-listen", f"127.0.0.1:{free_port()}", "--telemetry-port", str(free_port()),
                      "--poll-interval", "0.5s", "--hostname", "e2e-edge-1",
+                     # what the example repo's configs read; the collector gets nothing else of ours
                      "--collector-env", "APP_LOG_DIR", "--collector-env", "OTLP_HTTP_ENDPOINT"],
                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )  # fmt: skip
