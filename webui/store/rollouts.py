@@ -205,6 +205,7 @@ class RolloutsMixin(StoreBase):
         """Take or renew the lease `name` for `holder` until now + ttl; False while another holds it."""
         now = self.clock()
         with self.db.write() as conn:
+            self.db.lock(conn, "lease:" + name)  # racing replicas: one reads, decides and writes at a time
             row = conn.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
             if row is None:
                 conn.execute(
