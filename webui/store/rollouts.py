@@ -29,11 +29,11 @@ from schemas.api import (
     Verdict,
 )
 from schemas.repo import RolloutPolicy
-from webui.errors import Conflict, NotFound
 from webui.rollouts.selection import GroupServing, served_revisions
 from webui.store.base import StoreBase, dt, dt_req, dumps, loads
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
+from webui.store.errors import Conflict, NotFound
 
 _ACTIVE_SQL = "state IN ('progressing', 'paused')"
 
