@@ -21,11 +21,11 @@ from schemas.api import (
     RegistrationResponse,
     StatusReport,
 )
-from webui.errors import NotFound
 from webui.store.base import dt, dt_req, dumps, loads, ts
 from webui.store.counts import StatusCountsMixin
 from webui.store.db import Conn
 from webui.store.dialect import Dialect
+from webui.store.errors import NotFound
 from webui.store.groups import resolve_group
 from webui.store.identity import check_takeover
 from webui.store.opamp import with_opamp

@@ -7,8 +7,8 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from webui.errors import NotFound
 from webui.store.db import Conn, StateDB
+from webui.store.errors import NotFound
 from webui.store.groups import GroupSelector
 
 Clock = Callable[[], float]

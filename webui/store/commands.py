@@ -7,8 +7,8 @@ are refused with 409 `unsupported_command` instead of being queued for an agent 
 from __future__ import annotations
 
 from schemas.api import Action, CommandView
-from webui.errors import Conflict
 from webui.store.base import StoreBase, dt, dt_req, dumps
+from webui.store.errors import Conflict
 from webui.store.opamp import opamp_refusal
 
 

@@ -29,11 +29,11 @@ from schemas.api import (
     Verdict,
 )
 from schemas.repo import RolloutPolicy
-from webui.errors import Conflict, NotFound
 from webui.rollouts.selection import GroupServing, served_revisions
 from webui.store.base import StoreBase, dt, dt_req, dumps, loads
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
+from webui.store.errors import Conflict, NotFound
 
 _ACTIVE_SQL = "state IN ('progressing', 'paused')"
 
@@ -205,6 +205,7 @@ class RolloutsMixin(StoreBase):
         """Take or renew the lease `name` for `holder` until now + ttl; False while another holds it."""
         now = self.clock()
         with self.db.write() as conn:
+            self.db.lock(conn, "lease:" + name)  # racing replicas: one reads, decides and writes at a time
             row = conn.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
             if row is None:
                 conn.execute(

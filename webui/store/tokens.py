@@ -8,9 +8,9 @@ import secrets
 from dataclasses import dataclass
 
 from schemas.api import LabelScope, Role, TokenCreated, TokenView
-from webui.errors import NotFound
 from webui.store.base import StoreBase, dt, dt_req, dumps, loads
 from webui.store.db import Conn
+from webui.store.errors import NotFound
 
 TOKEN_PREFIX = "ctt_"
 
