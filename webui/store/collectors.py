@@ -11,7 +11,7 @@ from typing import Any
 
 from schemas.api import CollectorBuild, CollectorBuildList
 from schemas.signing import Untrusted, peek_collector
-from webui.store.base import StoreBase, dt_req
+from webui.store.base import StoreBase, dt_req, record_audit
 from webui.store.errors import Conflict, Invalid, NotFound
 
 _COLUMNS = "version, sha256, size, statement, published_at, published_by"
@@ -53,10 +53,7 @@ class CollectorsMixin(StoreBase):
                 conn.execute(
                     "UPDATE collector_builds SET statement = ? WHERE version = ?", (statement, version)
                 )
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, "collector_publish", version, None),
-            )
+            record_audit(conn, now, actor, role, "collector_publish", version, None)
         return self.get_collector(version), row is None
 
     def get_collector(self, version: str) -> CollectorBuild:

@@ -16,7 +16,7 @@ import secrets
 from typing import Any
 
 from schemas.api import AgentRegistration, LabelScope
-from webui.store.base import StoreBase, dumps, loads
+from webui.store.base import StoreBase, loads, record_audit
 from webui.store.errors import Conflict, NotFound
 from webui.store.tokens import hash_secret, same_hash
 
@@ -55,10 +55,7 @@ class IdentityMixin(StoreBase):
             cur = conn.execute("UPDATE agents SET reregister_until = ? WHERE id = ?", (until, agent_id))
             if not cur.rowcount:
                 raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, "agent.approve_reregistration", agent_id, dumps({"until": until})),
-            )
+            record_audit(conn, now, actor, role, "agent.approve_reregistration", agent_id, {"until": until})
         return until
 
     def agent_label_scope(self, agent_id: str) -> LabelScope | None:

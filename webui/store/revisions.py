@@ -22,7 +22,7 @@ from schemas.api import (
 )
 from schemas.common import config_hash
 from schemas.signing import Untrusted, peek_config
-from webui.store.base import dt_req, dumps, loads, ts
+from webui.store.base import dt_req, dumps, loads, record_audit, ts
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
 from webui.store.errors import Conflict, Invalid, NotFound
@@ -75,11 +75,7 @@ class RevisionsMixin(RolloutsMixin):
             current = self._current_sha(conn)
             if rev.commit_sha == current:
                 if self._resign(conn, rev, expiries):
-                    conn.execute(
-                        "INSERT INTO audit (at, actor, role, action, target, detail)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (now, actor, role, "resign", rev.commit_sha, None),
-                    )
+                    record_audit(conn, now, actor, role, "resign", rev.commit_sha, None)
                     return PublishResult(commit_sha=rev.commit_sha, outcome="resigned")
                 return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
             if self._rolled_back(conn, rev.commit_sha):
@@ -142,10 +138,7 @@ class RevisionsMixin(RolloutsMixin):
                 (rev.commit_sha, current, now, actor),
             )
             self._reresolve_groups(conn, rev.groups)
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, "publish", rev.commit_sha, dumps({"previous": current})),
-            )
+            record_audit(conn, now, actor, role, "publish", rev.commit_sha, {"previous": current})
             started = self._start_rollouts(conn, rev, current, actor, role)
             self._assign_served(conn)
             rebuild_counts(conn)  # every agent's desired config changed: recount in this transaction
