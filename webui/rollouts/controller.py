@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 from schemas.api import Measurement
 from schemas.errors import CtrlTowerError
 from schemas.repo import parse_duration
-from webui.errors import Conflict
 from webui.rollouts.analysis import AgentSample, measure
 from webui.settings import ServerSettings
 from webui.store import Store
+from webui.store.errors import Conflict
 from webui.store.rollouts import RolloutRow
 
 log = logging.getLogger(__name__)

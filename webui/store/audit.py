@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 
 from schemas.api import AuditEntry, AuditList, Page, ReconcileRunList, ReconcileRunReport, ReconcileRunView
 from schemas.diagnostics import Diagnostic
-from webui.store.base import StoreBase, dt_req, dumps, loads, ts
+from webui.store.base import StoreBase, dt_req, dumps, loads, record_audit, ts
 
 _DIAGS = TypeAdapter(list[Diagnostic])
 
@@ -18,10 +18,7 @@ class AuditMixin(StoreBase):
         self, actor: str, role: str, action: str, target: str | None, detail: dict[str, Any] | None
     ) -> None:
         with self.db.write() as conn:
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.clock(), actor, role, action, target, None if detail is None else dumps(detail)),
-            )
+            record_audit(conn, self.clock(), actor, role, action, target, detail)
 
     def list_audit(
         self, *, limit: int = 100, offset: int = 0, action: str | None = None, target: str | None = None

@@ -7,13 +7,30 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from webui.errors import NotFound
 from webui.store.db import Conn, StateDB
+from webui.store.errors import NotFound
 from webui.store.groups import GroupSelector
 
 Clock = Callable[[], float]
 # Returns the ids of agents whose metrics scrapes are failing (the metrics process knows).
 ScrapeHealth = Callable[[], Collection[str]]
+
+
+def record_audit(
+    conn: Conn,
+    at: float,
+    actor: str,
+    role: str,
+    action: str,
+    target: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row (who did what to which target, when) in the caller's transaction, so an
+    action and its audit entry commit or roll back together. The one writer of the audit table."""
+    conn.execute(
+        "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (at, actor, role, action, target, None if detail is None else dumps(detail)),
+    )
 
 
 class StoreBase:

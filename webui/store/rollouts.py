@@ -29,11 +29,11 @@ from schemas.api import (
     Verdict,
 )
 from schemas.repo import RolloutPolicy
-from webui.errors import Conflict, NotFound
 from webui.rollouts.selection import GroupServing, served_revisions
-from webui.store.base import StoreBase, dt, dt_req, dumps, loads
+from webui.store.base import StoreBase, dt, dt_req, dumps, loads, record_audit
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
+from webui.store.errors import Conflict, NotFound
 
 _ACTIVE_SQL = "state IN ('progressing', 'paused')"
 
@@ -163,10 +163,7 @@ class RolloutsMixin(StoreBase):
         rollout_id: int,
         detail: dict[str, Any] | None,
     ) -> None:
-        conn.execute(
-            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            (at, actor, role, action, f"rollout:{rollout_id}", None if detail is None else dumps(detail)),
-        )
+        record_audit(conn, at, actor, role, action, f"rollout:{rollout_id}", detail)
 
     # --- who is served what ---------------------------------------------------------------------------
 
