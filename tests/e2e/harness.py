@@ -124,7 +124,7 @@ def running_system(
     metrics_interval_s: float = 1.0,
 ) -> Iterator[System]:
     """Repo, server, first reconcile, sink, log generator and agent; everything stopped on exit."""
-    repo = init_repo(tmp / "config-repo")
+    repo = init_repo(tmp / "config-repo", rollouts=False)  # every publish reaches the agent at once
     srv = ServerProcess(
         tmp / "server", poll_interval_s=0.5, metrics=metrics, metrics_interval_s=metrics_interval_s
     )
