@@ -227,7 +227,8 @@ class RolloutsMixin(StoreBase):
             self.db.conn()
             .execute(
                 "SELECT a.id, a.group_name, a.served_sha, a.reported_hash, a.last_apply_result,"
-                " a.last_apply_hash, a.last_seen, g.config_hash AS desired_hash FROM agents a"
+                " a.last_apply_hash, a.last_apply_at, a.last_seen, g.config_hash AS desired_hash"
+                " FROM agents a"
                 " LEFT JOIN revision_groups g ON g.name = a.group_name AND g.commit_sha = a.served_sha"
                 f" WHERE a.group_name IN ({self.db.dialect.json_list('?')})",
                 (groups,),
