@@ -278,7 +278,7 @@ def token_list(data_dir: Path | None, database_url: str | None, fmt: str) -> Non
 @click.argument("token_id", type=int)
 def token_revoke(data_dir: Path | None, database_url: str | None, token_id: int) -> None:
     """Revoke the token with this id (see `token list`); it stops working at once."""
-    from webui.errors import NotFound
+    from webui.store.errors import NotFound
 
     store = _store(data_dir, database_url)
     try:

@@ -148,3 +148,34 @@ def test_the_purity_check_catches_an_io_import(tmp_path: Path, line: str) -> Non
     (tmp_path / "compiler" / "bad.py").write_text(line + "\n")
     found = pure_layer_violations(tmp_path)
     assert len(found) == 1 and found[0].startswith("compiler/bad.py imports"), found
+
+
+# The store speaks the domain, not HTTP: it raises webui.store.errors, and the web layer maps them.
+STORE_FORBIDDEN = ("flask", "werkzeug", "webui.errors", "webui.context", "webui.api", "webui.ui")
+
+
+def store_violations(root: Path) -> list[str]:
+    """`path: modules` for each file under root/webui/store that imports Flask, werkzeug or the web layer."""
+    out = []
+    for path in sorted((root / "webui" / "store").rglob("*.py")):
+        names = full_imports_of(path.read_text(), str(path))
+        bad = {n for n in names if any(n == f or n.startswith(f + ".") for f in STORE_FORBIDDEN)}
+        if bad:
+            out.append(f"{path.relative_to(root)} imports {sorted(bad)}")
+    return out
+
+
+def test_the_store_does_not_import_the_web_layer() -> None:
+    assert store_violations(ROOT) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["from flask import current_app", "import werkzeug.exceptions", "from webui.errors import NotFound"],
+)
+def test_the_store_check_catches_a_web_import(tmp_path: Path, line: str) -> None:
+    (tmp_path / "webui" / "store").mkdir(parents=True)
+    (tmp_path / "webui" / "store" / "ok.py").write_text("from webui.store.errors import NotFound\n")
+    (tmp_path / "webui" / "store" / "bad.py").write_text(line + "\n")
+    found = store_violations(tmp_path)
+    assert len(found) == 1 and found[0].startswith("webui/store/bad.py imports"), found

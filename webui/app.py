@@ -26,11 +26,12 @@ from webui.api import collectors as collectors_api
 from webui.api import control as control_api
 from webui.api import revisions as revisions_api
 from webui.api import rollouts as rollouts_api
+from webui.context import EXTENSION_KEY
 from webui.errors import json_response, register_error_handlers
 from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
 from webui.settings import SETTINGS_KEY, ServerSettings
-from webui.store import EXTENSION_KEY, Store
+from webui.store import Store
 from webui.store.base import Clock, ScrapeHealth
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def _meta_blueprint() -> Blueprint:
     @bp.get("/health")
     def health() -> Response:
         """Liveness and readiness: the database answers. No auth."""
-        from webui.store import get_store
+        from webui.context import get_store
 
         get_store().counters()
         return json_response({"status": "ok"})

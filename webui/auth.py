@@ -22,8 +22,8 @@ from typing import Any, ParamSpec, TypeVar
 from flask import g, request
 
 from schemas.api import LabelScope
+from webui.context import get_store
 from webui.errors import Forbidden, Unauthorized
-from webui.store import get_store
 
 P = ParamSpec("P")
 R = TypeVar("R")

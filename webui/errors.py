@@ -1,8 +1,9 @@
 """The one JSON error shape of the HTTP API, and the handlers that make every `/api/...` error use it.
 
 Every 4xx/5xx answer under `/api/` is `schemas.api.ErrorBody`:
-`{"error": {"code": ..., "message": ..., "details": ...}}`. Code raises `ApiError` (or a subclass);
-werkzeug's HTTP errors (404, 405, 413, bad JSON) and unexpected exceptions are converted here.
+`{"error": {"code": ..., "message": ..., "details": ...}}`. Web code raises `ApiError` (or a subclass);
+the store raises its own `webui.store.errors.StoreError`s, which `STORE_STATUS` maps to a status here;
+werkzeug's HTTP errors (404, 405, 413, bad JSON) and unexpected exceptions are converted here too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from schemas.api import ErrorBody, ErrorDetail
 from schemas.errors import Permanent, RetryLater
+from webui.store import errors as store_errors
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,24 @@ class Forbidden(ApiError):
     code = "forbidden"
 
 
+# The store's error types -> HTTP status; a subclass not listed answers with its nearest listed base.
+STORE_STATUS: dict[type[store_errors.StoreError], int] = {
+    store_errors.NotFound: 404,
+    store_errors.Conflict: 409,
+    store_errors.Invalid: 422,
+}
+
+
+def as_api_error(exc: ApiError | store_errors.StoreError) -> ApiError:
+    """The ApiError (status, code, message, details) a store error answers with; ApiErrors as they are."""
+    if isinstance(exc, ApiError):
+        return exc
+    status = next((STORE_STATUS[cls] for cls in type(exc).__mro__ if cls in STORE_STATUS), 400)
+    err = ApiError(exc.message, details=exc.details, status=status, code=exc.code)
+    err.__cause__ = exc
+    return err
+
+
 def api_error(status: int, code: str, message: str, details: Any = None) -> Response:
     """A JSON `ErrorBody` response. Use it (or raise ApiError) for every API error."""
     body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details))
@@ -88,6 +108,10 @@ def _wants_json() -> bool:
 
 def _handle_api_error(exc: ApiError) -> Response:
     return api_error(exc.status, exc.code, exc.message, exc.details)
+
+
+def _handle_store_error(exc: store_errors.StoreError) -> Response:
+    return _handle_api_error(as_api_error(exc))
 
 
 def _handle_retry_later(exc: RetryLater) -> Response:
@@ -121,6 +145,7 @@ def _handle_unexpected(exc: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(store_errors.StoreError, _handle_store_error)
     app.register_error_handler(RetryLater, _handle_retry_later)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -40,8 +40,11 @@ def _ship(fleet: SignedFleet, prefix: str) -> None:
 
 
 def _exe(fleet: SignedFleet) -> str:
-    pid = fleet.collector_pid()
-    assert pid is not None, fleet.agent_log()
+    """The running collector's binary (waiting for one: supervision may be restarting it)."""
+    try:
+        pid = wait_until(fleet.collector_pid, 30, interval=0.1, what="a running collector")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{fleet.agent_log()}") from None
     return os.readlink(f"/proc/{pid}/exe")
 
 
@@ -84,6 +87,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
                 and v.effective_revision == upgraded
                 and v.collector_version == "0.135.0-copy"
             ),
+            timeout=60,  # a 33 MB download, a validate and a start on a loaded machine
         )
         store = fleet.tmp / "state" / "collectors"
         assert _exe(fleet).startswith(str(store)) and "0.135.0-copy" in _exe(fleet)
@@ -125,6 +129,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
                 and v.effective_revision == later
                 and v.collector_version == "0.135.0-later"
             ),
+            timeout=60,
         )
         assert len(list(store.glob("*.bin"))) <= 2, sorted(p.name for p in store.iterdir())
 

@@ -251,8 +251,8 @@ class InProcessServer:
         **settings: Any,
     ) -> None:
         from webui.app import create_app
+        from webui.context import get_store
         from webui.settings import ServerSettings
-        from webui.store import get_store
 
         self.settings = ServerSettings(
             data_dir=Path(data_dir), poll_interval_s=poll_interval_s, ui=ui, metrics=metrics, **settings

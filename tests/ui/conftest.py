@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 
 from tests.ui.seed import seed
 from webui.app import create_app
+from webui.context import get_store
 from webui.settings import ServerSettings
-from webui.store import Store, get_store
+from webui.store import Store
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.ui.conftest import UiEnv, csrf_of, login
 from webui.app import create_app
+from webui.context import get_store
 from webui.settings import ServerSettings
-from webui.store import get_store
 
 
 def test_logout_revokes_the_session_for_every_copy_of_the_cookie(ui_env: UiEnv) -> None:

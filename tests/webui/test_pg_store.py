@@ -19,10 +19,10 @@ from schemas.api import RevisionPublish
 from schemas.errors import RetryLater
 from tests.conftest import free_port
 from tests.webui.helpers import group, publish, sha
-from webui.errors import Conflict
 from webui.store import Store
 from webui.store.db import MIGRATIONS
 from webui.store.dialect import POSTGRES, SQLITE
+from webui.store.errors import Conflict
 from webui.store.pg import migrate_pg, to_psycopg
 
 

@@ -68,12 +68,16 @@ def report(store: Store, agent_id: str, kind: str, now: float) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_counts_follow_every_change(tmp_path: Path, seed: int) -> None:
+def test_counts_follow_every_change(tmp_path: Path, seed: int, backend: str | None) -> None:
     rnd = random.Random(seed)
     now = [1_800_000_000.0]
     failing: set[str] = set()
     store = Store.open(
-        tmp_path / "state.db", poll_interval_s=10.0, clock=lambda: now[0], scrape_failing=lambda: failing
+        tmp_path / "state.db" if backend is None else None,
+        database_url=backend,  # both backends (tests/webui/conftest.py)
+        poll_interval_s=10.0,
+        clock=lambda: now[0],
+        scrape_failing=lambda: failing,
     )
     try:
         shas = [f"{n:040x}" for n in range(1, 10)]

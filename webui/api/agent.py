@@ -36,11 +36,13 @@ from schemas.api import (
 from schemas.signing import STATEMENT_HEADER
 from webui.api import doc, parse_body
 from webui.auth import bearer_token, current_principal, require_role
-from webui.errors import ApiError, Forbidden, NotFound, Unauthorized, json_response
+from webui.context import get_store
+from webui.errors import ApiError, Forbidden, NotFound, Unauthorized, as_api_error, json_response
 from webui.scrape_policy import ScrapeAllow, ScrapeUrlRefused, scrape_url
 from webui.settings import SETTINGS_KEY
-from webui.store import ServedConfig, Store, get_store
+from webui.store import ServedConfig, Store
 from webui.store.agents import AgentAuth
+from webui.store.errors import StoreError
 from webui.store.tokens import hash_secret, same_hash
 
 log = logging.getLogger(__name__)
@@ -315,7 +317,8 @@ class ConfigFastPath:
         token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
         try:
             answer = config_answer(self.cache, m.group(1), token, environ.get("HTTP_IF_NONE_MATCH"))
-        except ApiError as exc:
+        except (ApiError, StoreError) as raised:
+            exc = as_api_error(raised)
             body = ErrorBody(error=ErrorDetail(code=exc.code, message=exc.message, details=exc.details))
             data = body.model_dump_json().encode()
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]

@@ -12,9 +12,9 @@ from schemas.repo import COLLECTOR_VERSION_PATTERN
 from schemas.signing import STATEMENT_HEADER
 from webui.api import doc
 from webui.auth import current_principal, require_role
+from webui.context import get_store
 from webui.errors import ApiError, json_response
 from webui.settings import ServerSettings
-from webui.store import get_store
 
 bp = Blueprint("collectors_api", __name__)
 _VERSION = re.compile(COLLECTOR_VERSION_PATTERN)

@@ -23,8 +23,9 @@ from schemas.api import (
 )
 from webui.api import LIMIT, OFFSET, QueryParam, doc, parse_body, query_choice, query_float, query_int
 from webui.auth import current_principal, require_role
+from webui.context import get_store
 from webui.errors import ApiError, json_response
-from webui.store import AgentFilter, get_store
+from webui.store import AgentFilter
 from webui.store.agents import EVENT_KINDS
 
 bp = Blueprint("control_api", __name__)

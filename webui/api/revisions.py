@@ -21,8 +21,8 @@ from schemas.api import (
 )
 from webui.api import LIMIT, OFFSET, QueryParam, doc, parse_body, query_int
 from webui.auth import current_principal, require_role
+from webui.context import get_store
 from webui.errors import ApiError, json_response
-from webui.store import get_store
 
 bp = Blueprint("revisions_api", __name__)
 

@@ -11,8 +11,8 @@ from flask import Blueprint, Response, request
 from schemas.api import ROLLOUT_ACTIVE, RolloutAction, RolloutList, RolloutState, RolloutView
 from webui.api import LIMIT, OFFSET, QueryParam, doc, parse_body, query_choice, query_int
 from webui.auth import current_principal, require_role
+from webui.context import get_store
 from webui.errors import Conflict, NotFound, json_response
-from webui.store import get_store
 from webui.store.rollouts import RolloutRow
 
 bp = Blueprint("rollouts_api", __name__)

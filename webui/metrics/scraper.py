@@ -167,13 +167,21 @@ class Scraper:
         dirty, self._dirty = self._dirty, {}
         n = await asyncio.to_thread(self.store.insert, batch)
         if self.baselines is not None and dirty:
-            await asyncio.to_thread(self.baselines.save, dirty)  # after the rows: never ahead of them
+            await asyncio.to_thread(self.baselines.save, dirty)
         return n
 
     async def flush_loop(self, stop: asyncio.Event) -> None:
+        last_rows = self.monotonic()
         while not await _wait(stop, self.settings.flush_every_s):
             try:
-                await self.flush_async()
+                # Scale-out: rows go to the lake less often (a Parquet file and a catalog commit each),
+                # baselines every time, so a replica that dies leaves a baseline at most a second old.
+                if self.baselines is None or self.monotonic() - last_rows >= self.settings.lake_flush_every_s:
+                    last_rows = self.monotonic()
+                    await self.flush_async()
+                elif self._dirty:
+                    dirty, self._dirty = self._dirty, {}
+                    await asyncio.to_thread(self.baselines.save, dirty)
             except Exception as exc:  # disk full, ...: that batch is lost, scraping goes on
                 log.warning("metrics flush failed: %s", exc)
 

@@ -43,6 +43,12 @@ class MetricsSettings(BaseModel):
         default=None, description="scale-out: DuckLake data path (directory or s3://bucket/prefix)"
     )
     shards: int = Field(default=64, ge=1, le=4096, description="scale-out: agents are split into this many")
+    lake_flush_every_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="scale-out: rows go to the lake this often (each flush is a Parquet file and a catalog "
+        "commit); baselines are still saved every flush_every_s",
+    )
 
     @property
     def scale_out(self) -> bool:

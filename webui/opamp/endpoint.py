@@ -24,7 +24,8 @@ from schemas.opamp import CONTENT_TYPE, OPAMP_PATH, AgentCap, has, instance_id_o
 from webui.api import read_body
 from webui.api.agent import check_label_scope, pin_metrics_url
 from webui.auth import authenticate, bearer_token
-from webui.errors import ApiError
+from webui.context import get_store
+from webui.errors import ApiError, as_api_error
 from webui.opamp.identity import registration_of
 from webui.opamp.protocol import (
     SERVER_CAPABILITIES,
@@ -35,7 +36,8 @@ from webui.opamp.protocol import (
     should_offer_config,
     token_offer,
 )
-from webui.store import Store, get_store
+from webui.store import Store
+from webui.store.errors import StoreError
 from webui.store.opamp import OpampAgent
 from webui.store.tokens import hash_secret, same_hash
 
@@ -88,8 +90,9 @@ def opamp() -> Response:
         return _proto(exchange(get_store(), msg, instance_id, bearer_token()))
     except OpampRefused as exc:
         return _proto(error_message(BAD_REQUEST, exc.message, uid), exc.status)
-    except ApiError as exc:  # from the shared helpers: body too large (413), agent deleted meanwhile (404)
-        return _proto(error_message(BAD_REQUEST, exc.message, uid), exc.status if exc.status < 500 else 400)
+    except (ApiError, StoreError) as exc:  # body too large (413), agent deleted meanwhile (404), ...
+        err = as_api_error(exc)
+        return _proto(error_message(BAD_REQUEST, err.message, uid), err.status if err.status < 500 else 400)
     except RetryLater as exc:
         resp = _proto(error_message(UNAVAILABLE, f"temporarily unavailable: {exc}", uid, 1.0), 503)
         resp.headers["Retry-After"] = "1"

@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 from schemas.api import Measurement
 from schemas.errors import CtrlTowerError
 from schemas.repo import parse_duration
-from webui.errors import Conflict
 from webui.rollouts.analysis import AgentSample, measure
 from webui.settings import ServerSettings
 from webui.store import Store
+from webui.store.errors import Conflict
 from webui.store.rollouts import RolloutRow
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,12 @@ class RolloutController:
             for a in rows
         ]
         new_ids = [a.id for a in agents if a.on_new]
+        # Only time after the last new-revision agent applied it counts: before, it ran the old config
+        # (and its collector was reloading). A window that shrinks to nothing is inconclusive.
+        applied = [
+            float(a["last_apply_at"]) for a in rows if a["served_sha"] == r.commit_sha and a["last_apply_at"]
+        ]
+        since = max([since, *applied])
         sums: Mapping[str, Mapping[str, float]] | None = None
         if self.sums is not None:
             try:

@@ -3,7 +3,8 @@
 Two backends behind one interface (webui/store/db.py `StateDB`): SQLite in DATA_DIR/state.db (the
 embedded default) or PostgreSQL (`--database-url`, shared by any number of replicas, webui/store/pg.py).
 
-Get it in a request with `webui.store.get_store()` (it lives in `current_app.extensions["ctrltower"]`).
+Get it in a request with `webui.context.get_store()` (it lives in `current_app.extensions["ctrltower"]`;
+the store itself never imports Flask). Errors are `webui.store.errors.StoreError`s.
 Methods by area: agents (`register_agent`, `report_status`, `list_agents`, `get_agent`, `get_agents`,
 `agent_events`), commands (`queue_command`, `list_commands`), revisions (`publish`, `list_revisions`,
 `get_revision`, `list_groups`, `get_group` with history and diff, `list_pipelines`, `get_pipeline`,
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
-
-from flask import current_app
+from typing import TYPE_CHECKING
 
 from webui.store.agents import AgentFilter, AgentsMixin
 from webui.store.audit import AuditMixin
@@ -36,9 +35,7 @@ from webui.store.tokens import TokensMixin
 if TYPE_CHECKING:
     from webui.settings import ServerSettings
 
-__all__ = ["AgentFilter", "ServedConfig", "Store", "get_store"]
-
-EXTENSION_KEY = "ctrltower"
+__all__ = ["AgentFilter", "ServedConfig", "Store"]
 
 
 class Store(
@@ -101,8 +98,3 @@ class Store(
 
     def close(self) -> None:
         self.db.close()
-
-
-def get_store() -> Store:
-    """The store of the current Flask app (inside a request or app context)."""
-    return cast(Store, current_app.extensions[EXTENSION_KEY])

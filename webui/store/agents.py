@@ -21,11 +21,11 @@ from schemas.api import (
     RegistrationResponse,
     StatusReport,
 )
-from webui.errors import NotFound
-from webui.store.base import dt, dt_req, dumps, loads, ts
+from webui.store.base import dt, dt_req, dumps, loads, page_rows, record_audit, ts
 from webui.store.counts import StatusCountsMixin
 from webui.store.db import Conn
 from webui.store.dialect import Dialect
+from webui.store.errors import NotFound
 from webui.store.groups import resolve_group
 from webui.store.identity import check_takeover
 from webui.store.opamp import with_opamp
@@ -404,9 +404,8 @@ class AgentsMixin(StatusCountsMixin):
                 raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
             self._move_count(conn, before, None)
             self._bump(conn, agents=True)
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.clock(), actor, role, "agent.delete", agent_id, dumps({"hostname": view.hostname})),
+            record_audit(
+                conn, self.clock(), actor, role, "agent.delete", agent_id, {"hostname": view.hostname}
             )
         return view
 
@@ -471,11 +470,9 @@ class AgentsMixin(StatusCountsMixin):
         where = " WHERE " + " AND ".join(clauses)
         with self.db.read() as conn:
             self._require_agent(conn, agent_id)
-            total = int(conn.execute("SELECT COUNT(*) FROM agent_events" + where, args).fetchone()[0])
-            rows = conn.execute(
-                "SELECT * FROM agent_events" + where + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
+            rows, page = page_rows(
+                conn, "agent_events", where, args, "at DESC, id DESC", limit=limit, offset=offset
+            )
         return AgentEventList(
             items=[
                 AgentEvent(
@@ -489,5 +486,5 @@ class AgentsMixin(StatusCountsMixin):
                 )
                 for r in rows
             ],
-            page=Page(total=total, limit=limit, offset=offset),
+            page=page,
         )

@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from webui.errors import NotFound
+from schemas.api import Page
 from webui.store.db import Conn, StateDB
+from webui.store.errors import NotFound
 from webui.store.groups import GroupSelector
 
 Clock = Callable[[], float]
 # Returns the ids of agents whose metrics scrapes are failing (the metrics process knows).
 ScrapeHealth = Callable[[], Collection[str]]
+
+
+def record_audit(
+    conn: Conn,
+    at: float,
+    actor: str,
+    role: str,
+    action: str,
+    target: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row (who did what to which target, when) in the caller's transaction, so an
+    action and its audit entry commit or roll back together. The one writer of the audit table."""
+    conn.execute(
+        "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (at, actor, role, action, target, None if detail is None else dumps(detail)),
+    )
+
+
+def page_rows(
+    conn: Conn, table: str, where: str, args: Sequence[Any], order: str, *, limit: int, offset: int
+) -> tuple[list[Any], Page]:
+    """One page of `SELECT * FROM table where ORDER BY order` and its `Page` (the total matching rows,
+    limit, offset). The paging of every offset-paged list; `where` is "" or " WHERE ..." with `?`s."""
+    total = int(conn.execute(f"SELECT COUNT(*) FROM {table}{where}", args).fetchone()[0])
+    rows = conn.execute(
+        f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", [*args, limit, offset]
+    ).fetchall()
+    return rows, Page(total=total, limit=limit, offset=offset)
 
 
 class StoreBase:

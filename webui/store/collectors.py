@@ -11,8 +11,8 @@ from typing import Any
 
 from schemas.api import CollectorBuild, CollectorBuildList
 from schemas.signing import Untrusted, peek_collector
-from webui.errors import ApiError, Conflict, NotFound
-from webui.store.base import StoreBase, dt_req
+from webui.store.base import StoreBase, dt_req, record_audit
+from webui.store.errors import Conflict, Invalid, NotFound
 
 _COLUMNS = "version, sha256, size, statement, published_at, published_by"
 
@@ -28,12 +28,10 @@ class CollectorsMixin(StoreBase):
             try:
                 st = peek_collector(statement)
             except Untrusted as exc:
-                raise ApiError(exc.reason, code="validation_error", status=422) from exc
+                raise Invalid(exc.reason) from exc
             if (st.version, st.sha256, st.size) != (version, digest, len(data)):
-                raise ApiError(
+                raise Invalid(
                     "the statement is about another version, sha256 or size",
-                    code="validation_error",
-                    status=422,
                     details={"statement": [st.version, st.sha256, st.size], "upload": [version, digest]},
                 )
         now = self.clock()
@@ -55,10 +53,7 @@ class CollectorsMixin(StoreBase):
                 conn.execute(
                     "UPDATE collector_builds SET statement = ? WHERE version = ?", (statement, version)
                 )
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, "collector_publish", version, None),
-            )
+            record_audit(conn, now, actor, role, "collector_publish", version, None)
         return self.get_collector(version), row is None
 
     def get_collector(self, version: str) -> CollectorBuild:

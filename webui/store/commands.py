@@ -7,8 +7,8 @@ are refused with 409 `unsupported_command` instead of being queued for an agent 
 from __future__ import annotations
 
 from schemas.api import Action, CommandView
-from webui.errors import Conflict
-from webui.store.base import StoreBase, dt, dt_req, dumps
+from webui.store.base import StoreBase, dt, dt_req, dumps, record_audit
+from webui.store.errors import Conflict
 from webui.store.opamp import opamp_refusal
 
 
@@ -32,10 +32,7 @@ class CommandsMixin(StoreBase):
                 "INSERT INTO agent_events (agent_id, at, kind, detail) VALUES (?, ?, 'command', ?)",
                 (agent_id, now, dumps({"command_id": command_id, "action": action, "by": actor})),
             )
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, f"command.{action}", agent_id, dumps({"command_id": command_id})),
-            )
+            record_audit(conn, now, actor, role, f"command.{action}", agent_id, {"command_id": command_id})
         return CommandView(
             id=command_id,
             agent_id=agent_id,

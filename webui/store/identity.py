@@ -16,8 +16,8 @@ import secrets
 from typing import Any
 
 from schemas.api import AgentRegistration, LabelScope
-from webui.errors import ApiError, NotFound
-from webui.store.base import StoreBase, dumps, loads
+from webui.store.base import StoreBase, loads, record_audit
+from webui.store.errors import Conflict, NotFound
 from webui.store.tokens import hash_secret, same_hash
 
 REREGISTER_APPROVAL_S = 3600.0  # an operator's approval of one re-registration without proof lasts this
@@ -30,12 +30,11 @@ def check_takeover(row: Any, reg: AgentRegistration, now: float) -> None:
     proven = token is not None and same_hash(hash_secret(token), str(row["token_hash"]))
     approved = row["reregister_until"] is not None and float(row["reregister_until"]) >= now
     if not (proven or approved):
-        raise ApiError(
+        raise Conflict(
             f"instance_id {reg.instance_id!r} is registered as agent {row['id']}: re-registering it "
             "needs that agent's current token (agent_token) or an operator's approval "
             f"(POST /api/v1/agents/{row['id']}/approve-reregistration)",
             code="instance_registered",
-            status=409,
             details={"agent_id": str(row["id"]), "instance_id": reg.instance_id},
         )
 
@@ -56,10 +55,7 @@ class IdentityMixin(StoreBase):
             cur = conn.execute("UPDATE agents SET reregister_until = ? WHERE id = ?", (until, agent_id))
             if not cur.rowcount:
                 raise NotFound(f"no agent {agent_id!r}", details={"agent_id": agent_id})
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, "agent.approve_reregistration", agent_id, dumps({"until": until})),
-            )
+            record_audit(conn, now, actor, role, "agent.approve_reregistration", agent_id, {"until": until})
         return until
 
     def agent_label_scope(self, agent_id: str) -> LabelScope | None:

@@ -22,10 +22,10 @@ from schemas.api import (
 )
 from schemas.common import config_hash
 from schemas.signing import Untrusted, peek_config
-from webui.errors import ApiError, Conflict, NotFound
-from webui.store.base import dt_req, dumps, loads, ts
+from webui.store.base import dt_req, dumps, loads, record_audit, ts
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
+from webui.store.errors import Conflict, Invalid, NotFound
 from webui.store.groups import GroupSelector, resolve_group
 from webui.store.rollouts import RolloutsMixin
 
@@ -52,24 +52,20 @@ class RevisionsMixin(RolloutsMixin):
         """
         names = [g.name for g in rev.groups]
         if len(set(names)) != len(names):
-            raise ApiError("group names must be unique", code="validation_error", status=422)
+            raise Invalid("group names must be unique")
         pnames = [p.name for p in rev.pipelines]
         if len(set(pnames)) != len(pnames):
-            raise ApiError("pipeline names must be unique", code="validation_error", status=422)
+            raise Invalid("pipeline names must be unique")
         huge = [g.name for g in rev.groups if not -(2**63) <= g.priority < 2**63]
         if huge:
-            raise ApiError(
+            raise Invalid(
                 "priority out of range (64-bit)",
-                code="validation_error",
-                status=422,
                 details={"groups": huge},
             )
         bad = [g.name for g in rev.groups if config_hash(g.config) != g.config_hash]
         if bad:
-            raise ApiError(
+            raise Invalid(
                 "config_hash does not match the sha256 of config",
-                code="validation_error",
-                status=422,
                 details={"groups": bad},
             )
         expiries = _check_statements(rev)
@@ -79,11 +75,7 @@ class RevisionsMixin(RolloutsMixin):
             current = self._current_sha(conn)
             if rev.commit_sha == current:
                 if self._resign(conn, rev, expiries):
-                    conn.execute(
-                        "INSERT INTO audit (at, actor, role, action, target, detail)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (now, actor, role, "resign", rev.commit_sha, None),
-                    )
+                    record_audit(conn, now, actor, role, "resign", rev.commit_sha, None)
                     return PublishResult(commit_sha=rev.commit_sha, outcome="resigned")
                 return PublishResult(commit_sha=rev.commit_sha, outcome="unchanged")
             if self._rolled_back(conn, rev.commit_sha):
@@ -146,10 +138,7 @@ class RevisionsMixin(RolloutsMixin):
                 (rev.commit_sha, current, now, actor),
             )
             self._reresolve_groups(conn, rev.groups)
-            conn.execute(
-                "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (now, actor, role, "publish", rev.commit_sha, dumps({"previous": current})),
-            )
+            record_audit(conn, now, actor, role, "publish", rev.commit_sha, {"previous": current})
             started = self._start_rollouts(conn, rev, current, actor, role)
             self._assign_served(conn)
             rebuild_counts(conn)  # every agent's desired config changed: recount in this transaction
@@ -442,5 +431,5 @@ def _check_statements(rev: RevisionPublish) -> dict[str, float]:
             continue
         out[g.name] = float(st.expires_at)
     if bad:
-        raise ApiError("invalid signed statements", code="validation_error", status=422, details=bad)
+        raise Invalid("invalid signed statements", details=bad)
     return out

@@ -8,9 +8,9 @@ import secrets
 from dataclasses import dataclass
 
 from schemas.api import LabelScope, Role, TokenCreated, TokenView
-from webui.errors import NotFound
-from webui.store.base import StoreBase, dt, dt_req, dumps, loads
+from webui.store.base import StoreBase, dt, dt_req, dumps, loads, record_audit
 from webui.store.db import Conn
+from webui.store.errors import NotFound
 
 TOKEN_PREFIX = "ctt_"
 
@@ -75,16 +75,14 @@ class TokensMixin(StoreBase):
                 (name, role, hash_secret(secret), now, scope),
             ).fetchone()[0]
         )
-        conn.execute(
-            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                now,
-                actor or "local",
-                actor_role or "admin",
-                "token.create",
-                str(token_id),
-                dumps({"role": role, "name": name, **({"labels": labels} if labels is not None else {})}),
-            ),
+        record_audit(
+            conn,
+            now,
+            actor or "local",
+            actor_role or "admin",
+            "token.create",
+            str(token_id),
+            {"role": role, "name": name, **({"labels": labels} if labels is not None else {})},
         )
         view = TokenView(id=token_id, name=name, role=role, created_at=dt_req(now), labels=labels)
         return TokenCreated(token=view, secret=secret)
@@ -116,9 +114,8 @@ class TokensMixin(StoreBase):
                 raise NotFound(f"no token {token_id}", details={"token_id": token_id})
             if row["revoked_at"] is None:
                 conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (now, token_id))
-                conn.execute(
-                    "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                    (now, actor or "local", actor_role or "admin", "token.revoke", str(token_id), None),
+                record_audit(
+                    conn, now, actor or "local", actor_role or "admin", "token.revoke", str(token_id), None
                 )
             revoked = row["revoked_at"] if row["revoked_at"] is not None else now
         return TokenView(

@@ -14,8 +14,9 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from webui.auth import Principal
-from webui.errors import ApiError
-from webui.store import AgentFilter, get_store
+from webui.context import get_store
+from webui.store import AgentFilter
+from webui.store.errors import StoreError
 from webui.ui.diff import from_text
 from webui.ui.graph import render_graph
 
@@ -62,7 +63,7 @@ def register(bp: Blueprint, principal: Callable[[], Principal], roles: Sequence[
         if diff_from and diff_to:
             try:
                 detail = store.get_group(name, diff=(diff_from, diff_to))
-            except ApiError as exc:
+            except StoreError as exc:
                 flash(f"Cannot diff: {exc.message}", "error")
                 diff_from = diff_to = None
             else:

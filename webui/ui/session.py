@@ -26,7 +26,7 @@ from flask import Flask, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from webui.auth import Principal
-from webui.store import get_store
+from webui.context import get_store
 
 # Roles that may use the UI: anything that grants "viewer" (viewer, operator, admin, reconciler).
 UI_ROLE = "viewer"

@@ -32,8 +32,10 @@ from werkzeug.wrappers import Response
 from schemas.api import ROLES, AgentView
 from schemas.errors import CtrlTowerError
 from webui.auth import Principal, authenticate
-from webui.errors import ApiError
-from webui.store import AgentFilter, get_store
+from webui.context import get_store
+from webui.errors import ApiError, as_api_error
+from webui.store import AgentFilter
+from webui.store.errors import StoreError
 from webui.ui import charts, config_pages, metricsource, session
 from webui.ui.diff import unified
 from webui.ui.timerange import PRESETS, parse_range
@@ -103,7 +105,9 @@ def _http_error(exc: HTTPException) -> tuple[str, int]:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> tuple[str, int]:
+@bp.errorhandler(StoreError)
+def _api_error(raised: ApiError | StoreError) -> tuple[str, int]:
+    exc = as_api_error(raised)  # the status a store error answers with on the API too
     return render_template("error.html", status=exc.status, title=exc.code, message=exc.message), exc.status
 
 
@@ -341,7 +345,7 @@ def _configs(view: AgentView) -> tuple[str | None, str | None, str | None]:
         return None, None, "No desired config: the agent's labels match no group, or nothing is published."
     try:
         desired = store.get_revision(view.desired_revision)
-    except ApiError:
+    except StoreError:
         return None, None, "The desired revision is not in the store."
     desired_text = next((g.config for g in desired.group_configs if g.name == view.group), None)
     if view.reported_hash is None:
@@ -351,7 +355,7 @@ def _configs(view: AgentView) -> tuple[str | None, str | None, str | None]:
     if view.effective_revision:
         try:
             effective = store.get_revision(view.effective_revision)
-        except ApiError:
+        except StoreError:
             effective = None
         if effective is not None:
             for group in effective.group_configs:
