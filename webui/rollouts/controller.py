@@ -156,6 +156,12 @@ class RolloutController:
             for a in rows
         ]
         new_ids = [a.id for a in agents if a.on_new]
+        # Only time after the last new-revision agent applied it counts: before, it ran the old config
+        # (and its collector was reloading). A window that shrinks to nothing is inconclusive.
+        applied = [
+            float(a["last_apply_at"]) for a in rows if a["served_sha"] == r.commit_sha and a["last_apply_at"]
+        ]
+        since = max([since, *applied])
         sums: Mapping[str, Mapping[str, float]] | None = None
         if self.sums is not None:
             try:
