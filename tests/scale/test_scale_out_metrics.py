@@ -3,7 +3,8 @@ the catalog in the test's PostgreSQL schema) scrape twelve agent-like exporters.
 
 - every agent is scraped by exactly one replica (the scraper names itself in its User-Agent), and
   the replicas' shard sets are disjoint and cover all shards;
-- any replica answers a metrics query with the same result (the lake is shared);
+- any replica answers a metrics query with the same result (the lake is shared), and shows an agent
+  whose scrapes fail `degraded` whichever replica scrapes it;
 - `kill -9` of one replica: its shards move to the survivors, every agent is scraped again, the
   first scrape by the new owner comes no sooner than the previous owner's slot (no agent scraped twice
   in one interval) and carries a rate computed against the previous owner's last scrape (the baselines
@@ -149,6 +150,24 @@ def test_sharded_scrapes_into_the_lake_survive_kill_9(
         assert answers[0] == answers[1] == answers[2]
         # the fleet's rate in a bucket every agent's scrapes cover (edge buckets hold part of them)
         assert max(v for _, v in answers[0] if v is not None) == pytest.approx(100.0 * AGENTS, rel=0.25)
+
+        # an agent whose scrapes fail is degraded on every replica, not only on the one scraping it
+        fleet[0].mode = "http500"
+
+        def degraded_everywhere() -> bool:
+            return all(
+                httpx.get(rep.base_url + f"/api/v1/agents/{ids[0]}", headers=auth(viewer), timeout=10)
+                .json()
+                .get("status")
+                == "degraded"
+                for rep in so.replicas
+            )
+
+        wait_for(degraded_everywhere, "the failing agent degraded on all three replicas", 30)
+        fleet[0].mode = "ok"  # and back: scraped fine again (a fresh baseline) before the kill below
+        wait_for(lambda: not degraded_everywhere(), "the agent no longer degraded", 30)
+        recovered = time.time()
+        wait_for(lambda: len(fleet[0].scrapers(since=recovered)) >= 2, "two good scrapes again", 30)
 
         # kill -9 the replica holding the most agents; its shards move to the others
         owner = {e.url: e.scrapers()[-1] for e in fleet}

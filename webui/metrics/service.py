@@ -30,7 +30,7 @@ from webui.metrics import query
 from webui.metrics.params import QueryError, parse_agents, parse_range, parse_since, parse_top
 from webui.metrics.scraper import Scraper
 from webui.metrics.settings import MetricsSettings
-from webui.metrics.shards import PgBaselines, PgStateReader, ShardLeases
+from webui.metrics.shards import PgBaselines, PgFailing, PgStateReader, ShardLeases
 from webui.metrics.store import MetricsStore, StoreError
 from webui.metrics.targets import StateReader
 
@@ -71,6 +71,7 @@ class MetricsService:
         self.state = state
         self.clock = clock
         self.leases: ShardLeases | None = None
+        self.shared_failing: PgFailing | None = None
 
     def handle(self, path: str, args: Mapping[str, Sequence[str]]) -> tuple[int, Any]:
         try:
@@ -147,6 +148,8 @@ class MetricsService:
                 "agents": query.sums(self.store, parse_agents(args) or [], since, now),
             }
         if path == "/failing":
+            if self.shared_failing is not None:  # scale-out: every replica's scrapes, not only ours
+                return {"agents": self.shared_failing.all()}
             return {"agents": sorted(self.scraper.failing())}
         if path == "/stats":
             leases = self.leases
@@ -235,6 +238,7 @@ async def run_async(
     scraper = Scraper(settings, store, state, clock=clock, leases=leases, baselines=baselines)
     service = MetricsService(settings, store, scraper, state, clock=clock)
     service.leases = leases
+    service.shared_failing = parts.failing
     server = serve_socket(settings.socket_path, service)
     s = settings
 
@@ -258,6 +262,15 @@ async def run_async(
         _every(s.rollup_every_s, stop, rollup, "rollup"),
         _every(s.retention_every_s, stop, retain, "retention"),
     ]
+    failing = parts.failing
+    if failing is not None and leases is not None:
+        held = leases
+
+        def publish_failing() -> None:
+            assert failing is not None
+            failing.publish(held.owned(), scraper.failing())
+
+        loops.append(_every(s.interval_s, stop, publish_failing, "scrape health"))
     if leases is not None:
         await asyncio.to_thread(_rebalance, leases)  # hold a share before the first round
         loops.append(_every(max(0.05, s.interval_s / 2), stop, lambda: _rebalance(leases), "shard leases"))
@@ -273,7 +286,7 @@ async def run_async(
             scraper.save_baselines()
         if leases is not None:
             leases.close()  # the shards go to the other replicas at once
-        for closer in (state, baselines):
+        for closer in (state, baselines, failing):
             with contextlib.suppress(Exception):
                 getattr(closer, "close", lambda: None)()
         store.close()
@@ -294,6 +307,7 @@ class Parts:
     state: Any
     leases: ShardLeases | None = None
     baselines: PgBaselines | None = None
+    failing: PgFailing | None = None
 
 
 def open_parts(settings: MetricsSettings) -> Parts:
@@ -316,9 +330,9 @@ def open_parts(settings: MetricsSettings) -> Parts:
     )
     store = _retrying(lambda: MetricsStore(settings.lake_path or "", con=con))
     leases = ShardLeases(settings.database_url, settings.shards)
-    return Parts(
-        store, PgStateReader(settings.database_url, leases), leases, PgBaselines(settings.database_url)
-    )
+    state = PgStateReader(settings.database_url, leases)
+    failing = PgFailing(settings.database_url, settings.shards)
+    return Parts(store, state, leases, PgBaselines(settings.database_url), failing)
 
 
 def _retrying(make: Callable[[], MetricsStore]) -> MetricsStore:

@@ -10,6 +10,9 @@ move to the others within about one scrape interval and a new replica gets its s
 
 One more lock, the leader lease, says which replica runs the lake's rollups, retention and compaction.
 
+Scrape health (`PgFailing`): each replica writes the failing agents of its shards to PostgreSQL every
+scrape interval, and answers `/failing` from all rows, so every replica shows the same agents degraded.
+
 Counter baselines (each agent's last scrape: time and raw counter values) are saved to PostgreSQL after
 every flush, so the replica that takes over a shard computes its first rate against the previous owner's
 last scrape: no rate spike and no gap beyond the move. A taken-over agent scraped less than 0.9 interval
@@ -249,6 +252,50 @@ class PgBaselines:
                 self._conn = None
                 raise RetryLater(f"loading baselines: {exc}") from exc
         return {str(r[0]): (float(r[1]), [float(v) for v in json.loads(str(r[2]))]) for r in rows}  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class PgFailing:
+    """The agents whose scrapes fail, per shard, in PostgreSQL (`metric_failing`): each replica replaces
+    the rows of the shards it holds; every replica reads them all, so `degraded` is the same everywhere."""
+
+    def __init__(self, database_url: str, shards: int) -> None:
+        self.database_url = database_url
+        self.shards = shards
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._lock = threading.Lock()
+
+    def _c(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.database_url, autocommit=True)
+        return self._conn
+
+    def publish(self, owned: frozenset[int], failing: Iterable[str]) -> None:
+        rows = [(a, s) for a in failing if (s := shard_of(a, self.shards)) in owned]
+        with self._lock:
+            try:
+                conn = self._c()
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute("DELETE FROM metric_failing WHERE shard = ANY(%s)", (sorted(owned),))
+                    if rows:
+                        cur.executemany("INSERT INTO metric_failing (agent, shard) VALUES (%s, %s)", rows)
+            except psycopg.Error as exc:
+                self._conn = None
+                raise RetryLater(f"publishing scrape health: {exc}") from exc
+
+    def all(self) -> list[str]:
+        with self._lock:
+            try:
+                rows = self._c().execute("SELECT agent FROM metric_failing ORDER BY agent").fetchall()
+            except psycopg.Error as exc:
+                self._conn = None
+                raise RetryLater(f"reading scrape health: {exc}") from exc
+        return [str(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

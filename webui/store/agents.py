@@ -21,7 +21,7 @@ from schemas.api import (
     RegistrationResponse,
     StatusReport,
 )
-from webui.store.base import dt, dt_req, dumps, loads, record_audit, ts
+from webui.store.base import dt, dt_req, dumps, loads, page_rows, record_audit, ts
 from webui.store.counts import StatusCountsMixin
 from webui.store.db import Conn
 from webui.store.dialect import Dialect
@@ -472,11 +472,9 @@ class AgentsMixin(StatusCountsMixin):
         where = " WHERE " + " AND ".join(clauses)
         with self.db.read() as conn:
             self._require_agent(conn, agent_id)
-            total = int(conn.execute("SELECT COUNT(*) FROM agent_events" + where, args).fetchone()[0])
-            rows = conn.execute(
-                "SELECT * FROM agent_events" + where + " ORDER BY at DESC, id DESC LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
+            rows, page = page_rows(
+                conn, "agent_events", where, args, "at DESC, id DESC", limit=limit, offset=offset
+            )
         return AgentEventList(
             items=[
                 AgentEvent(
@@ -490,5 +488,5 @@ class AgentsMixin(StatusCountsMixin):
                 )
                 for r in rows
             ],
-            page=Page(total=total, limit=limit, offset=offset),
+            page=page,
         )

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.api import AuditEntry, AuditList, Page, ReconcileRunList, ReconcileRunReport, ReconcileRunView
+from schemas.api import AuditEntry, AuditList, ReconcileRunList, ReconcileRunReport, ReconcileRunView
 from schemas.diagnostics import Diagnostic
-from webui.store.base import StoreBase, dt_req, dumps, loads, record_audit, ts
+from webui.store.base import StoreBase, dt_req, dumps, loads, page_rows, record_audit, ts
 
 _DIAGS = TypeAdapter(list[Diagnostic])
 
@@ -33,10 +33,7 @@ class AuditMixin(StoreBase):
             args.append(target)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         with self.db.read() as conn:
-            total = int(conn.execute("SELECT COUNT(*) FROM audit" + where, args).fetchone()[0])
-            rows = conn.execute(
-                "SELECT * FROM audit" + where + " ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset]
-            ).fetchall()
+            rows, page = page_rows(conn, "audit", where, args, "id DESC", limit=limit, offset=offset)
         items = [
             AuditEntry(
                 id=r["id"],
@@ -49,7 +46,7 @@ class AuditMixin(StoreBase):
             )
             for r in rows
         ]
-        return AuditList(items=items, page=Page(total=total, limit=limit, offset=offset))
+        return AuditList(items=items, page=page)
 
     def prune(self, *, events_older_than_s: float, runs_older_than_s: float) -> dict[str, int]:
         """Retention: drop agent events, finished commands and reconcile runs past their age.
@@ -103,10 +100,7 @@ class AuditMixin(StoreBase):
 
     def list_reconcile_runs(self, *, limit: int = 50, offset: int = 0) -> ReconcileRunList:
         with self.db.read() as conn:
-            total = int(conn.execute("SELECT COUNT(*) FROM reconcile_runs").fetchone()[0])
-            rows = conn.execute(
-                "SELECT * FROM reconcile_runs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
-            ).fetchall()
+            rows, page = page_rows(conn, "reconcile_runs", "", (), "id DESC", limit=limit, offset=offset)
         items = [
             ReconcileRunView(
                 id=r["id"],
@@ -122,4 +116,4 @@ class AuditMixin(StoreBase):
             )
             for r in rows
         ]
-        return ReconcileRunList(items=items, page=Page(total=total, limit=limit, offset=offset))
+        return ReconcileRunList(items=items, page=page)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.api import Page
 from webui.store.db import Conn, StateDB
 from webui.store.errors import NotFound
 from webui.store.groups import GroupSelector
@@ -31,6 +32,18 @@ def record_audit(
         "INSERT INTO audit (at, actor, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (at, actor, role, action, target, None if detail is None else dumps(detail)),
     )
+
+
+def page_rows(
+    conn: Conn, table: str, where: str, args: Sequence[Any], order: str, *, limit: int, offset: int
+) -> tuple[list[Any], Page]:
+    """One page of `SELECT * FROM table where ORDER BY order` and its `Page` (the total matching rows,
+    limit, offset). The paging of every offset-paged list; `where` is "" or " WHERE ..." with `?`s."""
+    total = int(conn.execute(f"SELECT COUNT(*) FROM {table}{where}", args).fetchone()[0])
+    rows = conn.execute(
+        f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", [*args, limit, offset]
+    ).fetchall()
+    return rows, Page(total=total, limit=limit, offset=offset)
 
 
 class StoreBase:

@@ -332,6 +332,15 @@ MIGRATIONS: list[str] = [
     """
     + ";\n".join(REBUILD_SQL)  # the counts now join each agent's served revision: count again
     + ";\n",
+    # 11: scale-out metrics: the agents whose scrapes fail, written by the replica that scrapes each
+    # shard, so every replica shows the same agents `degraded` (webui/metrics/shards.py).
+    """
+    CREATE TABLE IF NOT EXISTS metric_failing (
+        agent TEXT PRIMARY KEY,
+        shard INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS metric_failing_shard ON metric_failing(shard);
+    """,
 ]
 
 

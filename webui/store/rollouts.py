@@ -20,7 +20,6 @@ from schemas.api import (
     ROLLOUT_ACTIVE,
     CheckResult,
     Measurement,
-    Page,
     RevisionPublish,
     RolloutAgents,
     RolloutList,
@@ -30,7 +29,7 @@ from schemas.api import (
 )
 from schemas.repo import RolloutPolicy
 from webui.rollouts.selection import GroupServing, served_revisions
-from webui.store.base import StoreBase, dt, dt_req, dumps, loads, record_audit
+from webui.store.base import StoreBase, dt, dt_req, dumps, loads, page_rows, record_audit
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
 from webui.store.errors import Conflict, NotFound
@@ -369,13 +368,9 @@ class RolloutsMixin(StoreBase):
     def list_rollouts(self, *, limit: int = 20, offset: int = 0, state: str | None = None) -> RolloutList:
         where, args = ("", ()) if state is None else (" WHERE state = ?", (state,))
         with self.db.read() as conn:
-            total = int(conn.execute("SELECT COUNT(*) FROM rollouts" + where, args).fetchone()[0])
-            rows = conn.execute(
-                "SELECT * FROM rollouts" + where + " ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*args, limit, offset),
-            ).fetchall()
+            rows, page = page_rows(conn, "rollouts", where, args, "id DESC", limit=limit, offset=offset)
             items = [self._view(conn, RolloutRow.of(r), measurements=5) for r in rows]
-        return RolloutList(items=items, page=Page(total=total, limit=limit, offset=offset))
+        return RolloutList(items=items, page=page)
 
     def get_rollout(self, rollout_id: int) -> RolloutView:
         with self.db.read() as conn:
