@@ -33,7 +33,7 @@ POLICY: dict[str, Any] = {
         {"analysis": {"duration": "30s"}},
     ],
     "analysis": {
-        "interval": "10s",
+        "interval": "4s",
         "failure_limit": 0,
         "checks": [
             {"metric": "send_failure_ratio", "max": 0.1},
@@ -127,7 +127,7 @@ class World:
                 agent_id,
                 self.groups[agent_id],
                 self.now[0],
-                5.0,
+                2.0,  # the scrape covered the 2 s since the previous one (after the apply)
                 [0.1, sent, sent, 0, 0, 0, 0, failed],
                 1e6,
                 1,

@@ -69,7 +69,7 @@ steps:
   - weight: 50
   - analysis: {duration: 6s}
   - weight: 100
-  - analysis: {duration: 4s}
+  - analysis: {duration: 6s}
 analysis:
   interval: 1500ms
   min_agents: 1

@@ -204,16 +204,17 @@ def top(
 
 
 def sums(store: MetricsStore, agents: list[str], since: float, until: float) -> dict[str, dict[str, float]]:
-    """Per agent, the seconds covered (`dt`) and each counter's increase in (since, until].
+    """Per agent, the seconds covered (`dt`) and each counter's increase in [since, until].
 
-    A row covers the `dt` seconds before its `ts` (the scrape that ended them), so a row stamped at
-    `since` belongs to the time before it.
+    A row covers the `dt` seconds before its `ts` (the scrape that ended them); only rows wholly inside
+    the window count, so a window that starts when an agent applied a config never mixes in the time
+    its collector ran the old one or was reloading.
 
     What a rollout's analysis judges a step on (webui/rollouts/analysis.py): ratios and per-agent rates
     over exactly the covered time, gaps (failed scrapes) excluded. Agents without rows are absent."""
     cols = ", ".join(f"coalesce(sum({c}), 0)" for c in COUNTER_COLUMNS)
     sql = (
-        f"SELECT agent, coalesce(sum(dt), 0), {cols} FROM raw WHERE ts > ? AND ts <= ? "
+        f"SELECT agent, coalesce(sum(dt), 0), {cols} FROM raw WHERE ts - dt >= ? AND ts <= ? "
         "AND aid IN (SELECT hash(unnest(?::VARCHAR[]))) GROUP BY agent"
     )
     with store.cursor() as cur:

@@ -51,12 +51,20 @@ def measure(
     sums: Mapping[str, Mapping[str, float]] | None,
     crashes: int,
     last_baseline: float | None,
+    min_covered_s: float = 0.0,
 ) -> tuple[Verdict, list[CheckResult]]:
-    """(verdict, checks) of one measurement. `sums` None: the metrics store did not answer."""
+    """(verdict, checks) of one measurement. `sums` None: the metrics store did not answer.
+
+    An agent has data when its rows cover at least `min_covered_s` of the window: a collector
+    updates its own counters about once a second, so one short scrape can read an increase of 0."""
     new = [a for a in agents if a.on_new]
-    with_data = [a for a in new if a.running and sums is not None and sums.get(a.id, {}).get("dt", 0) > 0]
+    floor = max(min_covered_s, 1e-9)
+    with_data = [
+        a for a in new if a.running and sums is not None and sums.get(a.id, {}).get("dt", 0) >= floor
+    ]
     checks = [
-        _check(c, analysis, agents, new, with_data, sums, crashes, last_baseline) for c in analysis.checks
+        _check(c, analysis, agents, new, with_data, sums, crashes, last_baseline, floor)
+        for c in analysis.checks
     ]
     return _verdict(checks), checks
 
@@ -97,6 +105,7 @@ def _check(
     sums: Mapping[str, Mapping[str, float]] | None,
     crashes: int,
     last_baseline: float | None,
+    floor: float,
 ) -> CheckResult:
     ratio_check = check.vs_baseline is not None
     limit = check.vs_baseline.min_ratio if check.vs_baseline is not None else (check.max or 0.0)
@@ -131,7 +140,7 @@ def _check(
             f"{failed_items:.0f} items failed, {sent:.0f} sent by {len(with_data)} agents",
             threshold=limit,
         )
-    return _throughput(check, limit, agents, with_data, sums, last_baseline)
+    return _throughput(check, limit, agents, with_data, sums, last_baseline, floor)
 
 
 def _throughput(
@@ -141,6 +150,7 @@ def _throughput(
     with_data: list[AgentSample],
     sums: Mapping[str, Mapping[str, float]],
     last_baseline: float | None,
+    floor: float,
 ) -> CheckResult:
     """The worst group's ratio of per-agent rates, new revision / old revision."""
 
@@ -148,7 +158,7 @@ def _throughput(
         s = sums[a.id]
         return _out(s, check.signal) / s["dt"]
 
-    old = [a for a in agents if not a.on_new and a.running and sums.get(a.id, {}).get("dt", 0) > 0]
+    old = [a for a in agents if not a.on_new and a.running and sums.get(a.id, {}).get("dt", 0) >= floor]
     old_all = [rate(a) for a in old]
     worst: tuple[float, float, str] | None = None
     for group in sorted({a.group for a in with_data}):

@@ -169,7 +169,15 @@ class RolloutController:
             except CtrlTowerError as exc:
                 log.warning("rollout %s: metrics unavailable: %s", r.id, exc)
         crashes = self.store.crashes_since(new_ids, since) if new_ids else 0
-        verdict, checks = measure(r.policy.analysis, agents, sums, crashes, self.store.last_baseline(r.id))
+        interval = parse_duration(r.policy.analysis.interval) or 30.0
+        verdict, checks = measure(
+            r.policy.analysis,
+            agents,
+            sums,
+            crashes,
+            self.store.last_baseline(r.id),
+            min_covered_s=min(max(1.0, interval / 2), 30.0),  # a collector updates its counters ~1/s
+        )
         self.store.add_measurement(r.id, i, verdict, checks)
         return self.store.step_measurements(r.id, i, r.step_started_at)[-1]
 
