@@ -127,7 +127,10 @@ class RolloutController:
         taken = self.store.step_measurements(r.id, i, r.step_started_at)
         last = taken[-1].at.timestamp() if taken else r.step_started_at
         if now - last >= interval:
-            taken.append(self._measure(r, i, since=max(last, r.step_started_at)))
+            # everything since the step began (from the last apply on): the newest seconds may not be
+            # in the metrics store yet (the scraper writes in batches), so a window of one interval
+            # could be empty; a growing window still judges the new revision only
+            taken.append(self._measure(r, i, since=r.step_started_at))
         failed = [m for m in taken if m.verdict == "fail"]
         if len(failed) > analysis.failure_limit:
             self._fail(
@@ -176,7 +179,7 @@ class RolloutController:
             sums,
             crashes,
             self.store.last_baseline(r.id),
-            min_covered_s=min(max(1.0, interval / 2), 30.0),  # a collector updates its counters ~1/s
+            min_covered_s=min(interval / 2, 30.0),  # a collector updates its counters ~1/s
         )
         self.store.add_measurement(r.id, i, verdict, checks)
         return self.store.step_measurements(r.id, i, r.step_started_at)[-1]
