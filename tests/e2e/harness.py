@@ -2,8 +2,8 @@
 reconcile` as a subprocess), the real server, one real agent running the real collector, the demo's
 OTLP/HTTP sink (demo/sink.py) and its log generator. Nothing is faked.
 
-The config repo starts as a copy of example-config-repo/; the agent is labelled `tier=edge`, so it
-runs the `edge` group (app-logs: filelog -> batch -> otlphttp to the sink).
+The config repo starts as a copy of example-config-repo/ (without its rollout policy); the agent is
+labelled `tier=edge`, so it runs the `edge` group (app-logs: filelog -> batch -> otlphttp to the sink).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import httpx
 from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
 from tests.conftest import ROOT, free_port
-from tests.reconciler.gitutil import init_repo
+from tests.reconciler.gitutil import EXAMPLE, commit, init_repo
 from tests.support.ready import patience
 from tests.support.server import ServerProcess
 
@@ -124,7 +125,11 @@ def running_system(
     metrics_interval_s: float = 1.0,
 ) -> Iterator[System]:
     """Repo, server, first reconcile, sink, log generator and agent; everything stopped on exit."""
-    repo = init_repo(tmp / "config-repo")
+    repo = init_repo(tmp / "config-repo", from_dir=None)
+    # The example repo without its rollout policy: these tests follow each commit to the agent at once
+    # (progressive rollouts have their own tests); a policy would hold edge back for minutes.
+    shutil.copytree(EXAMPLE, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns("rollouts"))
+    commit(repo, "the example fleet, published at once")
     srv = ServerProcess(
         tmp / "server", poll_interval_s=0.5, metrics=metrics, metrics_interval_s=metrics_interval_s
     )

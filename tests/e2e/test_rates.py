@@ -17,7 +17,7 @@ from tests.e2e.harness import System, running_system
 from tests.reconciler.gitutil import commit, edit, head
 from tests.ui.demo_support import alive, descendants
 
-pytestmark = [pytest.mark.collector, pytest.mark.slow]
+pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.timeout(900)]
 
 RATE = 40.0  # lines per second written by the log generator (it keeps to the clock)
 TOLERANCE = 0.05
