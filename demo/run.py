@@ -352,6 +352,11 @@ class Demo:
         print(f"  Logs:        {self.data_dir / 'logs'}", flush=True)
         print("", flush=True)
         print("  Within a minute the fleet page shows every agent Synced, with log rates.", flush=True)
+        print(
+            "  Commit a change to example-config-repo/ and watch it roll out on the Rollouts page:"
+            " edge-canary first, then edge (docs/rollouts.md).",
+            flush=True,
+        )
         print("  Ctrl-C stops everything.", flush=True)
 
 

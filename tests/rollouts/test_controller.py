@@ -14,7 +14,7 @@ import pytest
 from schemas.api import HEADER_REVISION
 from schemas.common import config_hash
 from tests.support.server import InProcessServer
-from tests.webui.helpers import group, pipeline, publish, registration, sha
+from tests.webui.helpers import group, iso, pipeline, publish, registration, sha
 from webui.metrics import query
 from webui.metrics.store import Batch, MetricsStore
 from webui.rollouts.controller import RolloutController
@@ -47,7 +47,9 @@ POLICY: dict[str, Any] = {
 class World:
     def __init__(self, tmp: Path, database_url: str | None) -> None:
         self.now = [T0]
-        self.srv = InProcessServer(tmp / "srv", clock=lambda: self.now[0], database_url=database_url)
+        self.srv = InProcessServer(
+            tmp / "srv", clock=lambda: self.now[0], database_url=database_url, ui=True, secret_key="k" * 32
+        )
         self.store = self.srv.store
         self.metrics = MetricsStore(tmp / "metrics.duckdb")
         self.controller = RolloutController(
@@ -107,6 +109,12 @@ class World:
                 "effective_config_hash": config_hash(body),
                 "effective_revision": rev,
                 "uptime_s": 10.0,
+                "last_apply": {
+                    "result": "applied",
+                    "config_hash": config_hash(body),
+                    "revision": rev,
+                    "at": iso(self.now[0] - 2.5),  # applied between two scrapes
+                },
             }
             r = self.srv.client.post(
                 f"/api/agent/v1/agents/{agent_id}/status",
@@ -269,3 +277,53 @@ def test_groups_without_a_policy_get_the_commit_at_once(world: World) -> None:
     edge = w.register(2, {"tier": "edge"}, "e")
     assert w.publish(2, 1, "v2", policy=False).json["rollouts"] == []
     assert served(w, edge) == {sha(2)}
+
+
+def test_the_rollouts_page_shows_steps_agents_evidence_and_markers(world: World) -> None:
+    from tests.ui.conftest import csrf_of, login
+
+    w = world
+    w.publish(1, None, "v1")
+    canary = w.register(1, {"ring": "canary", "tier": "edge"}, "c")
+    edge = w.register(2, {"tier": "edge"}, "e")
+    w.sync(canary + edge)
+    w.publish(2, 1, "v2-broken")
+    w.tick()
+    w.sync(canary, sent=0.0, failed=50.0)
+    w.sync(edge)
+    row = w.tick(6)
+    assert row is not None and row.state == "rolled_back"
+    w.sync(canary)  # the canary applies its previous revision again
+    viewer, op = w.srv.app.test_client(), w.srv.app.test_client()
+    login(viewer, w.srv.create_token("viewer"))
+    login(op, w.srv.create_token("operator", "olga"))
+    page = viewer.get("/rollouts")
+    assert page.status_code == 200
+    text = page.text
+    assert "rolled_back" in text and "send_failure_ratio" in text and "≤ 0.1" in text
+    assert "group canary" in text and "50 % of each group" in text  # the steps
+    assert 'id="rollout-abort"' not in text  # a finished rollout offers no actions
+    assert "Reason:" in text and "failed measurement" in text  # the evidence of the rollback
+    # the canary's chart markers name the rollout step that applied each revision
+    events = w.store.agent_events(canary[0], kinds=["applied"]).items
+    assert any(e.detail == {"rollout": row.id, "policy": "edge", "step": "group canary"} for e in events)
+    assert any(e.detail and e.detail.get("step") == "rollback" for e in events)
+    # operators act from the page (confirm first); a viewer may not
+    w.publish(3, 2, "v3")
+    fresh = w.tick()
+    assert fresh is not None
+    page = op.get(f"/rollouts?id={fresh.id}")
+    assert 'id="rollout-pause"' in page.text
+    token = csrf_of(page.text)
+    assert (
+        viewer.post(
+            f"/rollouts/{fresh.id}/pause", data={"csrf_token": csrf_of(viewer.get("/rollouts").text)}
+        ).status_code
+        == 403
+    )
+    confirm = op.post(f"/rollouts/{fresh.id}/pause", data={"csrf_token": token})
+    assert "Pause rollout" in confirm.text
+    done = op.post(f"/rollouts/{fresh.id}/pause", data={"csrf_token": token, "confirm": "yes"})
+    assert done.status_code == 302 and w.store.rollout_row(fresh.id).state == "paused"
+    audit = [(e.actor, e.action) for e in w.store.list_audit(limit=50).items]
+    assert ("olga", "rollout.pause") in audit

@@ -29,7 +29,7 @@ from webui.store.errors import NotFound
 from webui.store.groups import resolve_group
 from webui.store.identity import check_takeover
 from webui.store.opamp import with_opamp
-from webui.store.rollouts import pin_agent
+from webui.store.rollouts import pin_agent, rollout_note
 from webui.store.sync_sql import GROUP_OF_AGENT_JOIN, SERVED_GROUPS_CTE, SYNC_STATUS_CASE
 from webui.store.tokens import hash_secret
 
@@ -202,6 +202,8 @@ class AgentsMixin(StatusCountsMixin):
                 if apply_json != row["last_apply"]:
                     kind = {"applied": "applied", "failed": "apply_failed"}.get(la.result, la.result)
                     detail = {"error": la.error} if la.error else None
+                    if kind == "applied" and la.revision:  # which rollout step brought it (chart markers)
+                        detail = rollout_note(conn, la.revision, row["group_name"])
                     self._event(conn, agent_id, _clamp(la.at, now), kind, la.revision, la.config_hash, detail)
                 apply_cols = (apply_json, la.result, la.config_hash, _clamp(la.at, now))
             drift_at = row["last_drift_at"]

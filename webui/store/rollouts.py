@@ -453,6 +453,41 @@ def pin_agent(conn: Conn, agent_id: str, group: str | None) -> None:
     conn.execute("UPDATE agents SET served_sha = ? WHERE id = ?", (sha, agent_id))
 
 
+def rollout_note(conn: Conn, revision: str, group: str | None) -> dict[str, Any] | None:
+    """What brought `revision` to an agent of `group`, for its 'applied' event (the chart markers say
+    it): the step of the rollout of that commit that moved the group, or the rollback of one."""
+    if group is None:
+        return None
+    row = conn.execute(
+        "SELECT * FROM rollouts WHERE commit_sha = ? ORDER BY id DESC LIMIT 1", (revision,)
+    ).fetchone()
+    if row is not None:
+        r = RolloutRow.of(row)
+        if group in r.bases:
+            moved = [s for s in r.policy.steps[: max(r.step, 1)] if s.action in ("group", "weight")]
+            if r.state == "succeeded" or not moved:
+                step = "done" if r.state == "succeeded" else "before the first step"
+            else:
+                step = moved[-1].describe()
+            return {"rollout": r.id, "policy": r.policy.name, "step": step}
+    row = conn.execute(
+        "SELECT * FROM rollouts WHERE state IN ('rolled_back', 'aborted') ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    if row is not None:
+        r = RolloutRow.of(row)
+        if r.bases.get(group) == revision:
+            return {"rollout": r.id, "policy": r.policy.name, "step": "rollback"}
+    return None
+
+
+def marker_label(revision: str | None, detail: dict[str, Any] | None) -> str:
+    """A chart marker's text: the commit, and the rollout step that applied it when there was one."""
+    label = (revision or "?")[:7]
+    if detail and "rollout" in detail:
+        label += f" rollout {detail['rollout']}: {detail.get('step', '')}"
+    return label
+
+
 def _measurement(r: Any) -> Measurement:
     return Measurement(
         id=int(r["id"]),

@@ -36,7 +36,8 @@ from webui.context import get_store
 from webui.errors import ApiError, as_api_error
 from webui.store import AgentFilter
 from webui.store.errors import StoreError
-from webui.ui import charts, config_pages, metricsource, session
+from webui.store.rollouts import marker_label
+from webui.ui import charts, config_pages, metricsource, rollout_pages, session
 from webui.ui.diff import unified
 from webui.ui.timerange import PRESETS, parse_range
 
@@ -319,7 +320,7 @@ def agent_chart(agent_id: str, index: int) -> Response:
     store.get_agent(agent_id)  # 404 for an unknown agent
     window = parse_range(request.args, time.time())
     applied = store.agent_events(agent_id, kinds=["applied"], since=window.start, until=window.end, limit=200)
-    markers = [charts.Marker(e.at.timestamp(), (e.revision or "?")[:7]) for e in applied.items]
+    markers = [charts.Marker(e.at.timestamp(), marker_label(e.revision, e.detail)) for e in applied.items]
     title, unit, names = CHARTS[index]
     series, note = metricsource.from_app().series(agent_id, names, window.start, window.end)
     svg = charts.render_chart(
@@ -417,3 +418,4 @@ def agent_approve_reregistration(agent_id: str) -> Response | str:
 
 
 config_pages.register(bp, principal, ROLES)
+rollout_pages.register(bp, principal)
