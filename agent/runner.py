@@ -25,6 +25,8 @@ from agent.backoff import Backoff
 from agent.client import AgentClient, FetchedConfig, MetricsScraper, ServerRefused, ServerUnavailable
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.collector_metrics import CollectorPage, process_usage
+from agent.commands import Commands
+from agent.drift import DriftWatch
 from agent.environment import collector_environment
 from agent.metrics import AgentMetrics, MetricsServer
 from agent.session import Session
@@ -43,7 +45,6 @@ from schemas.api import (
     DriftEvent,
     StatusReport,
 )
-from schemas.common import config_hash
 from schemas.errors import Permanent
 
 log = logging.getLogger("ctrltower.agent")
@@ -130,16 +131,21 @@ class Agent(TrustChecks):
         # what the agent knows
         self.desired: StoredConfig | None = self.state.last_good()
         self.failed_hash = self.state.failed_hash()
-        self.operator_stopped = self.state.operator_stopped()
         self.last_apply: ApplyResult | None = None
-        self.pending_drift: list[DriftEvent] = []
-        self.pending_acks: list[CommandAck] = []
-        self.seen_commands: set[int] = set()
+        self.drift = DriftWatch(self.applier, settings.config_path, self.clock)
+        self.commands = Commands(
+            self.collector,
+            self.applier,
+            self.state,
+            settings.stop_timeout_s,
+            desired=lambda: self.desired,
+            restore=self._restore_desired,  # bound now: the OpAMP agent's override included
+            mark_restored=self._mark_restored,
+        )
         self.started = self.clock.monotonic()
         self.next_drift_at = 0.0
         self.next_sample_at = 0.0
         self.next_restart_at = 0.0
-        self.shutdown_requested = False
 
     # The session's fields, as the trust checks, the OpAMP agent and the tests have always read them.
     @property
@@ -181,6 +187,22 @@ class Agent(TrustChecks):
     @next_server_at.setter
     def next_server_at(self, value: float) -> None:
         self.session.next_server_at = value
+
+    @property
+    def pending_drift(self) -> list[DriftEvent]:
+        return self.drift.pending
+
+    @pending_drift.setter
+    def pending_drift(self, value: list[DriftEvent]) -> None:
+        self.drift.pending = value
+
+    @property
+    def operator_stopped(self) -> bool:
+        return self.commands.operator_stopped
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self.commands.shutdown_requested
 
     @property
     def collector_version(self) -> str:
@@ -320,29 +342,7 @@ class Agent(TrustChecks):
 
     def _restore_desired(self, missing_is_drift: bool = True) -> bool:
         """Put the desired config back at PATH if it differs, recording drift; True if it did."""
-        desired = self.desired
-        if desired is None or self.applier.read_local() == desired.data:
-            return False
-        if not missing_is_drift and self.applier.read_local() is None:
-            self.applier.write(desired.data)
-            return False
-        self.clock.sleep(DRIFT_SETTLE_S)  # an editor may be mid-write: report what it leaves, not half of it
-        local = self.applier.read_local()
-        if local == desired.data:
-            return False
-        local_hash = config_hash(local) if local is not None else None
-        log.warning(
-            "drift: %s is %s, desired %s: restoring",
-            self.collector.config_path,
-            local_hash[:12] if local_hash else "deleted",
-            desired.hash[:12],
-        )
-        self.pending_drift = [
-            *self.pending_drift[-99:],
-            DriftEvent(at=self.clock.now(), local_hash=local_hash, desired_hash=desired.hash),
-        ]
-        self.applier.write(desired.data)
-        return True
+        return self.drift.restore(self.desired, missing_is_drift)
 
     def _mark_restored(self) -> None:
         """The desired config is back in force: say so, so the server sees the drift resolved."""
@@ -474,7 +474,7 @@ class Agent(TrustChecks):
             effective_revision=desired.revision if desired else None,
             last_apply=self.last_apply,
             drift_events=list(self.pending_drift),
-            acks=list(self.pending_acks),
+            acks=list(self.commands.pending_acks),
             uptime_s=self.clock.monotonic() - self.started,
             stopped_by_operator=self.operator_stopped,
             verifies_signatures=self.trust.enabled,
@@ -485,44 +485,14 @@ class Agent(TrustChecks):
         report = self.status_report()
         response = self.session.post(report)
         # delivered: drop what was reported
-        self.pending_drift = self.pending_drift[len(report.drift_events) :]
-        self.pending_acks = self.pending_acks[len(report.acks) :]
-        for command in response.commands:
-            if command.id in self.seen_commands:
-                continue
-            self.seen_commands.add(command.id)
-            self.pending_acks.append(self.execute(command))
+        self.drift.delivered(len(report.drift_events))
+        self.commands.delivered(len(report.acks))
+        self.commands.take(response.commands)
         if self.shutdown_requested:  # deliver the shutdown's ack before leaving
             self.session.post(self.status_report())
-            self.pending_acks = []
+            self.commands.pending_acks = []
 
     # --- commands -------------------------------------------------------------------------------------
 
     def execute(self, command: Command) -> CommandAck:
-        log.info("command %s: %s", command.id, command.action)
-        action = command.action
-        if action == "stop":
-            self.operator_stopped = True
-            self.state.set_operator_stopped(True)
-            self.collector.stop(self.settings.stop_timeout_s)
-            return CommandAck(id=command.id, result="done")
-        if action == "shutdown":
-            self.collector.stop(self.settings.stop_timeout_s)
-            self.shutdown_requested = True
-            return CommandAck(id=command.id, result="done")
-        # start, restart
-        self.operator_stopped = False
-        self.state.set_operator_stopped(False)
-        if self.desired is None:
-            return CommandAck(id=command.id, result="failed", error="no config received yet: nothing to run")
-        if action == "restart":
-            self.collector.stop(self.settings.stop_timeout_s)
-        elif self.collector.alive():
-            return CommandAck(id=command.id, result="done")
-        restored = self._restore_desired()
-        problem = self.applier.run()
-        if problem is not None:
-            return CommandAck(id=command.id, result="failed", error=problem[-4000:])
-        if restored:
-            self._mark_restored()
-        return CommandAck(id=command.id, result="done")
+        return self.commands.execute(command)
