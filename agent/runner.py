@@ -7,7 +7,6 @@ calls are scheduled (poll interval, backoff, Retry-After) rather than slept on.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import socket
 import threading
@@ -22,20 +21,18 @@ from prometheus_client import CollectorRegistry
 
 from agent.apply import Applier
 from agent.backoff import Backoff
-from agent.client import AgentClient, FetchedConfig, MetricsScraper, ServerRefused, ServerUnavailable
+from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.collector_metrics import CollectorPage, process_usage
 from agent.commands import Commands
 from agent.drift import DriftWatch
-from agent.environment import collector_environment
+from agent.factory import AgentParts, build_parts
 from agent.metrics import AgentMetrics, MetricsServer
 from agent.session import Session
 from agent.settings import AgentSettings
-from agent.state import StateDir, StoredConfig
-from agent.supervisor import CollectorProcess
-from agent.supervisor import version as collector_version
+from agent.state import StoredConfig
 from agent.trust import TrustChecks, TrustGate
-from agent.upgrade import Build, Upgrades
+from agent.upgrade import Build
 from schemas.api import (
     AgentRegistration,
     ApplyResult,
@@ -64,12 +61,6 @@ DRIFT_SETTLE_S = 0.05
 STABLE_AFTER_S = 30.0  # a collector up this long resets the restart backoff
 
 
-def pick_free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def outgoing_address(server_url: str) -> str | None:
     """The local IP address of the route to the server (no packet is sent: UDP connect only)."""
     parsed = urlsplit(server_url)
@@ -93,27 +84,29 @@ class Agent(TrustChecks):
         rng: Random | None = None,
         trust_keys: Mapping[str, Ed25519PublicKey] | None = None,
         clock: Clock | None = None,
+        parts: AgentParts | None = None,
     ) -> None:
+        """`parts` holds the side effects (agent/factory.py); without, the real ones are built from
+        `settings`, `transport`, `trust_keys` and `clock`."""
+        if parts is None:
+            parts = build_parts(
+                settings, transport=transport, trust_keys=trust_keys, clock=clock or SYSTEM_CLOCK
+            )
         self.settings = settings
-        self.clock = clock or SYSTEM_CLOCK
+        self.parts = parts
+        self.clock = parts.clock
         # key id -> public key (--trust-key); none: configs are not verified (as before signing)
         self.trust = TrustGate(trust_keys or {}, settings.labels)
         self.untrusted: tuple[str, str] | None = None  # (hash, reason) last refused, to log it once
-        self.state = StateDir(settings.state_dir)
+        self.state = parts.state
         self.instance_id = self.state.instance_id()
         self.metrics = AgentMetrics(registry)
         self.rng = rng or Random()
-        self.telemetry_port = settings.telemetry_port or pick_free_port()
-        # An explicit environment: a pipeline's ${env:X} must not read the agent's secrets.
-        env = collector_environment(os.environ, settings.collector_env, self.telemetry_port)
-        self.client = AgentClient(settings.server, settings.http_timeout_s, transport=transport)
-        # The build that runs: a downloaded upgrade (STATE/collectors/current.json) or --collector.
-        initial = Build(collector_version(settings.collector) or "unknown", settings.collector)
-        self.upgrades = Upgrades(self.state.root, initial, self.client, trust_keys or {})
-        self.collector = CollectorProcess(
-            self.upgrades.current.path, settings.config_path, env, self.state.collector_log
-        )
-        self.scraper = MetricsScraper(f"http://127.0.0.1:{self.telemetry_port}/metrics", timeout=2.0)
+        self.telemetry_port = parts.telemetry_port
+        self.client = parts.client
+        self.upgrades = parts.upgrades
+        self.collector = parts.collector
+        self.scraper = parts.scraper
         self.applier = Applier(
             self.collector,
             self.scraper,
@@ -255,8 +248,7 @@ class Agent(TrustChecks):
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        self.client.close()
-        self.scraper.close()
+        self.parts.close()
 
     def _boot(self) -> None:
         """Run the last good config before talking to the server: telemetry first."""
