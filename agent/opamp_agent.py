@@ -192,7 +192,7 @@ class OpampAgent(Agent):
             answer = self.opamp.send(message, self.own_token or self.settings.enroll_token)
         except ServerUnavailable as exc:
             self.full_state = True  # whatever was lost, say everything next time
-            self._retry_later(exc)
+            self.session.retry_later(exc)
             return
         except ServerRefused as exc:
             if exc.status == 401 and self.own_token is not None:
