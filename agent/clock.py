@@ -1,5 +1,6 @@
-"""The agent's sense of time, injected: the loop, the session and drift read it here, so a test can step
-time by hand instead of sleeping (the real one is the system's monotonic and wall clocks)."""
+"""The agent's sense of time, injected: the loop, the session, drift, the trust checks and the OpAMP
+agent read it here, so a test can step time by hand instead of sleeping (the real one is the system's
+monotonic and wall clocks; the applier's health wait still uses them)."""
 
 from __future__ import annotations
 

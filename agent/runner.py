@@ -96,7 +96,7 @@ class Agent(TrustChecks):
         self.parts = parts
         self.clock = parts.clock
         # key id -> public key (--trust-key); none: configs are not verified (as before signing)
-        self.trust = TrustGate(trust_keys or {}, settings.labels)
+        self.trust = TrustGate(trust_keys or {}, settings.labels, clock=self.clock.wall)
         self.untrusted: tuple[str, str] | None = None  # (hash, reason) last refused, to log it once
         self.state = parts.state
         self.instance_id = self.state.instance_id()

@@ -80,3 +80,32 @@ def test_the_injected_clock_schedules_the_server_and_times_the_report(tmp_path: 
         assert agent.metrics.last_poll._value.get() == 1_700_000_000.0  # type: ignore[attr-defined]
     finally:
         agent.close()
+
+
+def test_the_opamp_agent_and_the_trust_checks_read_the_same_clock(tmp_path: Path) -> None:
+    from agent.client import FetchedConfig
+    from agent.opamp_agent import OpampAgent
+
+    settings = AgentSettings(
+        server="http://ctrltower.invalid",
+        enroll_token="enroll",
+        collector=tmp_path / "no-such-otelcol",
+        config_path=tmp_path / "c.yaml",
+        state_dir=tmp_path / "state",
+        telemetry_port=1,
+    )
+    ticks = Ticks()
+    clock = Clock(monotonic=ticks, wall=lambda: 1_700_000_000.0, sleep=lambda s: None)
+    unreachable = httpx.MockTransport(lambda request: httpx.Response(503))
+    parts = build_parts(settings, transport=unreachable, clock=clock)
+    agent = OpampAgent(settings, CollectorRegistry(), transport=unreachable, parts=parts)
+    try:
+        assert agent.health().status_time_unix_nano == 1_700_000_000 * 10**9
+        agent.server_cycle()  # 503: backed off from the injected monotonic clock
+        assert ticks.t < agent.next_server_at <= ticks.t + settings.backoff_initial_s
+        agent.trust.keys = {"0" * 16: None}  # type: ignore[dict-item]  # any key: an unsigned config is refused
+        agent.receive(FetchedConfig(b"x", "ab" * 32, None, None))
+        assert agent.last_apply is not None and agent.last_apply.result == "untrusted"
+        assert agent.last_apply.at.timestamp() == 1_700_000_000.0
+    finally:
+        agent.close()
