@@ -31,6 +31,7 @@ from agent.metrics import AgentMetrics, MetricsServer
 from agent.session import Session
 from agent.settings import AgentSettings
 from agent.state import StoredConfig
+from agent.supervision import Supervision
 from agent.trust import TrustChecks, TrustGate
 from agent.upgrade import Build
 from schemas.api import (
@@ -58,7 +59,6 @@ AGENT_VERSION = _agent_version()
 TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
 DRIFT_SETTLE_S = 0.05
-STABLE_AFTER_S = 30.0  # a collector up this long resets the restart backoff
 
 
 def outgoing_address(server_url: str) -> str | None:
@@ -138,7 +138,9 @@ class Agent(TrustChecks):
         self.started = self.clock.monotonic()
         self.next_drift_at = 0.0
         self.next_sample_at = 0.0
-        self.next_restart_at = 0.0
+        self.supervision = Supervision(
+            self.collector, self.restart_backoff, self.clock, on_exit=self.metrics.restarts.inc
+        )
 
     # The session's fields, as the trust checks, the OpAMP agent and the tests have always read them.
     @property
@@ -282,29 +284,10 @@ class Agent(TrustChecks):
     # --- supervision ----------------------------------------------------------------------------------
 
     def _start_collector(self) -> str | None:
-        try:
-            self.collector.start()
-        except (Permanent, OSError) as exc:  # binary missing or not executable: retried with backoff
-            log.error("cannot start the collector: %s", exc)
-            self.next_restart_at = self.clock.monotonic() + self.restart_backoff.next_delay()
-            return str(exc)
-        log.info("collector started (pid %s)", self.collector.pid)
-        return None
+        return self.supervision.start()
 
     def _supervise(self, now: float) -> None:
-        if self.collector.alive():
-            started = self.collector.started_at or now
-            if now - started >= STABLE_AFTER_S:
-                self.restart_backoff.reset()
-            return
-        code = self.collector.exit_code()
-        if code is not None:  # it was running and nobody stopped it
-            tail = self.collector.log_since(max(0, self.collector.log_mark() - 1500))
-            log.warning("collector exited with code %s; last output: %s", code, tail[-500:])
-            self.collector.forget()
-            self.metrics.restarts.inc()
-            self.next_restart_at = now + self.restart_backoff.next_delay()
-        if self.should_run() and now >= self.next_restart_at:
+        if self.supervision.due(now) and self.should_run():
             restored = self._restore_desired()
             if self._start_collector() is None and restored:
                 self._mark_restored()
