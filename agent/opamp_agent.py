@@ -15,9 +15,7 @@ import logging
 import os
 import platform
 import socket
-import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from random import Random
 
@@ -25,6 +23,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
+from agent.clock import Clock
+from agent.factory import AgentParts
 from agent.opamp_client import OpampClient
 from agent.runner import AGENT_VERSION, Agent
 from agent.settings import AgentSettings
@@ -83,8 +83,10 @@ class OpampAgent(Agent):
         *,
         transport: httpx.BaseTransport | None = None,
         rng: Random | None = None,
+        clock: Clock | None = None,
+        parts: AgentParts | None = None,
     ) -> None:
-        super().__init__(settings, registry, transport=transport, rng=rng)
+        super().__init__(settings, registry, transport=transport, rng=rng, clock=clock, parts=parts)
         self.opamp = OpampClient(settings.server, settings.http_timeout_s, transport=transport)
         self.uid = instance_uid(self.instance_id)
         self.token_path = self.state.root / TOKEN_FILE
@@ -108,7 +110,7 @@ class OpampAgent(Agent):
         restored = super()._restore_desired(missing_is_drift)
         if len(self.pending_drift) > recorded:
             self.found_drift = found if found is not None else b""  # deleted: an empty effective config
-            self.next_server_at = time.monotonic()
+            self.next_server_at = self.clock.monotonic()
         self.pending_drift = []  # the HTTP status report's list: not sent in this mode
         return restored
 
@@ -140,10 +142,10 @@ class OpampAgent(Agent):
         # stopped (no config yet) is not unhealthy; a collector that should run and does not is
         health = opamp_pb2.ComponentHealth(healthy=state != "crashed", status=state)
         if started is not None and self.collector.alive():
-            health.start_time_unix_nano = int((time.time() - (time.monotonic() - started)) * 1e9)
+            health.start_time_unix_nano = int((self.clock.wall() - (self.clock.monotonic() - started)) * 1e9)
         if self.last_apply is not None and self.last_apply.result == "failed" and self.last_apply.error:
             health.last_error = self.last_apply.error[-2000:]
-        health.status_time_unix_nano = time.time_ns()
+        health.status_time_unix_nano = int(self.clock.wall() * 1e9)
         return health
 
     def remote_config_status(self) -> opamp_pb2.RemoteConfigStatus | None:
@@ -192,7 +194,7 @@ class OpampAgent(Agent):
             answer = self.opamp.send(message, self.own_token or self.settings.enroll_token)
         except ServerUnavailable as exc:
             self.full_state = True  # whatever was lost, say everything next time
-            self._retry_later(exc)
+            self.session.retry_later(exc)
             return
         except ServerRefused as exc:
             if exc.status == 401 and self.own_token is not None:
@@ -202,15 +204,15 @@ class OpampAgent(Agent):
                 self.full_state = True
             else:
                 log.error("server refused: %s", exc)
-            self.next_server_at = time.monotonic() + self.server_backoff.next_delay()
+            self.next_server_at = self.clock.monotonic() + self.server_backoff.next_delay()
             return
         self.full_state = False
         soon_after_drift = self.found_drift is not None
         self.found_drift = None  # delivered: the next message reports the restored config
         self.server_backoff.reset()
-        self.metrics.last_poll.set(time.time())
+        self.metrics.last_poll.set(self.clock.wall())
         soon = self.handle(answer) or soon_after_drift
-        self.next_server_at = time.monotonic() + (0.0 if soon else self.poll_interval)
+        self.next_server_at = self.clock.monotonic() + (0.0 if soon else self.poll_interval)
 
     def handle(self, answer: opamp_pb2.ServerToAgent) -> bool:
         """Act on one ServerToAgent; True when the server should hear back at once."""
@@ -226,7 +228,7 @@ class OpampAgent(Agent):
         if answer.flags & opamp_pb2.ServerToAgentFlags_ReportFullState:
             self.full_state = soon = True
         if answer.HasField("command") and answer.command.type == opamp_pb2.CommandType_Restart:
-            ack = self.execute(Command(id=0, action="restart", issued_at=datetime.now(UTC)))
+            ack = self.execute(Command(id=0, action="restart", issued_at=self.clock.now()))
             if ack.result == "failed":
                 log.error("restart failed: %s", ack.error)
             soon = True

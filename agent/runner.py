@@ -7,13 +7,10 @@ calls are scheduled (poll interval, backoff, Retry-After) rather than slept on.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import socket
 import threading
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from importlib import metadata
 from random import Random
 from urllib.parse import urlsplit
@@ -24,16 +21,19 @@ from prometheus_client import CollectorRegistry
 
 from agent.apply import Applier
 from agent.backoff import Backoff
-from agent.client import AgentClient, FetchedConfig, MetricsScraper, ServerRefused, ServerUnavailable
+from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.collector_metrics import CollectorPage, process_usage
-from agent.environment import collector_environment
+from agent.commands import Commands
+from agent.drift import DriftWatch
+from agent.factory import AgentParts, build_parts
 from agent.metrics import AgentMetrics, MetricsServer
+from agent.session import Session
 from agent.settings import AgentSettings
-from agent.state import StateDir, StoredConfig
-from agent.supervisor import CollectorProcess
-from agent.supervisor import version as collector_version
+from agent.state import StoredConfig
+from agent.supervision import Supervision
 from agent.trust import TrustChecks, TrustGate
-from agent.upgrade import Build, Upgrades
+from agent.upgrade import Build
 from schemas.api import (
     AgentRegistration,
     ApplyResult,
@@ -43,7 +43,6 @@ from schemas.api import (
     DriftEvent,
     StatusReport,
 )
-from schemas.common import config_hash
 from schemas.errors import Permanent
 
 log = logging.getLogger("ctrltower.agent")
@@ -60,18 +59,6 @@ AGENT_VERSION = _agent_version()
 TICK_S = 0.1
 SAMPLE_EVERY_S = 1.0
 DRIFT_SETTLE_S = 0.05
-MAX_RETRY_AFTER_S = 600.0  # honour the server, within reason
-STABLE_AFTER_S = 30.0  # a collector up this long resets the restart backoff
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def pick_free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def outgoing_address(server_url: str) -> str | None:
@@ -96,26 +83,30 @@ class Agent(TrustChecks):
         transport: httpx.BaseTransport | None = None,
         rng: Random | None = None,
         trust_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        clock: Clock | None = None,
+        parts: AgentParts | None = None,
     ) -> None:
+        """`parts` holds the side effects (agent/factory.py); without, the real ones are built from
+        `settings`, `transport`, `trust_keys` and `clock`."""
+        if parts is None:
+            parts = build_parts(
+                settings, transport=transport, trust_keys=trust_keys, clock=clock or SYSTEM_CLOCK
+            )
         self.settings = settings
+        self.parts = parts
+        self.clock = parts.clock
         # key id -> public key (--trust-key); none: configs are not verified (as before signing)
-        self.trust = TrustGate(trust_keys or {}, settings.labels)
+        self.trust = TrustGate(trust_keys or {}, settings.labels, clock=self.clock.wall)
         self.untrusted: tuple[str, str] | None = None  # (hash, reason) last refused, to log it once
-        self.state = StateDir(settings.state_dir)
+        self.state = parts.state
         self.instance_id = self.state.instance_id()
         self.metrics = AgentMetrics(registry)
         self.rng = rng or Random()
-        self.telemetry_port = settings.telemetry_port or pick_free_port()
-        # An explicit environment: a pipeline's ${env:X} must not read the agent's secrets.
-        env = collector_environment(os.environ, settings.collector_env, self.telemetry_port)
-        self.client = AgentClient(settings.server, settings.http_timeout_s, transport=transport)
-        # The build that runs: a downloaded upgrade (STATE/collectors/current.json) or --collector.
-        initial = Build(collector_version(settings.collector) or "unknown", settings.collector)
-        self.upgrades = Upgrades(self.state.root, initial, self.client, trust_keys or {})
-        self.collector = CollectorProcess(
-            self.upgrades.current.path, settings.config_path, env, self.state.collector_log
-        )
-        self.scraper = MetricsScraper(f"http://127.0.0.1:{self.telemetry_port}/metrics", timeout=2.0)
+        self.telemetry_port = parts.telemetry_port
+        self.client = parts.client
+        self.upgrades = parts.upgrades
+        self.collector = parts.collector
+        self.scraper = parts.scraper
         self.applier = Applier(
             self.collector,
             self.scraper,
@@ -128,26 +119,85 @@ class Agent(TrustChecks):
             settings.restart_backoff_initial_s, settings.restart_backoff_max_s, rng=self.rng
         )
         self.metrics_server: MetricsServer | None = None
+        # the server's side: registration, token, ETag, when to call next
+        self.session = Session(self.client, self.state, self.server_backoff, self.clock)
         # what the agent knows
-        self.agent_id: str | None = None
-        self.token: str | None = None
-        self.server_poll_interval: float | None = None
         self.desired: StoredConfig | None = self.state.last_good()
-        received = self.state.last_received()
-        self.etag: str | None = received.hash if received else (self.desired.hash if self.desired else None)
         self.failed_hash = self.state.failed_hash()
-        self.operator_stopped = self.state.operator_stopped()
-        self.no_group = False
         self.last_apply: ApplyResult | None = None
-        self.pending_drift: list[DriftEvent] = []
-        self.pending_acks: list[CommandAck] = []
-        self.seen_commands: set[int] = set()
-        self.started = time.monotonic()
-        self.next_server_at = 0.0
+        self.drift = DriftWatch(self.applier, settings.config_path, self.clock)
+        self.commands = Commands(
+            self.collector,
+            self.applier,
+            self.state,
+            settings.stop_timeout_s,
+            desired=lambda: self.desired,
+            restore=self._restore_desired,  # bound now: the OpAMP agent's override included
+            mark_restored=self._mark_restored,
+        )
+        self.started = self.clock.monotonic()
         self.next_drift_at = 0.0
         self.next_sample_at = 0.0
-        self.next_restart_at = 0.0
-        self.shutdown_requested = False
+        self.supervision = Supervision(
+            self.collector, self.restart_backoff, self.clock, on_exit=self.metrics.restarts.inc
+        )
+
+    # The session's fields, as the trust checks, the OpAMP agent and the tests have always read them.
+    @property
+    def agent_id(self) -> str | None:
+        return self.session.agent_id
+
+    @agent_id.setter
+    def agent_id(self, value: str | None) -> None:
+        self.session.agent_id = value
+
+    @property
+    def token(self) -> str | None:
+        return self.session.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self.session.token = value
+
+    @property
+    def etag(self) -> str | None:
+        return self.session.etag
+
+    @etag.setter
+    def etag(self, value: str | None) -> None:
+        self.session.etag = value
+
+    @property
+    def server_poll_interval(self) -> float | None:
+        return self.session.server_poll_interval
+
+    @server_poll_interval.setter
+    def server_poll_interval(self, value: float | None) -> None:
+        self.session.server_poll_interval = value
+
+    @property
+    def next_server_at(self) -> float:
+        return self.session.next_server_at
+
+    @next_server_at.setter
+    def next_server_at(self, value: float) -> None:
+        self.session.next_server_at = value
+
+    @property
+    def pending_drift(self) -> list[DriftEvent]:
+        return self.drift.pending
+
+    @pending_drift.setter
+    def pending_drift(self, value: list[DriftEvent]) -> None:
+        self.drift.pending = value
+
+    @property
+    def operator_stopped(self) -> bool:
+        return self.commands.operator_stopped
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self.commands.shutdown_requested
 
     @property
     def collector_version(self) -> str:
@@ -168,7 +218,8 @@ class Agent(TrustChecks):
     def collector_state(self) -> CollectorState:
         if self.collector.alive():
             started = self.collector.started_at or 0.0
-            return "running" if time.monotonic() - started >= self.settings.health_settle_s else "starting"
+            up = self.clock.monotonic() - started
+            return "running" if up >= self.settings.health_settle_s else "starting"
         return "crashed" if self.should_run() else "stopped"
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -199,8 +250,7 @@ class Agent(TrustChecks):
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        self.client.close()
-        self.scraper.close()
+        self.parts.close()
 
     def _boot(self) -> None:
         """Run the last good config before talking to the server: telemetry first."""
@@ -220,43 +270,24 @@ class Agent(TrustChecks):
             self._mark_restored()
 
     def tick(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self._supervise(now)
         if now >= self.next_sample_at:
             self.sample()
             self.next_sample_at = now + SAMPLE_EVERY_S
         if now >= self.next_drift_at:
             self.check_drift()
-            self.next_drift_at = time.monotonic() + self.poll_interval
-        if time.monotonic() >= self.next_server_at:
+            self.next_drift_at = self.clock.monotonic() + self.poll_interval
+        if self.clock.monotonic() >= self.next_server_at:
             self.server_cycle()
 
     # --- supervision ----------------------------------------------------------------------------------
 
     def _start_collector(self) -> str | None:
-        try:
-            self.collector.start()
-        except (Permanent, OSError) as exc:  # binary missing or not executable: retried with backoff
-            log.error("cannot start the collector: %s", exc)
-            self.next_restart_at = time.monotonic() + self.restart_backoff.next_delay()
-            return str(exc)
-        log.info("collector started (pid %s)", self.collector.pid)
-        return None
+        return self.supervision.start()
 
     def _supervise(self, now: float) -> None:
-        if self.collector.alive():
-            started = self.collector.started_at or now
-            if now - started >= STABLE_AFTER_S:
-                self.restart_backoff.reset()
-            return
-        code = self.collector.exit_code()
-        if code is not None:  # it was running and nobody stopped it
-            tail = self.collector.log_since(max(0, self.collector.log_mark() - 1500))
-            log.warning("collector exited with code %s; last output: %s", code, tail[-500:])
-            self.collector.forget()
-            self.metrics.restarts.inc()
-            self.next_restart_at = now + self.restart_backoff.next_delay()
-        if self.should_run() and now >= self.next_restart_at:
+        if self.supervision.due(now) and self.should_run():
             restored = self._restore_desired()
             if self._start_collector() is None and restored:
                 self._mark_restored()
@@ -286,36 +317,14 @@ class Agent(TrustChecks):
 
     def _restore_desired(self, missing_is_drift: bool = True) -> bool:
         """Put the desired config back at PATH if it differs, recording drift; True if it did."""
-        desired = self.desired
-        if desired is None or self.applier.read_local() == desired.data:
-            return False
-        if not missing_is_drift and self.applier.read_local() is None:
-            self.applier.write(desired.data)
-            return False
-        time.sleep(DRIFT_SETTLE_S)  # an editor may be mid-write: report what it leaves, not half of it
-        local = self.applier.read_local()
-        if local == desired.data:
-            return False
-        local_hash = config_hash(local) if local is not None else None
-        log.warning(
-            "drift: %s is %s, desired %s: restoring",
-            self.collector.config_path,
-            local_hash[:12] if local_hash else "deleted",
-            desired.hash[:12],
-        )
-        self.pending_drift = [
-            *self.pending_drift[-99:],
-            DriftEvent(at=_now(), local_hash=local_hash, desired_hash=desired.hash),
-        ]
-        self.applier.write(desired.data)
-        return True
+        return self.drift.restore(self.desired, missing_is_drift)
 
     def _mark_restored(self) -> None:
         """The desired config is back in force: say so, so the server sees the drift resolved."""
         desired = self.desired
         assert desired is not None
         self.last_apply = ApplyResult(
-            result="applied", config_hash=desired.hash, revision=desired.revision, at=_now()
+            result="applied", config_hash=desired.hash, revision=desired.revision, at=self.clock.now()
         )
 
     def check_drift(self) -> None:
@@ -329,41 +338,23 @@ class Agent(TrustChecks):
 
     # --- server ---------------------------------------------------------------------------------------
 
-    def _retry_later(self, exc: ServerUnavailable) -> None:
-        backoff = self.server_backoff.next_delay()
-        delay = min(exc.retry_after, MAX_RETRY_AFTER_S) if exc.retry_after is not None else backoff
-        log.warning("server unavailable (%s); retrying in %.1fs", exc, delay)
-        self.next_server_at = time.monotonic() + delay
-
-    def _forget_registration(self, why: str) -> None:
-        log.info("re-registering: %s", why)
-        self.agent_id = self.token = None
-        # soon, but backed off: a server that keeps refusing new tokens must not see a hot loop
-        self.next_server_at = time.monotonic() + self.server_backoff.next_delay()
-
     def server_cycle(self) -> None:
+        session = self.session
         try:
-            if self.agent_id is None or self.token is None:
-                self.register()
-            assert self.agent_id is not None and self.token is not None
-            self.poll_config(self.agent_id, self.token)
-            self.report(self.agent_id, self.token)
+            if not session.registered:
+                session.register(self.settings.enroll_token, self.registration())
+            fetched = session.fetch()
+            if fetched is not None:
+                self.receive(fetched)
+            self.report()
         except ServerUnavailable as exc:
-            self._retry_later(exc)
+            session.retry_later(exc)
             return
         except ServerRefused as exc:
-            auth_lost = exc.code in ("unauthorized", "not_found") or exc.status == 401
-            if auth_lost and self.agent_id is not None:
-                self._forget_registration(str(exc))
-                return
-            # refused registration (bad enroll token, bad labels): keep trying, slowly
-            delay = self.server_backoff.next_delay()
-            log.error("server refused: %s; retrying in %.1fs", exc, delay)
-            self.next_server_at = time.monotonic() + delay
+            session.refused(exc)
             return
-        self.server_backoff.reset()
-        self.metrics.last_poll.set(time.time())
-        self.next_server_at = time.monotonic() + self.poll_interval
+        self.metrics.last_poll.set(self.clock.wall())
+        session.succeeded(self.poll_interval)
 
     def advertised_metrics_url(self) -> str | None:
         """Where the server can scrape this agent: --metrics-url, else the listen address, with a
@@ -395,29 +386,6 @@ class Agent(TrustChecks):
             # re-registration without it: anyone with the enroll token could take the record over)
             agent_token=kept[1] if (kept := self.state.agent_token()) else None,
         )
-
-    def register(self) -> None:
-        response = self.client.register(self.settings.enroll_token, self.registration())
-        self.agent_id, self.token = response.agent_id, response.agent_token
-        self.state.save_agent_token(response.agent_id, response.agent_token)
-        self.server_poll_interval = response.poll_interval_s
-        log.info("registered as agent %s", self.agent_id)
-
-    def poll_config(self, agent_id: str, token: str) -> None:
-        try:
-            fetched = self.client.fetch_config(agent_id, token, self.etag)
-        except ServerRefused as exc:
-            if exc.code == "no_group":
-                if not self.no_group:
-                    log.info("no group matches this agent's labels; polling on")
-                self.no_group = True
-                return
-            if exc.code == "no_revision":
-                return
-            raise
-        self.no_group = False
-        if fetched is not None:
-            self.receive(fetched)
 
     def receive(self, fetched: FetchedConfig) -> None:
         checked = self._check(fetched)
@@ -458,13 +426,15 @@ class Agent(TrustChecks):
             self.failed_hash = None
             self.state.save_failed_hash(None)
             self.restart_backoff.reset()
-            result = ApplyResult(result="applied", config_hash=new.hash, revision=new.revision, at=_now())
+            result = ApplyResult(
+                result="applied", config_hash=new.hash, revision=new.revision, at=self.clock.now()
+            )
         else:
             self.failed_hash = new.hash
             self.state.save_failed_hash(new.hash)
             error = (outcome.error or "apply failed")[-8000:]
             result = ApplyResult(
-                result="failed", config_hash=new.hash, revision=new.revision, error=error, at=_now()
+                result="failed", config_hash=new.hash, revision=new.revision, error=error, at=self.clock.now()
             )
         self.last_apply = result
         self.metrics.applies.labels(result=result.result).inc()
@@ -479,58 +449,25 @@ class Agent(TrustChecks):
             effective_revision=desired.revision if desired else None,
             last_apply=self.last_apply,
             drift_events=list(self.pending_drift),
-            acks=list(self.pending_acks),
-            uptime_s=time.monotonic() - self.started,
+            acks=list(self.commands.pending_acks),
+            uptime_s=self.clock.monotonic() - self.started,
             stopped_by_operator=self.operator_stopped,
             verifies_signatures=self.trust.enabled,
             collector_version=self.upgrades.current.version,
         )
 
-    def report(self, agent_id: str, token: str) -> None:
+    def report(self) -> None:
         report = self.status_report()
-        response = self.client.post_status(agent_id, token, report)
+        response = self.session.post(report)
         # delivered: drop what was reported
-        self.pending_drift = self.pending_drift[len(report.drift_events) :]
-        self.pending_acks = self.pending_acks[len(report.acks) :]
-        if response.poll_interval_s > 0:
-            self.server_poll_interval = response.poll_interval_s
-        for command in response.commands:
-            if command.id in self.seen_commands:
-                continue
-            self.seen_commands.add(command.id)
-            self.pending_acks.append(self.execute(command))
+        self.drift.delivered(len(report.drift_events))
+        self.commands.delivered(len(report.acks))
+        self.commands.take(response.commands)
         if self.shutdown_requested:  # deliver the shutdown's ack before leaving
-            final = self.status_report()
-            self.client.post_status(agent_id, token, final)
-            self.pending_acks = []
+            self.session.post(self.status_report())
+            self.commands.pending_acks = []
 
     # --- commands -------------------------------------------------------------------------------------
 
     def execute(self, command: Command) -> CommandAck:
-        log.info("command %s: %s", command.id, command.action)
-        action = command.action
-        if action == "stop":
-            self.operator_stopped = True
-            self.state.set_operator_stopped(True)
-            self.collector.stop(self.settings.stop_timeout_s)
-            return CommandAck(id=command.id, result="done")
-        if action == "shutdown":
-            self.collector.stop(self.settings.stop_timeout_s)
-            self.shutdown_requested = True
-            return CommandAck(id=command.id, result="done")
-        # start, restart
-        self.operator_stopped = False
-        self.state.set_operator_stopped(False)
-        if self.desired is None:
-            return CommandAck(id=command.id, result="failed", error="no config received yet: nothing to run")
-        if action == "restart":
-            self.collector.stop(self.settings.stop_timeout_s)
-        elif self.collector.alive():
-            return CommandAck(id=command.id, result="done")
-        restored = self._restore_desired()
-        problem = self.applier.run()
-        if problem is not None:
-            return CommandAck(id=command.id, result="failed", error=problem[-4000:])
-        if restored:
-            self._mark_restored()
-        return CommandAck(id=command.id, result="done")
+        return self.commands.execute(command)

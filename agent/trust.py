@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
+from agent.clock import Clock
 from agent.metrics import AgentMetrics
 from agent.state import StateDir, StoredConfig
 from agent.upgrade import Build, Upgrades
@@ -59,6 +59,7 @@ class TrustChecks:
     """The agent's side of refusing: a config whose statement does not verify, a collector build that
     does not check out. Mixed into agent.runner.Agent, whose attributes these are."""
 
+    clock: Clock
     trust: TrustGate
     untrusted: tuple[str, str] | None
     upgrades: Upgrades
@@ -96,7 +97,7 @@ class TrustChecks:
                 config_hash=target,
                 revision=fetched.revision,
                 error=reason,
-                at=datetime.now(UTC),
+                at=self.clock.now(),
             )
 
     def _prepare_build(self, new: StoredConfig, version: str) -> Build | None:
@@ -123,6 +124,6 @@ class TrustChecks:
                     config_hash=new.hash,
                     revision=new.revision,
                     error=error,
-                    at=datetime.now(UTC),
+                    at=self.clock.now(),
                 )
         return None
