@@ -307,23 +307,26 @@ class AuditEntry(FrozenModel):
     detail: dict[str, Any] | None = None
 
 
+AgentEventKind = Literal[
+    "registered",
+    "applied",
+    "apply_failed",
+    "untrusted",
+    "collector",
+    "drift",
+    "command",
+    "command_ack",
+    "state",
+]
+
+
 class AgentEvent(FrozenModel):
     """What happened to one agent: applies, failures, drift, commands, registration."""
 
     id: int
     agent_id: str
     at: datetime
-    kind: Literal[
-        "registered",
-        "applied",
-        "apply_failed",
-        "untrusted",
-        "collector",
-        "drift",
-        "command",
-        "command_ack",
-        "state",
-    ]
+    kind: AgentEventKind
     revision: str | None = None
     config_hash: str | None = None
     detail: dict[str, Any] | None = None

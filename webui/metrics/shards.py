@@ -35,7 +35,7 @@ from collections.abc import Iterable
 import psycopg
 
 from schemas.errors import RetryLater
-from webui.metrics.targets import Annotation, ScrapeTarget
+from webui.metrics.targets import Annotation, ScrapeTarget, annotations_query, to_annotations
 
 log = logging.getLogger(__name__)
 LEADER = -1  # the shard number of the leader lease (never an agent's shard)
@@ -184,20 +184,8 @@ class PgStateReader:
         group: str | None = None,
         limit: int = 500,
     ) -> list[Annotation]:
-        sql = "SELECT e.agent_id, e.at, e.revision FROM agent_events e "
-        args: list[object] = []
-        if group is not None:
-            sql += "JOIN agents a ON a.id = e.agent_id AND a.group_name = %s "
-            args.append(group)
-        sql += "WHERE e.kind = 'applied' AND e.at >= %s AND e.at < %s "
-        args += [start, end]
-        if agent is not None:
-            sql += "AND e.agent_id = %s "
-            args.append(agent)
-        sql += "ORDER BY e.at LIMIT %s"
-        args.append(limit)
-        rows = self._rows(sql, tuple(args))
-        return [Annotation(str(r[0]), float(r[1]), None if r[2] is None else str(r[2])) for r in rows]  # type: ignore[arg-type]
+        sql, args = annotations_query(start, end, agent=agent, group=group, limit=limit, placeholder="%s")
+        return to_annotations(self._rows(sql, args))
 
     def close(self) -> None:
         with self._lock:

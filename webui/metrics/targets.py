@@ -32,6 +32,30 @@ class Annotation:
     revision: str | None
 
 
+def annotations_query(
+    start: float, end: float, *, agent: str | None, group: str | None, limit: int, placeholder: str
+) -> tuple[str, tuple[object, ...]]:
+    """The SQL (SQLite `?` or psycopg `%s` placeholders) reading revision applies for chart markers."""
+    p = placeholder
+    sql = "SELECT e.agent_id, e.at, e.revision FROM agent_events e "
+    args: list[object] = []
+    if group is not None:
+        sql += f"JOIN agents a ON a.id = e.agent_id AND a.group_name = {p} "
+        args.append(group)
+    sql += f"WHERE e.kind = 'applied' AND e.at >= {p} AND e.at < {p} "
+    args += [start, end]
+    if agent is not None:
+        sql += f"AND e.agent_id = {p} "
+        args.append(agent)
+    sql += f"ORDER BY e.at LIMIT {p}"
+    args.append(limit)
+    return sql, tuple(args)
+
+
+def to_annotations(rows: list[tuple[object, ...]]) -> list[Annotation]:
+    return [Annotation(str(r[0]), float(r[1]), None if r[2] is None else str(r[2])) for r in rows]  # type: ignore[arg-type]
+
+
 class StateReader:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -78,17 +102,5 @@ class StateReader:
         limit: int = 500,
     ) -> list[Annotation]:
         """Revision applies in [start, end) of one agent, of a group's current agents, or of all."""
-        sql = "SELECT e.agent_id, e.at, e.revision FROM agent_events e "
-        args: list[object] = []
-        if group is not None:
-            sql += "JOIN agents a ON a.id = e.agent_id AND a.group_name = ? "
-            args.append(group)
-        sql += "WHERE e.kind = 'applied' AND e.at >= ? AND e.at < ? "
-        args += [start, end]
-        if agent is not None:
-            sql += "AND e.agent_id = ? "
-            args.append(agent)
-        sql += "ORDER BY e.at LIMIT ?"
-        args.append(limit)
-        rows = self._rows(sql, tuple(args))
-        return [Annotation(str(r[0]), float(r[1]), None if r[2] is None else str(r[2])) for r in rows]  # type: ignore[arg-type]
+        sql, args = annotations_query(start, end, agent=agent, group=group, limit=limit, placeholder="?")
+        return to_annotations(self._rows(sql, args))

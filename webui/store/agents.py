@@ -6,10 +6,11 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from schemas.api import (
     AgentEvent,
+    AgentEventKind,
     AgentEventList,
     AgentList,
     AgentRegistration,
@@ -34,17 +35,7 @@ from webui.store.sync_sql import GROUP_OF_AGENT_JOIN, SERVED_GROUPS_CTE, SYNC_ST
 from webui.store.tokens import hash_secret
 
 AGENT_TOKEN_PREFIX = "cta_"
-EVENT_KINDS = (
-    "registered",
-    "applied",
-    "apply_failed",
-    "untrusted",
-    "collector",
-    "drift",
-    "command",
-    "command_ack",
-    "state",
-)
+EVENT_KINDS: tuple[str, ...] = get_args(AgentEventKind)
 
 
 @dataclass(frozen=True)
