@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.support.procs import alive, descendants
 from tests.support.ready import patience
-from tests.ui.demo_support import alive, descendants, process_names, ui_login
+from tests.ui.demo_support import process_names, ui_login
 
 pytestmark = [pytest.mark.slow, pytest.mark.collector]
 READY_TIMEOUT_S = patience(90.0)  # a bound on the fleet becoming ready, scaled for load
