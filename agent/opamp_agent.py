@@ -17,16 +17,13 @@ import platform
 import socket
 import uuid
 from pathlib import Path
-from random import Random
+from typing import Unpack
 
-import httpx
 from prometheus_client import CollectorRegistry
 
 from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
-from agent.clock import Clock
-from agent.factory import AgentParts
 from agent.opamp_client import OpampClient
-from agent.runner import AGENT_VERSION, Agent
+from agent.runner import AGENT_VERSION, Agent, AgentOptions
 from agent.settings import AgentSettings
 from schemas.api import Command
 from schemas.common import config_hash
@@ -77,17 +74,10 @@ def write_token(path: Path, token: str) -> None:
 
 class OpampAgent(Agent):
     def __init__(
-        self,
-        settings: AgentSettings,
-        registry: CollectorRegistry,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        rng: Random | None = None,
-        clock: Clock | None = None,
-        parts: AgentParts | None = None,
+        self, settings: AgentSettings, registry: CollectorRegistry, **options: Unpack[AgentOptions]
     ) -> None:
-        super().__init__(settings, registry, transport=transport, rng=rng, clock=clock, parts=parts)
-        self.opamp = OpampClient(settings.server, settings.http_timeout_s, transport=transport)
+        super().__init__(settings, registry, **options)
+        self.opamp = OpampClient(settings.server, settings.http_timeout_s, transport=options.get("transport"))
         self.uid = instance_uid(self.instance_id)
         self.token_path = self.state.root / TOKEN_FILE
         self.own_token = read_token(self.token_path)
