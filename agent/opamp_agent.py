@@ -12,7 +12,6 @@ token (kept in STATE_DIR/opamp_token, 0600), ReportFullState, or a restart comma
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import socket
 import uuid
@@ -25,6 +24,7 @@ from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
 from agent.opamp_client import OpampClient
 from agent.runner import AGENT_VERSION, Agent, AgentOptions
 from agent.settings import AgentSettings
+from agent.state import atomic_write
 from schemas.api import Command
 from schemas.common import config_hash
 from schemas.opamp import CONFIG_KEY, AgentCap, key_value, opamp_pb2
@@ -62,14 +62,7 @@ def read_token(path: Path) -> str | None:
 
 def write_token(path: Path, token: str) -> None:
     """Keep the agent's token for restarts: readable by this user only, replaced atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, token.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(path, token.encode() + b"\n")
 
 
 class OpampAgent(Agent):
