@@ -94,6 +94,13 @@ repo_option = click.option(
     show_default=True,
     help="The config repo's root directory.",
 )
+out_option = click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory.",
+)
 
 
 @click.command()
@@ -118,13 +125,7 @@ def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str)
 
 @click.command()
 @repo_option
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory.",
-)
+@out_option
 @click.option("--group", "groups", multiple=True, help="Render only this group (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def render(repo_dir: Path, out_dir: Path, groups: tuple[str, ...], fmt: str) -> None:
@@ -221,13 +222,7 @@ def import_(
 
 
 @click.command()
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory.",
-)
+@out_option
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if the files in OUT are missing or stale.")
 def schema(out_dir: Path, check: bool) -> None:
     """Export the JSON Schema of the repo file kinds (AgentGroup, Pipeline, Settings)."""
