@@ -8,7 +8,6 @@ Exit codes (ctrltower/exit_codes.py): 0 ok (warnings allowed), 1 the repo (or th
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tempfile
@@ -28,22 +27,17 @@ from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
 from ctrltower.repo_dir import scan_repo_dir
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from webui import datadir
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 COLLECTOR_TIMEOUT_S = 60
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so readers never see half a file."""
+    """Write via a temp file and rename (webui.datadir.write_atomic, 0600), so readers never see half
+    a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    datadir.write_atomic(path, text.encode("utf-8"))
 
 
 def _emit(diags: list[Diagnostic], fmt: str, files: Mapping[str, bytes], prefix: str = "") -> None:
