@@ -12,22 +12,19 @@ token (kept in STATE_DIR/opamp_token, 0600), ReportFullState, or a restart comma
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import socket
 import uuid
 from pathlib import Path
-from random import Random
+from typing import Unpack
 
-import httpx
 from prometheus_client import CollectorRegistry
 
 from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
-from agent.clock import Clock
-from agent.factory import AgentParts
 from agent.opamp_client import OpampClient
-from agent.runner import AGENT_VERSION, Agent
+from agent.runner import AGENT_VERSION, Agent, AgentOptions
 from agent.settings import AgentSettings
+from agent.state import atomic_write
 from schemas.api import Command
 from schemas.common import config_hash
 from schemas.opamp import CONFIG_KEY, AgentCap, key_value, opamp_pb2
@@ -65,29 +62,15 @@ def read_token(path: Path) -> str | None:
 
 def write_token(path: Path, token: str) -> None:
     """Keep the agent's token for restarts: readable by this user only, replaced atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, token.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(path, token.encode() + b"\n")
 
 
 class OpampAgent(Agent):
     def __init__(
-        self,
-        settings: AgentSettings,
-        registry: CollectorRegistry,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        rng: Random | None = None,
-        clock: Clock | None = None,
-        parts: AgentParts | None = None,
+        self, settings: AgentSettings, registry: CollectorRegistry, **options: Unpack[AgentOptions]
     ) -> None:
-        super().__init__(settings, registry, transport=transport, rng=rng, clock=clock, parts=parts)
-        self.opamp = OpampClient(settings.server, settings.http_timeout_s, transport=transport)
+        super().__init__(settings, registry, **options)
+        self.opamp = OpampClient(settings.server, settings.http_timeout_s, transport=options.get("transport"))
         self.uid = instance_uid(self.instance_id)
         self.token_path = self.state.root / TOKEN_FILE
         self.own_token = read_token(self.token_path)

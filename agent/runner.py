@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping
 from importlib import metadata
 from random import Random
+from typing import TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,12 +29,12 @@ from agent.commands import Commands
 from agent.drift import DriftWatch
 from agent.factory import AgentParts, build_parts
 from agent.metrics import AgentMetrics, MetricsServer
+from agent.receive import Receiver
 from agent.session import Session
 from agent.settings import AgentSettings
 from agent.state import StoredConfig
 from agent.supervision import Supervision
-from agent.trust import TrustChecks, TrustGate
-from agent.upgrade import Build
+from agent.trust import TrustGate
 from schemas.api import (
     AgentRegistration,
     ApplyResult,
@@ -74,34 +75,40 @@ def outgoing_address(server_url: str) -> str | None:
         return None
 
 
-class Agent(TrustChecks):
+class AgentOptions(TypedDict, total=False):
+    """What an agent may be built with besides its settings (the OpAMP agent takes the same)."""
+
+    transport: httpx.BaseTransport | None
+    rng: Random | None
+    trust_keys: Mapping[str, Ed25519PublicKey] | None
+    clock: Clock | None
+    parts: AgentParts | None
+
+
+class Agent:
     def __init__(
-        self,
-        settings: AgentSettings,
-        registry: CollectorRegistry,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        rng: Random | None = None,
-        trust_keys: Mapping[str, Ed25519PublicKey] | None = None,
-        clock: Clock | None = None,
-        parts: AgentParts | None = None,
+        self, settings: AgentSettings, registry: CollectorRegistry, **options: Unpack[AgentOptions]
     ) -> None:
         """`parts` holds the side effects (agent/factory.py); without, the real ones are built from
         `settings`, `transport`, `trust_keys` and `clock`."""
+        trust_keys = options.get("trust_keys")
+        parts = options.get("parts")
         if parts is None:
             parts = build_parts(
-                settings, transport=transport, trust_keys=trust_keys, clock=clock or SYSTEM_CLOCK
+                settings,
+                transport=options.get("transport"),
+                trust_keys=trust_keys,
+                clock=options.get("clock") or SYSTEM_CLOCK,
             )
         self.settings = settings
         self.parts = parts
         self.clock = parts.clock
         # key id -> public key (--trust-key); none: configs are not verified (as before signing)
         self.trust = TrustGate(trust_keys or {}, settings.labels, clock=self.clock.wall)
-        self.untrusted: tuple[str, str] | None = None  # (hash, reason) last refused, to log it once
         self.state = parts.state
         self.instance_id = self.state.instance_id()
         self.metrics = AgentMetrics(registry)
-        self.rng = rng or Random()
+        self.rng = options.get("rng") or Random()
         self.telemetry_port = parts.telemetry_port
         self.client = parts.client
         self.upgrades = parts.upgrades
@@ -121,10 +128,19 @@ class Agent(TrustChecks):
         self.metrics_server: MetricsServer | None = None
         # the server's side: registration, token, ETag, when to call next
         self.session = Session(self.client, self.state, self.server_backoff, self.clock)
-        # what the agent knows
-        self.desired: StoredConfig | None = self.state.last_good()
-        self.failed_hash = self.state.failed_hash()
-        self.last_apply: ApplyResult | None = None
+        # what the agent knows: the config it runs, the one it refused, the last apply result
+        self.receiver = Receiver(
+            trust=self.trust,
+            state=self.state,
+            session=self.session,
+            applier=self.applier,
+            upgrades=self.upgrades,
+            metrics=self.metrics,
+            clock=self.clock,
+            operator_stopped=lambda: self.operator_stopped,
+            on_applied=self.restart_backoff.reset,
+            on_change=self._update_info,
+        )
         self.drift = DriftWatch(self.applier, settings.config_path, self.clock)
         self.commands = Commands(
             self.collector,
@@ -182,6 +198,31 @@ class Agent(TrustChecks):
     @next_server_at.setter
     def next_server_at(self, value: float) -> None:
         self.session.next_server_at = value
+
+    # The receiver's fields, likewise.
+    @property
+    def desired(self) -> StoredConfig | None:
+        return self.receiver.desired
+
+    @desired.setter
+    def desired(self, value: StoredConfig | None) -> None:
+        self.receiver.desired = value
+
+    @property
+    def failed_hash(self) -> str | None:
+        return self.receiver.failed_hash
+
+    @failed_hash.setter
+    def failed_hash(self, value: str | None) -> None:
+        self.receiver.failed_hash = value
+
+    @property
+    def last_apply(self) -> ApplyResult | None:
+        return self.receiver.last_apply
+
+    @last_apply.setter
+    def last_apply(self, value: ApplyResult | None) -> None:
+        self.receiver.last_apply = value
 
     @property
     def pending_drift(self) -> list[DriftEvent]:
@@ -388,57 +429,8 @@ class Agent(TrustChecks):
         )
 
     def receive(self, fetched: FetchedConfig) -> None:
-        checked = self._check(fetched)
-        if checked is None:
-            return
-        new = checked
-        build: Build | None = None
-        version = self.upgrades.needed(new.data) if new.hash != self.failed_hash else None
-        if version is not None:
-            build = self._prepare_build(new, version)
-            if build is None:
-                return
-        self.state.save_last_received(new)
-        self.etag = new.hash
-        desired = self.desired
-        if desired is not None and new.hash == desired.hash:
-            # Same bytes (perhaps a new revision): never reload for an unchanged hash.
-            if (new.revision, new.group) != (desired.revision, desired.group):
-                self.desired = new
-                self.state.save_last_good(new)
-                self._update_info()
-            return
-        if new.hash == self.failed_hash:
-            return
-        log.info("applying config %s (revision %s)", new.hash[:12], new.revision)
-        binary = build.path if build is not None else None
-        outcome = self.applier.apply(new, desired, should_run=not self.operator_stopped, binary=binary)
-        if build is not None:
-            if outcome.ok:
-                self.upgrades.switched(build)
-            else:
-                log.error("collector %s rolled back to %s", build.version, self.upgrades.current.version)
-                self.upgrades.discard()
-        result: ApplyResult
-        if outcome.ok:
-            self.desired = new
-            self.state.save_last_good(new)
-            self.failed_hash = None
-            self.state.save_failed_hash(None)
-            self.restart_backoff.reset()
-            result = ApplyResult(
-                result="applied", config_hash=new.hash, revision=new.revision, at=self.clock.now()
-            )
-        else:
-            self.failed_hash = new.hash
-            self.state.save_failed_hash(new.hash)
-            error = (outcome.error or "apply failed")[-8000:]
-            result = ApplyResult(
-                result="failed", config_hash=new.hash, revision=new.revision, error=error, at=self.clock.now()
-            )
-        self.last_apply = result
-        self.metrics.applies.labels(result=result.result).inc()
-        self._update_info()
+        """Check, upgrade for and apply a config the server sent (agent/receive.py)."""
+        self.receiver.receive(fetched)
 
     def status_report(self) -> StatusReport:
         desired = self.desired

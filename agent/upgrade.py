@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,18 +108,7 @@ class Builds:
     def store(self, version: str, data: bytes) -> Build:
         digest = hashlib.sha256(data).hexdigest()
         path = self.root / f"{version}-{digest[:16]}.bin"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)  # left by a crash; never written through (O_EXCL, O_NOFOLLOW)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o700)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(self.root)
+        atomic_write(path, data, mode=0o700)  # executable by the agent's user only
         return Build(version, path, digest)
 
     def prune(self, keep: list[Build]) -> None:

@@ -91,6 +91,12 @@ def _inside(w: Where) -> str:
     return f" in {w.subject or field}" if (w.subject or field) else ""
 
 
+def _defined_again(src: Source, code: str, what: str, first: str, pipeline: str | None = None) -> Diagnostic:
+    """A name defined a second time (a group, pipeline or rollout policy): the error is at this file's
+    `name` and says which file defined it first."""
+    return diagnostic(src, ("name",), code, f"{what} is already defined in {first}", pipeline=pipeline)
+
+
 def _schema_diagnostics(
     exc: ValidationError,
     model: type[BaseModel],
@@ -242,9 +248,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                 continue
             if group.name in repo.groups:
                 first = repo.groups[group.name].file
-                diags.append(
-                    diagnostic(src, ("name",), "CT111", f"group '{group.name}' is already defined in {first}")
-                )
+                diags.append(_defined_again(src, "CT111", f"group '{group.name}'", first))
                 continue
             repo.groups[group.name] = LoadedGroup(group, path, positions)
             repo.file_groups.setdefault(path, []).append(group.name)
@@ -256,14 +260,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                 continue
             if policy.name in repo.rollouts:
                 first = repo.rollouts[policy.name].file
-                diags.append(
-                    diagnostic(
-                        src,
-                        ("name",),
-                        "CT709",
-                        f"rollout policy '{policy.name}' is already defined in {first}",
-                    )
-                )
+                diags.append(_defined_again(src, "CT709", f"rollout policy '{policy.name}'", first))
                 continue
             repo.rollouts[policy.name] = LoadedRollout(policy, path, positions)
         else:
@@ -278,13 +275,7 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             if pipeline.name in repo.pipelines:
                 first = repo.pipelines[pipeline.name].file
                 diags.append(
-                    diagnostic(
-                        src,
-                        ("name",),
-                        "CT112",
-                        f"pipeline '{pipeline.name}' is already defined in {first}",
-                        pipeline=pipeline.name,
-                    )
+                    _defined_again(src, "CT112", f"pipeline '{pipeline.name}'", first, pipeline=pipeline.name)
                 )
                 continue
             repo.pipelines[pipeline.name] = LoadedPipeline(pipeline, path, positions)

@@ -4,17 +4,20 @@ What it starts (every process in its own process group, all stopped on Ctrl-C / 
 
 1. `ctrltower server` with its data in `.demo/server` on 127.0.0.1:8080 (or `DEMO_PORT`), short
    poll and scrape intervals so the UI moves quickly;
-2. `ctrltower reconcile` of `example-config-repo/` from this very Git repository (source = the repo
-   root, `--path example-config-repo`, the checked-out branch), once, then every 60 s in the
-   background, so a commit to the example repo reaches the agents; it signs every config with the
-   demo's key pair (`.demo/keys/`, made on first run);
+2. `ctrltower reconcile` of the demo's own Git repo `.demo/config-repo` (made on first run from
+   `example-config-repo/`, demo/rollout.py), once, then every 60 s in the background, so a commit to
+   it reaches the agents; it signs every config with the demo's key pair (`.demo/keys/`, made on
+   first run);
 3. an OTLP/HTTP sink (demo/sink.py, in this process) that counts what the collectors send;
 4. a log generator (demo/loggen.py, in this process) writing to each agent's APP_LOG_DIR;
 5. three `ctrltower agent`s running the real collector (the otelcol-contrib test binary from the
    venv): two with labels tier=edge (group `edge`) and one with tier=edge,ring=canary (group
    `edge-canary`), each trusting only the demo's public key (`--trust-key`).
 
-Then it prints the UI URL and the admin token. A second run reuses `.demo/` (same tokens, same
+Then it prints the UI URL and the admin token, and, once every agent is Synced, commits a harmless
+change to `.demo/config-repo` and publishes it: the example policy `rollouts/edge.yaml` rolls it
+out (edge-canary, then half of edge, then all of it) and the demo prints each step, the outcome and
+the Rollouts page URL. A second run reuses `.demo/` (same tokens, same
 agent identities); `--reset` wipes it first. `DEMO_DIR` moves the data directory (the tests use it).
 """
 
@@ -36,6 +39,7 @@ from pathlib import Path
 
 from ctrltower.keyfiles import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keys
 from demo.loggen import LogGenerator
+from demo.rollout import BRANCH, ConfigRepoError, RolloutShow, ensure_config_repo
 from demo.sink import SinkHandle, start_sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +59,8 @@ EXIT_FAILED = 1
 
 
 PIDS_FILE = "pids"
+# Children that run once and exit 0: their exit is not a failure of the demo.
+ONE_SHOT = frozenset({"reconcile-first", "reconcile-change"})
 
 
 class DemoError(Exception):
@@ -145,17 +151,6 @@ def _reported_ready(path: Path, pid: int) -> bool:
         return False
 
 
-def git_branch() -> str:
-    result = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--abbrev-ref", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    branch = result.stdout.strip()
-    return branch if result.returncode == 0 and branch and branch != "HEAD" else "main"
-
-
 @dataclass
 class Child:
     name: str
@@ -164,8 +159,12 @@ class Child:
 
 
 class Demo:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, stop: threading.Event | None = None) -> None:
         self.data_dir = data_dir
+        self.stop_event = stop or threading.Event()
+        self.show: RolloutShow | None = None
+        self.config_repo = data_dir / "config-repo"  # made by reconcile()
+        self.reconcile_env: dict[str, str] = {}
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.children: list[Child] = []
@@ -260,31 +259,45 @@ class Demo:
             generate_keys(keys)
         return private, public
 
-    def reconcile(self, token: str) -> None:
-        env = dict(os.environ, CTRLTOWER_TOKEN=token)
-        args = [
+    def reconcile_args(self, cache: str) -> list[str]:
+        return [
             "reconcile",
             "--source",
-            str(ROOT),
+            str(self.config_repo),
             "--ref",
-            git_branch(),
-            "--path",
-            "example-config-repo",
+            BRANCH,
             "--server",
             self.url,
             "--cache-dir",
-            str(self.data_dir / "git-cache"),
+            str(self.data_dir / cache),
             "--signing-key",
             str(self.keys()[0]),
         ]
-        once = self.spawn("reconcile-first", args, env)
+
+    def reconcile(self, token: str) -> None:
+        try:
+            self.config_repo = ensure_config_repo(self.data_dir)
+        except (ConfigRepoError, OSError) as exc:
+            raise DemoError(f"cannot make the demo's config repo: {exc}") from None
+        self.reconcile_env = dict(os.environ, CTRLTOWER_TOKEN=token)
+        once = self.spawn("reconcile-first", self.reconcile_args("git-cache"), self.reconcile_env)
         try:
             code = once.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             raise DemoError(f"the first reconcile took over 2 minutes; see {once.log}") from None
         if code != 0:
             raise DemoError(f"the first reconcile failed (exit {code}); see {once.log}")
-        self.spawn("reconcile-loop", [*args, "--interval", RECONCILE_EVERY], env)
+        args = [*self.reconcile_args("git-cache"), "--interval", RECONCILE_EVERY]
+        self.spawn("reconcile-loop", args, self.reconcile_env)
+
+    def publish_change(self) -> int:
+        """Publish the config repo's HEAD now (not at the loop's next run). Its own Git cache: the
+        loop may be fetching into the other one at this very moment."""
+        once = self.spawn("reconcile-change", self.reconcile_args("git-cache-change"), self.reconcile_env)
+        try:
+            return once.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            return EXIT_FAILED
 
     def start_agents(self, enroll: str, endpoint: str) -> list[Path]:
         binary = collector_binary()
@@ -342,7 +355,7 @@ class Demo:
         admin, enroll = self.start_server()
         print(f"  server on {self.url}", flush=True)
         self.reconcile(admin)
-        print("  reconciled example-config-repo/ (again every 60 s)", flush=True)
+        print(f"  reconciled {self.config_repo} (again every 60 s)", flush=True)
         log_dirs = self.start_agents(enroll, self.sink.endpoint)
         self.loggen = LogGenerator(log_dirs, rate=LOG_LINES_PER_S).start()
         print(f"  {len(AGENTS)} agents with real collectors; a log generator writing to each", flush=True)
@@ -353,11 +366,21 @@ class Demo:
         print("", flush=True)
         print("  Within a minute the fleet page shows every agent Synced, with log rates.", flush=True)
         print(
-            "  Commit a change to example-config-repo/ and watch it roll out on the Rollouts page:"
-            " edge-canary first, then edge (docs/rollouts.md).",
+            "  Then the demo commits a change to its config repo and rolls it out: edge-canary first,"
+            f" then edge. Watch it on {self.url}/rollouts (docs/rollouts.md).",
             flush=True,
         )
         print("  Ctrl-C stops everything.", flush=True)
+        print("", flush=True)
+        self.show = RolloutShow(
+            url=self.url,
+            token=admin,
+            repo=self.config_repo,
+            agents=len(AGENTS),
+            publish=self.publish_change,
+            stop=self.stop_event,
+            say=lambda line: print(line, flush=True),
+        ).start()
 
 
 class _quiet:
@@ -401,12 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    demo = Demo(data_dir, args.port)
+    demo = Demo(data_dir, args.port, stop)
     code = 0
     try:
         demo.run()
         while not stop.wait(1.0):
-            dead = [c for c in demo.children if c.proc.poll() is not None and c.name != "reconcile-first"]
+            dead = [c for c in demo.children if c.proc.poll() is not None and c.name not in ONE_SHOT]
             if dead:
                 gone = dead[0]
                 print(f"demo: {gone.name} exited ({gone.proc.returncode}); see {gone.log}", flush=True)
@@ -417,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_FAILED
     finally:
         print("stopping the demo ...", flush=True)
+        stop.set()  # the rollout thread too
         demo.stop()
         print("stopped.", flush=True)
     return code

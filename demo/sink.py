@@ -10,7 +10,8 @@ which file a line came from); nothing else is interpreted.
     handle.counts()            # {"logs": n, "metrics": n, "traces": n}
     handle.close()
 
-`python -m demo.sink --listen 127.0.0.1:4318` runs it in the foreground and prints the counts.
+`python -m demo.sink --listen 127.0.0.1:4318` runs it in the foreground and prints the counts;
+`--fail-with 503` makes it a broken backend that refuses every export.
 """
 
 from __future__ import annotations
@@ -342,9 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.sink", description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:4318", help="HOST:PORT (default 127.0.0.1:4318)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between count lines")
+    parser.add_argument(
+        "--fail-with",
+        type=int,
+        default=None,
+        metavar="STATUS",
+        help="answer every export with this HTTP status (e.g. 503: a broken backend, docs/rollouts.md)",
+    )
     args = parser.parse_args(argv)
+    if args.fail_with is not None and not 400 <= args.fail_with <= 599:
+        parser.error(f"--fail-with must be an HTTP error status (400-599), not {args.fail_with}")
     host, _, port = args.listen.rpartition(":")
     sink = start_sink(host or "127.0.0.1", int(port))
+    sink.set_failing(args.fail_with)
     print(f"OTLP/HTTP sink on {sink.endpoint}", flush=True)
     try:
         while True:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from demo.sink import SinkHandle, start_sink
+from tests.conftest import ROOT, free_port
 
 
 def _varint(n: int) -> bytes:
@@ -120,3 +125,27 @@ def test_failing_mode_and_counts_endpoint(sink: SinkHandle) -> None:
     sink.set_failing(None)
     assert httpx.post(f"{sink.endpoint}/v1/logs", content=logs_request([["a"]]), headers=h).status_code == 200
     assert json.loads(httpx.get(f"{sink.endpoint}/counts").text) == {"logs": 1, "metrics": 0, "traces": 0}
+
+
+def test_command_line_fail_with_makes_a_broken_backend(tmp_path: Path) -> None:
+    """`python -m demo.sink --fail-with 503` (docs/rollouts.md breaks a demo commit with it) answers
+    every export with 503; a status that is not an HTTP error is a usage error."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "demo.sink", "--listen", f"127.0.0.1:{port}", "--interval", "3600"]
+    bad = subprocess.run([*cmd, "--fail-with", "200"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--fail-with must be an HTTP error status" in bad.stderr
+    proc = subprocess.Popen(
+        [*cmd, "--fail-with", "503"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().decode().startswith("OTLP/HTTP sink on")  # its readiness line
+        h = {"Content-Type": "application/x-protobuf"}
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/logs", content=logs_request([["a"]]), headers=h)
+        assert r.status_code == 503
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)  # reads and closes its stdout

@@ -18,7 +18,6 @@ from schemas.api import (
     ApplyResult,
     Command,
     LabelScope,
-    Page,
     RegistrationResponse,
     StatusReport,
 )
@@ -335,16 +334,11 @@ class AgentsMixin(StatusCountsMixin):
         params = self._view_params()
         where, fparams = self._filter_sql(f, with_status=True)
         cwhere, cparams = self._filter_sql(f, with_status=False)
+        view = _agent_view_sql(self.db.dialect)
         with self.db.read() as conn:
-            base = f"SELECT * FROM {_agent_view_sql(self.db.dialect)}"
-            rows = conn.execute(
-                f"{base}{where} ORDER BY {order} LIMIT :limit OFFSET :offset",
-                {**params, **fparams, "limit": limit, "offset": offset},
-            ).fetchall()
             # The whole fleet (the fleet page's default) or one group (the group filter, the groups
             # page): maintained counts, no evaluation of every agent. Other filters count by scanning.
-            only_group = f.sync_status is None and not f.labels and not f.search
-            if only_group:
+            if f.sync_status is None and not f.labels and not f.search:
                 failing = json.loads(params["failing"])
                 counts = self._fleet_counts(conn, params["cutoff"], failing, f.group)
                 total = (
@@ -352,27 +346,23 @@ class AgentsMixin(StatusCountsMixin):
                     if f.status is not None
                     else sum(counts[s] for s in ("online", "degraded", "offline"))
                 )
-                return AgentList(
-                    items=with_opamp(conn, [self._agent_view(r) for r in rows]),
-                    page=Page(total=total, limit=limit, offset=offset),
-                    counts=counts,
-                )
-            counts = {"online": 0, "degraded": 0, "offline": 0}
-            total = 0
-            for r in conn.execute(
-                f"SELECT status, sync_status, COUNT(*) FROM ({base}{cwhere}) c GROUP BY status, sync_status",
-                {**params, **cparams},
-            ):
-                counts[r[0]] = counts.get(r[0], 0) + int(r[2])
-                counts[r[1]] = counts.get(r[1], 0) + int(r[2])
-                if f.status is None or r[0] == f.status:  # the page's total, from the same scan
-                    total += int(r[2])
+            else:
+                counts = {"online": 0, "degraded": 0, "offline": 0}
+                total = 0
+                for r in conn.execute(
+                    f"SELECT status, sync_status, COUNT(*) FROM (SELECT * FROM {view}{cwhere}) c"
+                    " GROUP BY status, sync_status",
+                    {**params, **cparams},
+                ):
+                    counts[r[0]] = counts.get(r[0], 0) + int(r[2])
+                    counts[r[1]] = counts.get(r[1], 0) + int(r[2])
+                    if f.status is None or r[0] == f.status:  # the page's total, from the same scan
+                        total += int(r[2])
+            rows, page = page_rows(
+                conn, view, where, {**params, **fparams}, order, limit=limit, offset=offset, total=total
+            )
             items = with_opamp(conn, [self._agent_view(r) for r in rows])
-        return AgentList(
-            items=items,
-            page=Page(total=total, limit=limit, offset=offset),
-            counts=counts,
-        )
+        return AgentList(items=items, page=page, counts=counts)
 
     def get_agent(self, agent_id: str) -> AgentView:
         with self.db.read() as conn:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,14 +35,36 @@ def record_audit(
 
 
 def page_rows(
-    conn: Conn, table: str, where: str, args: Sequence[Any], order: str, *, limit: int, offset: int
+    conn: Conn,
+    source: str,
+    where: str,
+    args: Sequence[Any] | Mapping[str, Any],
+    order: str,
+    *,
+    limit: int,
+    offset: int,
+    columns: str = "*",
+    total: int | None = None,
 ) -> tuple[list[Any], Page]:
-    """One page of `SELECT * FROM table where ORDER BY order` and its `Page` (the total matching rows,
-    limit, offset). The paging of every offset-paged list; `where` is "" or " WHERE ..." with `?`s."""
-    total = int(conn.execute(f"SELECT COUNT(*) FROM {table}{where}", args).fetchone()[0])
-    rows = conn.execute(
-        f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?", [*args, limit, offset]
-    ).fetchall()
+    """One page of `SELECT columns FROM source where ORDER BY order` and its `Page` (the total matching
+    rows, limit, offset). The paging of every offset-paged list.
+
+    `source` is what follows FROM: a table, a join or a view's subquery. `where` is "" or " WHERE ...";
+    `args` fills it, positionally (`?`, a sequence) or by name (`:name`, a mapping). A caller that knows
+    the total more cheaply (maintained counts) passes it, and no COUNT(*) runs.
+    """
+    if total is None:
+        total = int(conn.execute(f"SELECT COUNT(*) FROM {source}{where}", args).fetchone()[0])
+    params: Sequence[Any] | Mapping[str, Any]
+    if isinstance(args, Mapping):
+        clause, params = (
+            "LIMIT :page_limit OFFSET :page_offset",
+            {**args, "page_limit": limit, "page_offset": offset},
+        )
+    else:
+        clause = "LIMIT ? OFFSET ?"
+        params = [*args, limit, offset]
+    rows = conn.execute(f"SELECT {columns} FROM {source}{where} ORDER BY {order} {clause}", params).fetchall()
     return rows, Page(total=total, limit=limit, offset=offset)
 
 

@@ -12,7 +12,6 @@ from schemas.api import (
     GroupHistoryEntry,
     GroupRevision,
     GroupView,
-    Page,
     PipelineGraph,
     PublishResult,
     RevisionDetail,
@@ -22,7 +21,7 @@ from schemas.api import (
 )
 from schemas.common import config_hash
 from schemas.signing import Untrusted, peek_config
-from webui.store.base import dt_req, dumps, loads, record_audit, ts
+from webui.store.base import dt_req, dumps, loads, page_rows, record_audit, ts
 from webui.store.counts import rebuild_counts
 from webui.store.db import Conn
 from webui.store.errors import Conflict, Invalid, NotFound
@@ -39,6 +38,11 @@ class ServedConfig:
     config_hash: str
     body: bytes
     statement: str | None = None
+
+
+# a publication with its commit's details: the rows of the revision history
+_PUBLISHED = "publications p JOIN revisions r USING (commit_sha)"
+_SUMMARY_COLUMNS = "p.seq, p.commit_sha, p.published_at, r.message, r.author, r.committed_at"
 
 
 class RevisionsMixin(RolloutsMixin):
@@ -208,12 +212,11 @@ class RevisionsMixin(RolloutsMixin):
         return str(rows[0][0])
 
     def _summaries(self, conn: Conn, where: str, args: tuple[object, ...]) -> list[RevisionSummary]:
+        rows = conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM {_PUBLISHED}{where}", args).fetchall()
+        return self._summarise(conn, rows)
+
+    def _summarise(self, conn: Conn, rows: list[Any]) -> list[RevisionSummary]:
         current_seq = self._current_seq(conn)
-        rows = conn.execute(
-            "SELECT p.seq, p.commit_sha, p.published_at, r.message, r.author, r.committed_at"
-            " FROM publications p JOIN revisions r USING (commit_sha)" + where,
-            args,
-        ).fetchall()
         out = []
         for r in rows:
             rows_g = conn.execute(
@@ -246,9 +249,12 @@ class RevisionsMixin(RolloutsMixin):
     def list_revisions(self, *, limit: int = 50, offset: int = 0) -> RevisionList:
         """Publications, newest first (a commit published twice appears twice)."""
         with self.db.read() as conn:
-            total = int(conn.execute("SELECT COUNT(*) FROM publications").fetchone()[0])
-            items = self._summaries(conn, " ORDER BY p.seq DESC LIMIT ? OFFSET ?", (limit, offset))
-        return RevisionList(items=items, page=Page(total=total, limit=limit, offset=offset))
+            # every publication has its revision (a foreign key): the join counts the publications
+            rows, page = page_rows(
+                conn, _PUBLISHED, "", (), "p.seq DESC", limit=limit, offset=offset, columns=_SUMMARY_COLUMNS
+            )
+            items = self._summarise(conn, rows)
+        return RevisionList(items=items, page=page)
 
     def get_revision(self, sha: str) -> RevisionDetail:
         with self.db.read() as conn:
