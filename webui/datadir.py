@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# DuckDB of scraped metrics and the metrics process's internal endpoint: named by the metrics package,
+# which owns them (and may not import webui).
+from metrics.settings import METRICS_DB as METRICS_DB
+from metrics.settings import METRICS_SOCKET as METRICS_SOCKET
+
 STATE_DB = "state.db"  # SQLite: the server's state (a cache of Git plus live agent state)
-METRICS_DB = "metrics.duckdb"  # DuckDB: scraped metrics, owned by the metrics process
-METRICS_SOCKET = "metrics.sock"  # the metrics process's internal HTTP endpoint
 ADMIN_TOKEN = "admin.token"  # bootstrap tokens, written 0600 on first start
 ENROLL_TOKEN = "enroll.token"
 SECRET_KEY = "secret.key"  # the Flask session key shared by the workers

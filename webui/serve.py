@@ -2,7 +2,7 @@
 
 Process tree:
 - this (main) process: migrates the database, writes the bootstrap tokens on first start, starts the
-  metrics process (`webui.metrics.service:run(settings)`, if that module exists) and the rollout
+  metrics process (`metrics.service:run(settings)`, if that module exists) and the rollout
   controller's process (`webui.rollouts.controller:run`, working while it holds the `rollouts` lease,
   docs/rollouts.md), both spawned (never forked) and restarted if they die, and runs granian's
   supervisor, which forks the WSGI worker processes (each builds its own app with `create_app`);
@@ -47,7 +47,7 @@ from webui.settings import ServerSettings
 from webui.store import Store
 
 log = logging.getLogger("ctrltower.server")
-METRICS_MODULE = "webui.metrics.service"
+METRICS_MODULE = "metrics.service"
 
 
 class ServeError(Permanent):
