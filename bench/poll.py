@@ -27,7 +27,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ from scrape import FLEET_PROCS, FLEET_SERVER  # noqa: E402
 from schemas.api import AgentRegistration  # noqa: E402
 from schemas.common import config_hash  # noqa: E402
 from schemas.signing import STATEMENT_HEADER, Signer, key_id, verify_config  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.support import nginx as ngx  # noqa: E402
 from webui.metrics.client import MetricsClient  # noqa: E402
 from webui.serve import prepare  # noqa: E402
 from webui.settings import ServerSettings  # noqa: E402
@@ -81,31 +82,11 @@ function init(args)
 end
 """
 
-NGINX_CONF = """
-worker_processes {workers};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
+# the static-file baseline: nginx serves the rendered config with ETag on (so it answers 304 too)
+STATIC = """  server {{
     listen 127.0.0.1:{port};
     location /config.yaml {{ root {dir}/www; etag on; default_type text/yaml; }}
-  }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+  }}"""
 
 
 def wait_http(url: str, timeout_s: float = 30) -> None:
@@ -314,22 +295,14 @@ def scrape_stats(work: Path) -> dict[str, float]:
 
 
 def setup_nginx(work: Path, workers: int, body: bytes) -> tuple[subprocess.Popen[bytes], str, str]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     ndir = work / "nginx"
     (ndir / "www").mkdir(parents=True)
     (ndir / "www" / "config.yaml").write_bytes(body)
     port = free_port()
-    conf = ndir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(workers=workers, dir=ndir, port=port))
-    proc = subprocess.Popen(
-        [nginx, "-c", str(conf), "-p", str(ndir)],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    conf = ngx.config(ndir, STATIC.format(dir=ndir, port=port), workers=workers, connections=4096)
     url = f"http://127.0.0.1:{port}/config.yaml"
+    proc = ngx.start(ndir, conf, url)
     try:
-        wait_http(url)
         etag = httpx.get(url).headers["ETag"]
         assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 304
     except BaseException:

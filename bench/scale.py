@@ -50,7 +50,7 @@ from poll import (  # noqa: E402
 
 from schemas.api import AgentRegistration, RevisionPublish  # noqa: E402
 from schemas.common import config_hash  # noqa: E402
-from tests.support.cluster import NGINX_CONF  # noqa: E402
+from tests.support import nginx as ngx  # noqa: E402
 from tests.support.pg import PgCluster  # noqa: E402
 from webui.metrics.client import MetricsClient  # noqa: E402
 from webui.store import Store  # noqa: E402
@@ -146,26 +146,12 @@ def start_replica(
 
 
 def start_lb(work: Path, bases: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    import shutil
-
     d = work / f"nginx{len(bases)}"
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / sub).mkdir(parents=True, exist_ok=True)
-    servers = "\n".join(f"    server {b.removeprefix('http://')};" for b in bases)
     port = free_port()
     # two nginx workers; enough idle upstream connections that no poll opens a new one to a replica
-    conf = NGINX_CONF.format(dir=d, port=port, servers=servers)
-    conf = conf.replace("worker_processes 1;", "worker_processes 2;").replace(
-        "keepalive 16;", "keepalive 128;"
-    )
-    (d / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(d / "nginx.conf"), "-p", str(d)],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    upstream = ngx.balancer(port, [b.removeprefix("http://") for b in bases], keepalive=128)
     base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/api/health")
-    return proc, base
+    return ngx.start(d, ngx.config(d, upstream, workers=2), base + "/api/health"), base
 
 
 def polls(base: str, lua: Path, agents_file: Path, seconds: int, pgids: list[int]) -> dict[str, float]:

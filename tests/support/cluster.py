@@ -15,7 +15,6 @@ that fails on one replica (connection refused: killed) is retried on the next (`
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -25,41 +24,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import free_port
-from tests.support.ready import patience, wait_ready
+from tests.support import nginx
+from tests.support.ready import patience
 from tests.support.server import ServerProcess, auth
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream ctrltower {{
-{servers}
-    keepalive 16;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    client_max_body_size 32m;
-    location / {{
-      proxy_pass http://ctrltower;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_connect_timeout 2s;
-      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-      proxy_next_upstream_tries 3;
-    }}
-  }}
-}}
-"""
 
 
 class ScaleOut:
@@ -114,34 +81,13 @@ class ScaleOut:
 
     def _start_nginx(self) -> None:
         d = self.root / "nginx"
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        servers = "\n".join(
-            f"    server 127.0.0.1:{r.port} max_fails=1 fail_timeout=1s;" for r in self.replicas
-        )
-        conf = d / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=d, port=self.lb_port, servers=servers))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        log = (d / "stdout.log").open("ab")
-        self.nginx = subprocess.Popen([nginx, "-c", str(conf), "-p", str(d)], stdout=log, stderr=log)
-        log.close()
-
-        def answers() -> bool | None:
-            try:
-                return httpx.get(self.lb_url + "/api/health", timeout=2).status_code == 200 or None
-            except httpx.HTTPError:
-                return None
-
-        wait_ready(self.nginx, answers, "nginx", lambda: (d / "error.log").read_text(errors="replace"))
+        servers = [f"127.0.0.1:{r.port} max_fails=1 fail_timeout=1s" for r in self.replicas]
+        conf = nginx.config(d, nginx.balancer(self.lb_port, servers))
+        self.nginx = nginx.start(d, conf, self.lb_url + "/api/health")
 
     def stop(self) -> None:
-        if self.nginx is not None and self.nginx.poll() is None:
-            self.nginx.terminate()
-            try:
-                self.nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                self.nginx.kill()
-                self.nginx.wait(5)
+        if self.nginx is not None:
+            nginx.stop(self.nginx)
         for r in self.replicas:
             with contextlib.suppress(Exception):
                 r.stop()
