@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,25 +35,12 @@ from reconciler.client import ControlClient, make_http_client  # noqa: E402
 from reconciler.git import GitRepo  # noqa: E402
 from reconciler.plan import build_plan  # noqa: E402
 from reconciler.run import ReconcileSettings, reconcile_once  # noqa: E402
+from tests.reconciler.gitutil import git  # noqa: E402
 
 PIPELINES = 1000
 GROUPS = 200
 REPEAT = 5
 CHANGED = "pipelines/pipe-0500.yaml"
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_AUTHOR_NAME="bench",
-        GIT_AUTHOR_EMAIL="bench@example.com",
-        GIT_COMMITTER_NAME="bench",
-        GIT_COMMITTER_EMAIL="bench@example.com",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def generate_repo(root: Path, pipelines: int = PIPELINES, groups: int = GROUPS) -> tuple[str, str]:
@@ -64,22 +50,22 @@ def generate_repo(root: Path, pipelines: int = PIPELINES, groups: int = GROUPS) 
     in 1-2 groups), so the plan is compared with the full render that benchmark measures.
     """
     root.mkdir(parents=True)
-    _git(root, "init", "-q", "-b", "main")
+    git(root, "init", "-q", "-b", "main")
     for rel, text in generate(pipelines, groups).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "generated")
-    base = _git(root, "rev-parse", "HEAD")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "generated")
+    base = git(root, "rev-parse", "HEAD")
     target = root / CHANGED
     text = target.read_text()
     assert "send_batch_size: 1024" in text
     target.write_text(text.replace("send_batch_size: 1024", "send_batch_size: 2048"))
-    _git(root, "commit", "-q", "-am", "one pipeline changes")
+    git(root, "commit", "-q", "-am", "one pipeline changes")
     # A clone (the CI checkout, the reconciler's cache) holds packed objects; a repo committed
     # locally holds 1,000 loose ones, which git reads several times slower. Pack, like a clone.
-    _git(root, "repack", "-adq")
-    return base, _git(root, "rev-parse", "HEAD")
+    git(root, "repack", "-adq")
+    return base, git(root, "rev-parse", "HEAD")
 
 
 def cpu_now() -> float:
