@@ -12,44 +12,46 @@
 
 Files go under `home`: the collector config `home/collector.yaml`, the state dir `home/state` and the
 output `home/agent.log`, each overridable (`config=`, `state_dir=`, `log_path=`). Options are the
-command line's: `labels`, `hostname`, `protocol`, `poll_interval`, `health_timeout`, `telemetry_port`,
-`trust_keys`, `extra_args`. `collector_env={"APP_LOG_DIR": "/x"}` puts the variable in the agent's
-environment and passes it on with `--collector-env APP_LOG_DIR` (the collector gets nothing else of
-ours). `agent_only=True` (the default) blocks the server's packages (tests/agent/blocker), as on a host
-where only the agent is installed.
+command line's: `labels`, `hostname`, `protocol`, `poll_interval` (0.5 s; None: the server's),
+`health_timeout`, `telemetry_port`, `trust_keys`, `extra_args`. `collector_env={"APP_LOG_DIR": "/x"}`
+puts the variable in the agent's environment and passes it on with `--collector-env APP_LOG_DIR` (the
+collector gets nothing else of ours). `agent_only=True` (the default) blocks the server's packages
+(tests/agent/blocker), as on a host where only the agent is installed.
 
 `start()` returns once the agent serves its /metrics (it binds that socket first thing in its loop,
 after parsing its options and building its parts), or fails with its output if it exits first: no fixed
 sleep, only tests.support.ready's safety cap. `start()` again after `stop()` runs it again on the same
 files (what a restart of the agent on a host does).
 
-The agent runs in a session of its own, so teardown reaches the collector too even if the agent could
-not stop it (the collector also dies with its parent: agent/supervisor.py).
+The agent runs in a session of its own (tests/support/process.py, like the server), so teardown
+reaches the collector too even if the agent could not stop it (the collector also dies with its parent:
+agent/supervisor.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from tests.conftest import ROOT, free_port
+from tests.support.process import SessionProcess
 from tests.support.procs import alive, children, descendants
-from tests.support.ready import NotReady, patience, wait_ready
+from tests.support.ready import patience
 
 # sitecustomize.py there makes Flask, DuckDB, networkx, GitPython... unimportable (an agent-only host)
 BLOCKER_DIR = ROOT / "tests" / "agent" / "blocker"
 
 
-class AgentProcess:
+class AgentProcess(SessionProcess):
     """`ctrltower agent --server URL --enroll-token T --collector BIN ...` as a subprocess."""
+
+    what = "ctrltower agent"
+    stop_timeout_s = patience(20)  # it stops its collector first (SIGTERM, then its own bound)
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class AgentProcess:
         labels: str = "",
         hostname: str | None = None,
         protocol: str | None = None,
-        poll_interval: str = "0.5s",
+        poll_interval: str | None = "0.5s",
         health_timeout: str | None = None,
         telemetry_port: int | None = None,
         collector_env: Mapping[str, str] | None = None,
@@ -72,13 +74,13 @@ class AgentProcess:
         agent_only: bool = True,
         extra_args: Sequence[str] = (),
     ) -> None:
+        super().__init__(log_path or home / "agent.log")
         self.server = server
         self.enroll_token = enroll_token
         self.collector = collector
         self.home = home
         self.config = config or home / "collector.yaml"
         self.state_dir = state_dir or home / "state"
-        self.log_path = log_path or home / "agent.log"
         self.labels = labels
         self.hostname = hostname
         self.protocol = protocol
@@ -90,7 +92,6 @@ class AgentProcess:
         self.agent_only = agent_only
         self.extra_args = tuple(extra_args)
         self.metrics_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -112,9 +113,9 @@ class AgentProcess:
             "--config", str(self.config),
             "--state-dir", str(self.state_dir),
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-            "--poll-interval", self.poll_interval,
         ]  # fmt: skip
         optional = {
+            "--poll-interval": self.poll_interval,
             "--protocol": self.protocol,
             "--labels": self.labels or None,
             "--hostname": self.hostname,
@@ -131,33 +132,13 @@ class AgentProcess:
         return cmd + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.collector_env}
+        env = {**super().environment(), **self.collector_env}
         if self.agent_only:
             env["PYTHONPATH"] = str(BLOCKER_DIR)
         return env
 
-    def start(self) -> AgentProcess:
-        """Start (or start again after `stop()`) and wait until the agent serves its /metrics."""
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("agent already running")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=ROOT,
-                env=self.environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_ready(self.proc, self._serves_metrics, "ctrltower agent", self.log_text)
-        except NotReady:
-            self.kill()
-            raise
-        return self
-
-    def _serves_metrics(self) -> bool:
+    def reported_ready(self) -> bool:
+        """Ready = it serves its /metrics (bound first thing in its loop)."""
         try:
             r = httpx.get(self.metrics_url, timeout=2)
         except httpx.HTTPError:
@@ -165,8 +146,12 @@ class AgentProcess:
         # the agent's own metric names: not some other process that took the port meanwhile
         return r.status_code == 200 and "ctrltower_" in r.text
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM (the agent stops its collector and exits 0) and wait; past the bound SIGKILL its
+        session. Whatever is left in the session (a collector it could not stop) is killed too."""
+        code = super().stop(timeout_s)
+        self._reap_group()
+        return code
 
     def wait(self, timeout_s: float) -> int:
         """Wait until it exits by itself (e.g. after a `shutdown` command): its exit code. The bound is
@@ -174,50 +159,7 @@ class AgentProcess:
         assert self.proc is not None, "agent not started"
         return self.proc.wait(patience(timeout_s))
 
-    def stop(self, timeout_s: float = 20.0) -> int | None:
-        """SIGTERM (the agent stops its collector and exits 0) and wait; after `patience(timeout_s)`
-        SIGKILL the whole session. Anything left in the session is killed too. Returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(patience(timeout_s))
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reap_session()
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the agent and its collector at once."""
-        proc = self.proc
-        if proc is None:
-            return
-        self._reap_session()
-        proc.wait(patience(10))
-
-    def _reap_session(self) -> None:
-        # the session's id is the agent's pid (start_new_session): its collector and any helper it ran
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def __enter__(self) -> AgentProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # --- what it shows -------------------------------------------------------------------------------
-
-    def log_text(self, last: int = 8000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-last:]
-        except FileNotFoundError:
-            return ""
 
     def metric(self, sample: str) -> float | None:
         """The value of one sample on its /metrics (`name` or `name{labels}` as exposed), or None."""

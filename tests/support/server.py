@@ -35,26 +35,29 @@ A test `clock` can be injected in-process: `InProcessServer(tmp_path, clock=lamb
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tests.support.ready import NotReady, wait_ready
+from tests.conftest import free_port
+from tests.support.process import SessionProcess
+from tests.support.ready import wait_ready
 
 
-class ServerProcess:
-    """`ctrltower server --data-dir DIR --listen 127.0.0.1:PORT` as a subprocess in its own session."""
+class ServerProcess(SessionProcess):
+    """`ctrltower server --data-dir DIR --listen 127.0.0.1:PORT` as a subprocess in its own session.
+
+    `start()` (or entering the `with`) returns once the server reported ready; `stop()` is SIGTERM,
+    SIGKILL to its session after 15 s; `kill()` SIGKILLs the session (workers, metrics process).
+    """
+
+    what = "ctrltower server"
+    stop_timeout_s = 15.0
 
     def __init__(
         self,
@@ -70,6 +73,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        super().__init__(self.data_dir.parent / f"{self.data_dir.name}-server.log")
         self.port = port or free_port()
         self.poll_interval_s = poll_interval_s
         self.workers = workers
@@ -78,8 +82,6 @@ class ServerProcess:
         self.metrics_interval_s = metrics_interval_s
         self.extra_args = extra_args
         self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -103,33 +105,12 @@ class ServerProcess:
             cmd += ["--metrics-interval", str(self.metrics_interval_s)]
         return cmd + list(self.extra_args)
 
-    def start(self) -> ServerProcess:
-        """Start (or restart after stop/kill) and wait until the server reports ready (or exits).
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **(self.env or {})}
 
-        Ready = the server wrote DATA_DIR/server.ready with its own pid (it does once a worker can
-        answer). No fixed timeout: only tests.support.ready's safety cap.
-        """
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("server already running")
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        try:
-            wait_ready(self.proc, self._reported_ready, "ctrltower server", self.log_text)
-        except NotReady:
-            self.kill()
-            raise
-        return self
-
-    def _reported_ready(self) -> bool:
+    def reported_ready(self) -> bool:
+        """Ready = the server wrote DATA_DIR/server.ready with its own pid (it does once a worker can
+        answer)."""
         proc = self.proc
         try:
             report = json.loads((self.data_dir / "server.ready").read_text())
@@ -143,61 +124,6 @@ class ServerProcess:
         sock = self.data_dir / "metrics.sock"
         found = wait_ready(self.proc, lambda: sock if sock.exists() else None, "metrics", self.log_text)
         return found
-
-    def stop(self, timeout_s: float = 15.0) -> int | None:
-        """SIGTERM and wait (SIGKILL the group after timeout_s). Returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the server and all its children (workers, metrics process) at once."""
-        proc = self.proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-    def _reap_group(self) -> None:
-        # Children left behind after the leader exited (should not happen: a test may assert on it).
-        proc = self.proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    def group_alive(self) -> bool:
-        """True if any process of the server's session is still alive."""
-        if self.proc is None:
-            return False
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-        self._reap_group()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-20000:]
-        except FileNotFoundError:
-            return ""
 
     # --- tokens and clients ----------------------------------------------------------------------
 
