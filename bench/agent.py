@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,12 +28,10 @@ from _record import Baseline, Run  # noqa: E402
 
 from agent.collector_metrics import process_usage  # noqa: E402
 from demo.sink import start_sink  # noqa: E402
-from schemas.api import GroupRevision, RevisionPublish  # noqa: E402
-from schemas.common import config_hash  # noqa: E402
 from tests.agent.helpers import collector_config, wait_until  # noqa: E402
-from tests.conftest import collector_path, free_port  # noqa: E402
-from tests.support.procs import children  # noqa: E402
-from tests.support.server import ServerProcess, auth  # noqa: E402
+from tests.conftest import collector_path  # noqa: E402
+from tests.support.agent import AgentProcess  # noqa: E402
+from tests.support.server import ServerProcess, one_group_revision, publish_revision  # noqa: E402
 
 
 def main() -> int:
@@ -49,36 +43,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     logs = tmp / "logs"
     logs.mkdir()
-    metrics_port = free_port()
     with start_sink() as sink, ServerProcess(tmp / "server", poll_interval_s=15.0) as srv:
         text = collector_config(f"{logs}/*.log", sink.endpoint)
-        body = RevisionPublish(
-            commit_sha="be0c4001",
-            previous_commit_sha=None,
-            groups=[
-                GroupRevision(
-                    name="edge", selector={}, priority=0, config=text, config_hash=config_hash(text)
-                )
-            ],
-            pipelines=[],
+        revision = one_group_revision(text, sha="be0c4001", previous=None, selector={})
+        publish_revision(srv.base_url, srv.create_token("reconciler"), revision)
+        # the server's poll interval (15 s), as deployed
+        agent = AgentProcess(
+            srv.base_url, srv.enroll_token, collector_path(), tmp, poll_interval=None, agent_only=False
         )
-        r = httpx.post(
-            f"{srv.base_url}/api/v1/revisions",
-            content=body.model_dump_json(by_alias=True),
-            headers={**auth(srv.create_token("reconciler")), "Content-Type": "application/json"},
-        )
-        r.raise_for_status()
-        agent = subprocess.Popen(
-            [
-                sys.executable, "-m", "ctrltower", "agent", "--server", srv.base_url,
-                "--enroll-token", srv.enroll_token, "--collector", str(collector_path()),
-                "--config", str(tmp / "collector.yaml"), "--state-dir", str(tmp / "state"),
-                "--metrics-listen", f"127.0.0.1:{metrics_port}",
-            ],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(tmp / "agent.log").open("wb"),
-        )  # fmt: skip
         try:
-            collector = wait_until(lambda: children(agent.pid), 30, what="collector started")[0]
+            agent.start()
+            collector = wait_until(agent.collector_pid, 30, what="collector started")
             time.sleep(3)  # settle: registration, first apply, health check
             a0, c0 = process_usage(agent.pid), process_usage(collector)
             assert a0 is not None and c0 is not None
@@ -96,16 +71,13 @@ def main() -> int:
             got = sink.wait_for("logs", written, timeout=30)
 
             def exposed() -> float:
-                for line in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text.splitlines():
-                    if line.startswith('ctrltower_collector_items_total{outcome="sent",signal="logs"}'):
-                        return float(line.split()[-1])
-                return -1
+                sent = agent.metric('ctrltower_collector_items_total{outcome="sent",signal="logs"}')
+                return -1 if sent is None else sent
 
             wait_until(lambda: exposed() >= written, 10, what="agent metrics caught up")
             sent = exposed()
         finally:
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(30)
+            agent.stop()
     agent_cpu, collector_cpu = a1.cpu_seconds - a0.cpu_seconds, c1.cpu_seconds - c0.cpu_seconds
     ratio = agent_cpu / collector_cpu if collector_cpu > 0 else float("inf")
     rss_mb = a1.rss_bytes / 1e6

@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from demo.sink import SinkHandle, start_sink
-from schemas.api import AgentView, GroupRevision, RevisionPublish
+from schemas.api import AgentView
 from schemas.common import config_hash
 from tests.agent.helpers import collector_config, wait_until, write_lines
 from tests.support.agent import AgentProcess
 from tests.support.procs import alive
-from tests.support.server import ServerProcess, auth
+from tests.support.server import ServerProcess, auth, one_group_revision, publish_revision
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow]
 
@@ -46,28 +46,11 @@ class Fleet:
     def publish(self, yaml_text: str, selector: dict[str, str] | None = None) -> str:
         self.n_publish += 1
         sha = f"{self.n_publish:07x}abcdef"
-        body = RevisionPublish(
-            commit_sha=sha,
-            previous_commit_sha=self.head,
-            message=f"revision {self.n_publish}",
-            groups=[
-                GroupRevision(
-                    name="edge",
-                    selector=selector if selector is not None else {"role": "edge"},
-                    priority=0,
-                    config=yaml_text,
-                    config_hash=config_hash(yaml_text),
-                )
-            ],
-            pipelines=[],
+        message = f"revision {self.n_publish}"
+        revision = one_group_revision(
+            yaml_text, sha=sha, previous=self.head, selector=selector, message=message
         )
-        r = httpx.post(
-            f"{self.srv.base_url}/api/v1/revisions",
-            content=body.model_dump_json(by_alias=True),
-            headers={**auth(self.reconciler), "Content-Type": "application/json"},
-            timeout=10,
-        )
-        assert r.status_code in (200, 201), r.text
+        publish_revision(self.srv.base_url, self.reconciler, revision)
         self.head = sha
         return sha
 

@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from demo.sink import SinkHandle, start_sink
-from schemas.api import AgentView, GroupRevision, RevisionPublish
+from schemas.api import AgentView
 from schemas.common import config_hash
 from tests.agent.helpers import collector_config, wait_until, write_lines
 from tests.support.agent import AgentProcess
-from tests.support.server import ServerProcess, auth
+from tests.support.server import ServerProcess, auth, one_group_revision, publish_revision
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.browser]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -79,27 +79,9 @@ class MixedFleet:
     def publish(self, yaml_text: str) -> str:
         self.n += 1
         sha = f"{self.n:07x}0ba3c"
-        body = RevisionPublish(
-            commit_sha=sha,
-            previous_commit_sha=self.head,
-            groups=[
-                GroupRevision(
-                    name="edge",
-                    selector={"role": "edge"},
-                    priority=0,
-                    config=yaml_text,
-                    config_hash=config_hash(yaml_text),
-                )
-            ],
-            pipelines=[],
+        publish_revision(
+            self.srv.base_url, self.admin, one_group_revision(yaml_text, sha=sha, previous=self.head)
         )
-        r = httpx.post(
-            f"{self.srv.base_url}/api/v1/revisions",
-            content=body.model_dump_json(by_alias=True),
-            headers={**auth(self.admin), "Content-Type": "application/json"},
-            timeout=10,
-        )
-        assert r.status_code in (200, 201), r.text
         self.head = sha
         return sha
 

@@ -23,13 +23,13 @@ from compiler.api import compile_repo
 from reconciler.client import ControlClient, make_http_client
 from reconciler.git import GitRepo
 from reconciler.run import ReconcileSettings, reconcile_once
-from schemas.api import GroupRevision, RevisionPublish, RevisionSummary
+from schemas.api import RevisionPublish, RevisionSummary
 from schemas.common import config_hash
 from tests.agent.helpers import collector_config
 from tests.reconciler.gitutil import head, init_repo
 from tests.support.agent import AgentProcess
 from tests.support.cluster import ScaleOut, wait_for
-from tests.support.server import auth
+from tests.support.server import auth, one_group_revision, publish_revision
 from webui.store.db import MIGRATIONS
 
 pytestmark = [pytest.mark.slow]
@@ -41,23 +41,8 @@ def scale_out(tmp_path: Path, database_url: str) -> Iterator[ScaleOut]:
         yield so
 
 
-def _revision(n: int, previous: str | None, text: str, selector: dict[str, str] | None = None) -> str:
-    body = RevisionPublish(
-        commit_sha=f"{n:040x}",
-        previous_commit_sha=previous,
-        message=f"revision {n}",
-        groups=[
-            GroupRevision(
-                name="edge",
-                selector=selector if selector is not None else {"role": "edge"},
-                priority=0,
-                config=text,
-                config_hash=config_hash(text),
-            )
-        ],
-        pipelines=[],
-    )
-    return body.model_dump_json(by_alias=True)
+def _revision(n: int, previous: str | None, text: str) -> RevisionPublish:
+    return one_group_revision(text, sha=f"{n:040x}", previous=previous, message=f"revision {n}")
 
 
 def _etag(text: str) -> str:
@@ -65,13 +50,7 @@ def _etag(text: str) -> str:
 
 
 def _publish(base_url: str, token: str, n: int, previous: str | None, text: str) -> None:
-    r = httpx.post(
-        base_url + "/api/v1/revisions",
-        content=_revision(n, previous, text),
-        headers={**auth(token), "Content-Type": "application/json"},
-        timeout=30,
-    )
-    assert r.status_code in (200, 201), r.text
+    publish_revision(base_url, token, _revision(n, previous, text))
 
 
 def test_replicas_share_state_serve_one_etag_and_survive_kill_9(
@@ -164,7 +143,7 @@ def test_reconcilers_racing_through_two_replicas_one_wins(scale_out: ScaleOut, t
         def post(
             i: int, n: int = n, previous: str | None = previous, barrier: Any = barrier, out: Any = out
         ) -> None:
-            body = _revision(10 * n + i, previous, f"race: {n}-{i}\n")
+            body = _revision(10 * n + i, previous, f"race: {n}-{i}\n").model_dump_json(by_alias=True)
             barrier.wait(30)
             out[i] = httpx.post(
                 so.replicas[i].base_url + "/api/v1/revisions",

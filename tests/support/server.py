@@ -44,6 +44,8 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.api import GroupRevision, RevisionPublish
+from schemas.common import config_hash
 from tests.conftest import free_port
 from tests.support.process import SessionProcess
 from tests.support.ready import wait_ready
@@ -152,6 +154,39 @@ class ServerProcess(SessionProcess):
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def one_group_revision(
+    config: str,
+    *,
+    sha: str,
+    previous: str | None,
+    selector: dict[str, str] | None = None,
+    message: str | None = None,
+) -> RevisionPublish:
+    """A revision of one group, `edge` (selector default `role=edge`), running `config` as written:
+    what a test publishes when it is about the agents, not the compiler."""
+    group = GroupRevision(
+        name="edge",
+        selector={"role": "edge"} if selector is None else selector,
+        priority=0,
+        config=config,
+        config_hash=config_hash(config),
+    )
+    return RevisionPublish(
+        commit_sha=sha, previous_commit_sha=previous, message=message, groups=[group], pipelines=[]
+    )
+
+
+def publish_revision(base_url: str, token: str, revision: RevisionPublish, timeout_s: float = 30.0) -> None:
+    """POST /api/v1/revisions, as the reconciler does; fails unless the server took it (200 or 201)."""
+    r = httpx.post(
+        f"{base_url}/api/v1/revisions",
+        content=revision.model_dump_json(by_alias=True),
+        headers={**auth(token), "Content-Type": "application/json"},
+        timeout=timeout_s,
+    )
+    assert r.status_code in (200, 201), r.text
 
 
 @pytest.fixture
