@@ -25,9 +25,9 @@ import httpx
 
 from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.reconciler.gitutil import EXAMPLE, commit, init_repo
-from tests.support.agent import AgentProcess
+from tests.support.agent import AgentProcess, example_agent
 from tests.support.ready import patience
 from tests.support.server import ServerProcess
 
@@ -137,14 +137,15 @@ def running_system(
     log_dir.mkdir()
     gen = LogGenerator([log_dir], rate=rate)
     with srv, start_sink("127.0.0.1", 0) as sink:
-        agent = AgentProcess(
-            srv.base_url, srv.enroll_token, collector_bin, tmp,
-            state_dir=tmp / "agent-state", labels="tier=edge,zone=e2e", hostname="e2e-edge-1",
-            telemetry_port=free_port(),
-            # what the example repo's configs read; the collector gets nothing else of ours
-            collector_env={"APP_LOG_DIR": str(log_dir), "OTLP_HTTP_ENDPOINT": sink.endpoint},
-            agent_only=False,
-        )  # fmt: skip
+        agent = example_agent(
+            srv.base_url,
+            srv.enroll_token,
+            collector_bin,
+            tmp,
+            zone="e2e",
+            log_dir=log_dir,
+            endpoint=sink.endpoint,
+        )
         system = System(tmp, repo, srv, sink, gen, agent, srv.create_token("reconciler"))
         try:
             code, report = system.reconcile()

@@ -186,3 +186,23 @@ class AgentProcess(SessionProcess):
                 if name in Path(f"/proc/{pid}/cmdline").read_bytes():
                     found.add(pid)
         return {p for p in found if alive(p)}
+
+
+def example_agent(
+    server: str, enroll_token: str, collector: Path, home: Path, *, zone: str, log_dir: Path, endpoint: str
+) -> AgentProcess:
+    """An agent in example-config-repo's `edge` group (`tier=edge`), host `<zone>-edge-1`: its configs
+    read the log directory from APP_LOG_DIR and ship to OTLP_HTTP_ENDPOINT, so those two are passed on.
+    Unblocked imports and its own telemetry port, as `make demo` runs it."""
+    return AgentProcess(
+        server,
+        enroll_token,
+        collector,
+        home,
+        state_dir=home / "agent-state",
+        labels=f"tier=edge,zone={zone}",
+        hostname=f"{zone}-edge-1",
+        telemetry_port=free_port(),
+        collector_env={"APP_LOG_DIR": str(log_dir), "OTLP_HTTP_ENDPOINT": endpoint},
+        agent_only=False,
+    )

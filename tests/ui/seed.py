@@ -135,23 +135,26 @@ def add_runs(store: Store) -> None:
             timings_s={"fetch": 0.1, "compile": 0.2},
         )
     )
-    store.add_reconcile_run(
-        ReconcileRunReport(
-            started_at=now - timedelta(seconds=3),
-            finished_at=now - timedelta(seconds=2),
-            source="example-config-repo",
-            ref="main",
-            commit_sha="3" * 40,
-            outcome="invalid",
-            diagnostics=[
-                Diagnostic(
-                    code="CT201",
-                    message="pipeline 'app-logs' has a cycle: tail -> batch -> tail",
-                    hint="remove one of the edges",
-                    location=Location(file="pipelines/app-logs.yaml", line=12, column=5, node="batch"),
-                )
-            ],
-        )
+    store.add_reconcile_run(invalid_run(now - timedelta(seconds=3)))
+
+
+def invalid_run(started_at: datetime) -> ReconcileRunReport:
+    """A reconcile run of commit 333... that found a cycle (CT201 at pipelines/app-logs.yaml:12:5)."""
+    return ReconcileRunReport(
+        started_at=started_at,
+        finished_at=started_at + timedelta(seconds=1),
+        source="example-config-repo",
+        ref="main",
+        commit_sha="3" * 40,
+        outcome="invalid",
+        diagnostics=[
+            Diagnostic(
+                code="CT201",
+                message="pipeline 'app-logs' has a cycle: tail -> batch -> tail",
+                hint="remove one of the edges",
+                location=Location(file="pipelines/app-logs.yaml", line=12, column=5, node="batch"),
+            )
+        ],
     )
 
 

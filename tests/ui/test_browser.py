@@ -18,14 +18,11 @@ import pytest
 
 from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
-from schemas.api import ReconcileRunReport
-from schemas.diagnostics import Diagnostic, Location
-from tests.conftest import free_port
-from tests.support.agent import AgentProcess
+from tests.support.agent import AgentProcess, example_agent
 from tests.support.procs import alive
 from tests.support.ready import patience
 from tests.support.server import ServerProcess
-from tests.ui.seed import SHA1, SHA2, example_revision
+from tests.ui.seed import SHA1, SHA2, example_revision, invalid_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.collector, pytest.mark.slow]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,30 +63,12 @@ def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[dict[str, object]]:
                 for sha, previous, tweak in ((SHA1, None, ""), (SHA2, SHA1, "second revision")):
                     body = example_revision(sha, previous, tweak=tweak).model_dump(mode="json", by_alias=True)
                     assert api.post("/api/v1/revisions", json=body).status_code in (200, 201)
-                run = ReconcileRunReport(
-                    started_at=datetime.now(UTC),
-                    finished_at=datetime.now(UTC),
-                    source="example-config-repo",
-                    ref="main",
-                    commit_sha="3" * 40,
-                    outcome="invalid",
-                    diagnostics=[
-                        Diagnostic(
-                            code="CT201",
-                            message="cycle: tail -> batch -> tail",
-                            location=Location(file="pipelines/app-logs.yaml", line=12, column=5),
-                        )
-                    ],
-                )
+                run = invalid_run(datetime.now(UTC))
                 assert api.post("/api/v1/reconcile-runs", json=run.model_dump(mode="json")).status_code < 300
             log_dir.mkdir()
-            agent = AgentProcess(
+            agent = example_agent(
                 srv.base_url, srv.enroll_token, collector_bin, tmp_path,
-                state_dir=tmp_path / "agent-state", labels="tier=edge,zone=browser",
-                hostname="browser-edge-1",
-                telemetry_port=free_port(),
-                collector_env={"APP_LOG_DIR": str(log_dir), "OTLP_HTTP_ENDPOINT": sink.endpoint},
-                agent_only=False,
+                zone="browser", log_dir=log_dir, endpoint=sink.endpoint,
             ).start()  # fmt: skip
             gen.start()
             yield {"srv": srv, "agent": agent, "sink": sink, "log": agent.log_path}
