@@ -140,6 +140,23 @@ class World:
         rows = self.store.list_rollouts(limit=1).items
         return None if not rows else self.store.rollout_row(rows[0].id)
 
+    def roll_back_a_broken_canary(
+        self, canaries: int, edges: int, *, failed: float
+    ) -> tuple[RolloutRow, list[str], list[str]]:
+        """v1 everywhere, then v2-broken: the canaries' exporter fails `failed` items a scrape and sends
+        none, so the analysis fails and the rollout rolls back. Returns (rollout, canaries, edges)."""
+        self.publish(1, None, "v1")
+        canary = self.register(canaries, {"ring": "canary", "tier": "edge"}, "c")
+        edge = self.register(edges, {"tier": "edge"}, "e")
+        self.sync(canary + edge)
+        self.publish(2, 1, "v2-broken")
+        self.tick()
+        self.sync(canary, sent=0.0, failed=failed)
+        self.sync(edge)
+        row = self.tick(6)
+        assert row is not None and row.state == "rolled_back"
+        return row, canary, edge
+
     def close(self) -> None:
         self.metrics.close()
         self.srv.close()
@@ -199,16 +216,7 @@ def test_a_good_commit_goes_through_every_step(world: World) -> None:
 
 def test_a_failing_canary_is_rolled_back_and_never_published_again(world: World) -> None:
     w = world
-    w.publish(1, None, "v1")
-    canary = w.register(2, {"ring": "canary", "tier": "edge"}, "c")
-    edge = w.register(4, {"tier": "edge"}, "e")
-    w.sync(canary + edge)
-    w.publish(2, 1, "v2-broken")
-    w.tick()
-    w.sync(canary, sent=0.0, failed=100.0)  # the canaries' exporter fails everything
-    w.sync(edge)
-    row = w.tick(6)
-    assert row is not None and row.state == "rolled_back"
+    row, canary, edge = w.roll_back_a_broken_canary(2, 4, failed=100.0)  # the exporter fails everything
     assert row.reason is not None and "send_failure_ratio 1 > 0.1" in row.reason
     assert served(w, canary + edge) == {sha(1)}  # everyone back on v1; edge never had v2
     view = w.srv.client.get(f"/api/v1/rollouts/{row.id}", headers=w.srv.auth(w.srv.admin_token)).json
@@ -283,16 +291,7 @@ def test_the_rollouts_page_shows_steps_agents_evidence_and_markers(world: World)
     from tests.ui.conftest import csrf_of, login
 
     w = world
-    w.publish(1, None, "v1")
-    canary = w.register(1, {"ring": "canary", "tier": "edge"}, "c")
-    edge = w.register(2, {"tier": "edge"}, "e")
-    w.sync(canary + edge)
-    w.publish(2, 1, "v2-broken")
-    w.tick()
-    w.sync(canary, sent=0.0, failed=50.0)
-    w.sync(edge)
-    row = w.tick(6)
-    assert row is not None and row.state == "rolled_back"
+    row, canary, _ = w.roll_back_a_broken_canary(1, 2, failed=50.0)
     w.sync(canary)  # the canary applies its previous revision again
     viewer, op = w.srv.app.test_client(), w.srv.app.test_client()
     login(viewer, w.srv.create_token("viewer"))
