@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import yaml
 
 from compiler.api import compile_repo
 from schemas.common import config_hash
-from tests.compiler.helpers import EXAMPLE, read_repo
+from tests.compiler.helpers import EXAMPLE, collector_validate, read_repo
 
 EDGE_GROUPS = ["edge", "edge-canary"]
 
@@ -58,12 +57,5 @@ def test_real_collector_validates_edge_groups(group: str, collector_bin: Path, t
     config = tmp_path / f"{group}.yaml"
     config.write_text(compile_repo(read_repo(EXAMPLE)).configs[group])
     env = {"APP_LOG_DIR": str(tmp_path), "OTLP_HTTP_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run(
-        [str(collector_bin), "validate", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = collector_validate(collector_bin, config, env)
     assert proc.returncode == 0, proc.stderr

@@ -22,6 +22,7 @@ import yaml
 
 from compiler.api import compile_repo
 from compiler.importer import import_collector_configs
+from tests.compiler.helpers import collector_validate
 from tests.compiler.test_import import CONFIGS, FIXTURES, MULTI
 
 CASES = {f.name: [f.name] for f in FIXTURES} | {case: list(files) for case, files in MULTI.items()}
@@ -89,14 +90,7 @@ def _validate(collector_bin: Path, config: dict[str, Any], tmp_path: Path) -> tu
     env = dict(os.environ)
     for name in ENV_REF.findall(text):  # placeholders, as a deployment would set them
         env.setdefault(name, "http://127.0.0.1:4318" if "ENDPOINT" in name else "placeholder")
-    proc = subprocess.run(
-        [str(collector_bin), "validate", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    proc = collector_validate(collector_bin, path, env)
     return proc.returncode, f"{proc.stderr}\n---\n{text}"
 
 
