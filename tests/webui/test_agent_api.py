@@ -150,54 +150,34 @@ def test_sync_status_rules(srv: InProcessServer, clock: Clock) -> None:
             ]
         )
 
+    def report_running_h1(**report: Any) -> None:
+        """The agent runs g1's config (h1) throughout; each report adds what happened since."""
+        assert status(srv, agent_id, token, effective_config_hash=h1, **report).status_code == 200
+
+    def apply_result(config_hash: str, rev: str, result: str = "applied", **extra: str) -> dict[str, str]:
+        """The report's last_apply: the agent tried `config_hash` of revision `rev` just now."""
+        at = iso(clock.now)
+        return {"result": result, "config_hash": config_hash, "revision": rev, "at": at, **extra}
+
     assert sync() == "NoGroup"  # nothing published
     g1 = group("edge", {"env": "prod"})
     pub(srv, publish(sha(1), None, [g1]))
     assert sync() == "OutOfSync"
     h1 = g1["config_hash"]
-    t0 = clock.now
-    status(
-        srv,
-        agent_id,
-        token,
-        effective_config_hash=h1,
-        last_apply={"result": "applied", "config_hash": h1, "revision": sha(1), "at": iso(t0)},
-    )
+    report_running_h1(last_apply=apply_result(h1, sha(1)))
     assert sync() == "Synced"
     clock.advance(5)
-    status(
-        srv,
-        agent_id,
-        token,
-        effective_config_hash=h1,
-        drift_events=[{"at": iso(clock.now), "local_hash": None, "desired_hash": h1}],
-    )
+    report_running_h1(drift_events=[{"at": iso(clock.now), "local_hash": None, "desired_hash": h1}])
     assert sync() == "Drifted"
     clock.advance(5)
-    status(
-        srv,
-        agent_id,
-        token,
-        effective_config_hash=h1,
-        last_apply={"result": "applied", "config_hash": h1, "revision": sha(1), "at": iso(clock.now)},
-    )
+    report_running_h1(last_apply=apply_result(h1, sha(1)))
     assert sync() == "Synced"
     g2 = group("edge", {"env": "prod"}, config="# broken\n")
     pub(srv, publish(sha(2), sha(1), [g2]))
     assert sync() == "OutOfSync"
     clock.advance(5)
-    status(
-        srv,
-        agent_id,
-        token,
-        effective_config_hash=h1,
-        last_apply={
-            "result": "failed",
-            "config_hash": g2["config_hash"],
-            "revision": sha(2),
-            "at": iso(clock.now),
-            "error": "collector rejected it",
-        },
+    report_running_h1(
+        last_apply=apply_result(g2["config_hash"], sha(2), result="failed", error="collector rejected it")
     )
     view = srv.client.get(f"/api/v1/agents/{agent_id}", headers=srv.auth(srv.admin_token)).json
     assert view["sync_status"] == "ApplyFailed"
