@@ -27,6 +27,19 @@ class Ticks:
         return self.t
 
 
+def nowhere(tmp_path: Path) -> AgentSettings:
+    """Settings whose server does not resolve and whose collector binary does not exist: the parts get an
+    in-process transport and nothing is ever started (the telemetry port is never bound)."""
+    return AgentSettings(
+        server="http://ctrltower.invalid",
+        enroll_token="enroll",
+        collector=tmp_path / "no-such-otelcol",
+        config_path=tmp_path / "c.yaml",
+        state_dir=tmp_path / "state",
+        telemetry_port=1,
+    )
+
+
 def test_the_injected_clock_schedules_the_server_and_times_the_report(tmp_path: Path) -> None:
     answers = [
         httpx.Response(
@@ -50,14 +63,7 @@ def test_the_injected_clock_schedules_the_server_and_times_the_report(tmp_path: 
         return answers.pop(0)
 
     ticks = Ticks()
-    settings = AgentSettings(
-        server="http://ctrltower.invalid",
-        enroll_token="enroll",
-        collector=tmp_path / "no-such-otelcol",
-        config_path=tmp_path / "c.yaml",
-        state_dir=tmp_path / "state",
-        telemetry_port=1,  # never bound: nothing is started
-    )
+    settings = nowhere(tmp_path)
     clock = Clock(monotonic=ticks, wall=lambda: 1_700_000_000.0, sleep=lambda s: None)
     parts = build_parts(settings, transport=httpx.MockTransport(server), clock=clock)
     agent = Agent(settings, CollectorRegistry(), parts=parts)
@@ -86,14 +92,7 @@ def test_the_opamp_agent_and_the_trust_checks_read_the_same_clock(tmp_path: Path
     from agent.client import FetchedConfig
     from agent.opamp_agent import OpampAgent
 
-    settings = AgentSettings(
-        server="http://ctrltower.invalid",
-        enroll_token="enroll",
-        collector=tmp_path / "no-such-otelcol",
-        config_path=tmp_path / "c.yaml",
-        state_dir=tmp_path / "state",
-        telemetry_port=1,
-    )
+    settings = nowhere(tmp_path)
     ticks = Ticks()
     clock = Clock(monotonic=ticks, wall=lambda: 1_700_000_000.0, sleep=lambda s: None)
     unreachable = httpx.MockTransport(lambda request: httpx.Response(503))
