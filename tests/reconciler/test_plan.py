@@ -17,16 +17,17 @@ from reconciler.git import GitRepo
 from reconciler.plan import GroupChange, Plan, build_plan
 from tests.reconciler.gitutil import EXAMPLE, commit, edit, git, head, init_repo
 
-NEW_PIPELINE = """kind: Pipeline
-name: gateway-audit
-groups: [gateway]
+AUDIT_PIPELINE = """kind: Pipeline
+name: {name}
+groups: [{groups}]
 signals: [logs]
 nodes:
-  - {id: tail, class: receiver, type: filelog, config: {include: [/var/log/audit.log]}}
-  - {id: ship, class: exporter, type: otlphttp, config: {endpoint: "http://127.0.0.1:4318"}}
+  - {{id: tail, class: receiver, type: filelog, config: {{include: [/var/log/audit.log]}}}}
+  - {{id: ship, class: exporter, type: otlphttp, config: {{endpoint: "http://127.0.0.1:4318"}}}}
 edges:
-  - {from: tail, to: ship}
+  - {{from: tail, to: ship}}
 """
+NEW_PIPELINE = AUDIT_PIPELINE.format(name="gateway-audit", groups="gateway")
 
 
 @pytest.fixture
@@ -202,16 +203,7 @@ def test_base_and_head_may_be_shas(repo: Path) -> None:
     assert plan_of(repo, base[:8], new).changes[0].group == "edge"
 
 
-MULTI_GROUP = """kind: Pipeline
-name: shared-audit
-groups: [gateway, k8s-nodes]
-signals: [logs]
-nodes:
-  - {id: tail, class: receiver, type: filelog, config: {include: [/var/log/audit.log]}}
-  - {id: ship, class: exporter, type: otlphttp, config: {endpoint: "http://127.0.0.1:4318"}}
-edges:
-  - {from: tail, to: ship}
-"""
+MULTI_GROUP = AUDIT_PIPELINE.format(name="shared-audit", groups="gateway, k8s-nodes")
 
 
 def _change_app_logs(repo: Path) -> None:
