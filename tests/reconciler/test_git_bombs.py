@@ -9,7 +9,6 @@ a refused blob's content may appear.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from reconciler.git import GitRepo
 from reconciler.objects import GitObject, ObjectReader
 from reconciler.plan import build_plan
 from reconciler.run import ReconcileSettings, reconcile_once
-from tests.reconciler.gitutil import clean_env, commit, git, head, init_repo
+from tests.reconciler.gitutil import commit, git, head, init_repo
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -44,14 +43,7 @@ def contents_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _blob(repo: Path, rel: str) -> str:
-    return subprocess.run(
-        ["git", "rev-parse", f"HEAD:{rel}"],
-        cwd=repo,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    return git(repo, "rev-parse", f"HEAD:{rel}")
 
 
 def _bomb_commit(src: Path) -> tuple[str, str, str]:
@@ -165,14 +157,7 @@ def test_a_huge_tree_is_refused_by_its_size_before_it_is_read(
     monkeypatch.setattr(objects_module, "MAX_TREE_BYTES", limit)
     monkeypatch.setattr(git_module, "MAX_TREE_BYTES", limit)
     src = init_repo(tmp_path / "src")
-    root = subprocess.run(
-        ["git", "rev-parse", "HEAD^{tree}"],
-        cwd=src,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    root = git(src, "rev-parse", "HEAD^{tree}")
     pipelines = _blob(src, "pipelines")
     with GitRepo.open(src) as repo, pytest.raises(GitUnavailable, match="bytes \\(over"):
         repo.list_files(repo.resolve("main"))
