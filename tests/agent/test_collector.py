@@ -54,15 +54,23 @@ def applier(tmp_path: Path, collector_bin: Path) -> Iterator[Applier]:
     scraper.close()
 
 
-def test_apply_reject_and_rollback_keep_the_old_config_shipping(
-    applier: Applier, sink: SinkHandle, tmp_path: Path
-) -> None:
+def running_on_a(applier: Applier, sink: SinkHandle, tmp_path: Path) -> tuple[Path, Path, StoredConfig, int]:
+    """Log directories a/ and b/; the collector applied and running a config that tails a/.
+    Returns (a, b, that config, the collector's pid)."""
     logs_a, logs_b = tmp_path / "a", tmp_path / "b"
     logs_a.mkdir()
     logs_b.mkdir()
-    good = stored(collector_config(f"{logs_a}/*.log", sink.endpoint))
-    assert applier.apply(good, None, should_run=True).ok
+    config = stored(collector_config(f"{logs_a}/*.log", sink.endpoint))
+    assert applier.apply(config, None, should_run=True).ok
     pid = applier.collector.pid
+    assert pid is not None
+    return logs_a, logs_b, config, pid
+
+
+def test_apply_reject_and_rollback_keep_the_old_config_shipping(
+    applier: Applier, sink: SinkHandle, tmp_path: Path
+) -> None:
+    logs_a, logs_b, good, pid = running_on_a(applier, sink, tmp_path)
     sent = write_lines(logs_a / "app.log", "first", 20)
     assert sink.wait_for("logs", 20, timeout=10) == 20
     assert sink.bodies() == sent
@@ -103,12 +111,7 @@ def test_apply_reject_and_rollback_keep_the_old_config_shipping(
 
 
 def test_new_config_changes_behaviour(applier: Applier, sink: SinkHandle, tmp_path: Path) -> None:
-    logs_a, logs_b = tmp_path / "a", tmp_path / "b"
-    logs_a.mkdir()
-    logs_b.mkdir()
-    first = stored(collector_config(f"{logs_a}/*.log", sink.endpoint))
-    assert applier.apply(first, None, should_run=True).ok
-    pid = applier.collector.pid
+    _, logs_b, first, pid = running_on_a(applier, sink, tmp_path)
     second = stored(collector_config(f"{logs_b}/*.log", sink.endpoint), revision="bbbbbbb")
     assert applier.apply(second, first, should_run=True).ok
     assert applier.collector.pid == pid  # reloaded with SIGHUP, not restarted
