@@ -39,9 +39,23 @@ class Fleet:
     agent: AgentProcess | None = None
     n_publish: int = 0
 
+    @classmethod
+    def on(cls, tmp: Path, srv: ServerProcess, sink: SinkHandle, collector_bin: Path) -> Fleet:
+        """A fleet on a running server, with its reconciler and operator tokens."""
+        reconciler, operator = srv.create_token("reconciler"), srv.create_token("operator")
+        return cls(tmp, srv, sink, collector_bin, reconciler, operator)
+
     @property
     def config_path(self) -> Path:
         return self.tmp / "etc" / "collector.yaml"
+
+    def publish_tailing_logs(self) -> tuple[Path, str]:
+        """Publish a config that ships TMP/logs/*.log to the sink: (that directory, the config)."""
+        logs = self.tmp / "logs"
+        logs.mkdir()
+        yaml_text = collector_config(f"{logs}/*.log", self.sink.endpoint)
+        self.publish(yaml_text)
+        return logs, yaml_text
 
     def publish(self, yaml_text: str, selector: dict[str, str] | None = None) -> str:
         self.n_publish += 1
@@ -115,9 +129,7 @@ class Fleet:
 @pytest.fixture
 def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[Fleet]:
     with start_sink("127.0.0.1", 0) as sink, ServerProcess(tmp_path / "server", poll_interval_s=0.5) as srv:
-        f = Fleet(tmp_path, srv, sink, collector_bin)
-        f.reconciler = srv.create_token("reconciler")
-        f.operator = srv.create_token("operator")
+        f = Fleet.on(tmp_path, srv, sink, collector_bin)
         try:
             yield f
         finally:
@@ -170,10 +182,7 @@ def test_revisions_reach_the_collector_and_bad_ones_never_stop_it(fleet: Fleet) 
 
 
 def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) -> None:
-    logs = fleet.tmp / "logs"
-    logs.mkdir()
-    yaml_text = collector_config(f"{logs}/*.log", fleet.sink.endpoint)
-    fleet.publish(yaml_text)
+    logs, yaml_text = fleet.publish_tailing_logs()
     fleet.start_agent()
     view = fleet.wait_view("agent running", sync_status="Synced", run_state="running")
     agent_id = view.id
@@ -254,10 +263,7 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
 
 
 def test_no_group_is_quiet_and_polling_goes_on(fleet: Fleet) -> None:
-    logs = fleet.tmp / "logs"
-    logs.mkdir()
-    yaml_text = collector_config(f"{logs}/*.log", fleet.sink.endpoint)
-    fleet.publish(yaml_text)  # selects role=edge only
+    logs, yaml_text = fleet.publish_tailing_logs()  # selects role=edge only
     fleet.start_agent(labels="role=db")
     fleet.wait_view("NoGroup", sync_status="NoGroup", run_state="stopped")
     wait_until(lambda: (v := fleet.view()) is not None and v.last_seen is not None, 5, what="reports")
@@ -279,12 +285,8 @@ def test_server_scrapes_the_agent_metrics(tmp_path: Path, collector_bin: Path) -
         start_sink("127.0.0.1", 0) as sink,
         ServerProcess(tmp_path / "server", poll_interval_s=0.5, metrics=True, extra_args=extra) as srv,
     ):
-        fleet = Fleet(tmp_path, srv, sink, collector_bin)
-        fleet.reconciler = srv.create_token("reconciler")
-        fleet.operator = srv.create_token("operator")
-        logs = tmp_path / "logs"
-        logs.mkdir()
-        fleet.publish(collector_config(f"{logs}/*.log", sink.endpoint))
+        fleet = Fleet.on(tmp_path, srv, sink, collector_bin)
+        logs, _ = fleet.publish_tailing_logs()
         fleet.start_agent()
         try:
             view = fleet.wait_view("running", sync_status="Synced", run_state="running")
@@ -320,10 +322,7 @@ def test_agent_keeps_working_after_the_server_database_is_deleted(fleet: Fleet) 
     """Issue 10: the agent proves its identity with the token it keeps; after the server lost state.db
     its instance id is unknown there, so it registers again without proof, and runs the republished
     config. (docs/security.md, "After deleting the server's database".)"""
-    logs = fleet.tmp / "logs"
-    logs.mkdir()
-    yaml_text = collector_config(f"{logs}/*.log", fleet.sink.endpoint)
-    fleet.publish(yaml_text)
+    logs, yaml_text = fleet.publish_tailing_logs()
     fleet.start_agent()
     first = fleet.wait_view("agent synced", sync_status="Synced", run_state="running")
     assert (fleet.tmp / "state" / "agent_token.json").exists()
