@@ -1,4 +1,5 @@
-"""Helpers for the agent tests: collector configs written by hand, log writers, waiting."""
+"""Helpers for the agent tests: collector configs written by hand, log writers, waiting (for the one
+agent's view on the server, too)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
+
+from schemas.api import AgentView
 from tests.support.ready import patience
+from tests.support.server import auth
 
 T = TypeVar("T")
 
@@ -77,3 +82,31 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.0
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def only_agent(base_url: str, token: str) -> AgentView | None:
+    """The first agent the server lists (tests with one agent), or None (none yet, or the server away)."""
+    r = httpx.get(f"{base_url}/api/v1/agents", headers=auth(token), timeout=10)
+    items = r.json()["items"] if r.status_code == 200 else []
+    return AgentView.model_validate(items[0]) if items else None
+
+
+def wait_only_agent(
+    base_url: str,
+    token: str,
+    what: str,
+    check: Callable[[AgentView], bool],
+    timeout: float,
+    log: Callable[[], str],
+) -> AgentView:
+    """Poll only_agent until `check` holds; on timeout fail with the last view and the agent's `log()`."""
+
+    def probe() -> AgentView | None:
+        v = only_agent(base_url, token)
+        return v if v is not None and check(v) else None
+
+    try:
+        return wait_until(probe, timeout, interval=0.2, what=what)
+    except AssertionError as exc:
+        last = only_agent(base_url, token)
+        raise AssertionError(f"{exc}\nlast view: {last}\nagent log:\n{log()}") from None

@@ -17,7 +17,7 @@ import pytest
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView
 from schemas.common import config_hash
-from tests.agent.helpers import collector_config, wait_until, write_lines
+from tests.agent.helpers import collector_config, only_agent, wait_only_agent, wait_until, write_lines
 from tests.support.agent import AgentProcess
 from tests.support.procs import alive
 from tests.support.server import ServerProcess, auth, one_group_revision, publish_revision
@@ -85,19 +85,13 @@ class Fleet:
         return self.agent.log_text(6000) if self.agent is not None else ""
 
     def view(self) -> AgentView | None:
-        r = httpx.get(f"{self.srv.base_url}/api/v1/agents", headers=auth(self.operator), timeout=10)
-        items = r.json()["items"] if r.status_code == 200 else []
-        return AgentView.model_validate(items[0]) if items else None
+        return only_agent(self.srv.base_url, self.operator)
 
     def wait_view(self, what: str, timeout: float = 20, **expected: Any) -> AgentView:
-        def check() -> AgentView | None:
-            v = self.view()
-            return v if v is not None and all(getattr(v, k) == val for k, val in expected.items()) else None
+        def check(v: AgentView) -> bool:
+            return all(getattr(v, k) == val for k, val in expected.items())
 
-        try:
-            return wait_until(check, timeout, interval=0.2, what=what)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nlast view: {self.view()}\nagent log:\n{self.agent_log()}") from None
+        return wait_only_agent(self.srv.base_url, self.operator, what, check, timeout, self.agent_log)
 
     def collector_pid(self) -> int | None:
         assert self.agent is not None

@@ -22,10 +22,10 @@ from ctrltower.keyfiles import generate_keys
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView
 from schemas.common import config_hash
-from tests.agent.helpers import wait_until
+from tests.agent.helpers import only_agent, wait_only_agent, wait_until, write_lines
 from tests.reconciler.gitutil import git, init_repo
 from tests.support.agent import AgentProcess
-from tests.support.server import ServerProcess, auth
+from tests.support.server import ServerProcess
 
 GROUP = """kind: AgentGroup
 name: edge
@@ -179,23 +179,19 @@ class SignedFleet:
         if self.agent is not None:
             self.agent.stop()
 
+    def ship(self, prefix: str) -> None:
+        """Write 5 lines to the tailed log and wait until the last reaches the sink (the collector runs)."""
+        lines = write_lines(self.tmp / "logs" / "app.log", prefix, 5)
+        wait_until(lambda: lines[-1] in self.sink.bodies(), 20, what=f"{prefix} lines at the sink")
+
     def agent_log(self) -> str:
         return self.agent.log_text(8000) if self.agent is not None else ""
 
     def view(self) -> AgentView | None:
-        r = httpx.get(f"{self.srv.base_url}/api/v1/agents", headers=auth(self.admin), timeout=10)
-        items = r.json()["items"] if r.status_code == 200 else []
-        return AgentView.model_validate(items[0]) if items else None
+        return only_agent(self.srv.base_url, self.admin)
 
     def wait_view(self, what: str, check: Callable[[AgentView], bool], timeout: float = 30) -> AgentView:
-        def probe() -> AgentView | None:
-            v = self.view()
-            return v if v is not None and check(v) else None
-
-        try:
-            return wait_until(probe, timeout, interval=0.2, what=what)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nlast view: {self.view()}\nagent log:\n{self.agent_log()}") from None
+        return wait_only_agent(self.srv.base_url, self.admin, what, check, timeout, self.agent_log)
 
     def collector_pid(self) -> int | None:
         assert self.agent is not None
