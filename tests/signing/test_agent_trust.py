@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 
 from schemas.common import config_hash
-from tests.agent.helpers import wait_until, write_lines
 from tests.signing.harness import SignedFleet, signed_fleet
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow]
-
-
-def _still_shipping(fleet: SignedFleet, prefix: str) -> None:
-    lines = write_lines(fleet.tmp / "logs" / "app.log", prefix, 5)
-    wait_until(lambda: lines[-1] in fleet.sink.bodies(), 20, what=f"{prefix} lines at the sink")
 
 
 def _untrusted(fleet: SignedFleet, reason: str) -> None:
@@ -50,7 +44,7 @@ def test_tampering_unknown_keys_and_rotation(tmp_path: Path, collector_bin: Path
         assert view.verifies_signatures is True
         good = fleet.config_path.read_bytes()
         pid = fleet.collector_pid()
-        _still_shipping(fleet, "before")
+        fleet.ship("before")
 
         # 1. Someone with the server's disk rewrites the stored config (and its hash, to look right).
         evil = good.decode().replace("100ms", "5s")
@@ -63,7 +57,7 @@ def test_tampering_unknown_keys_and_rotation(tmp_path: Path, collector_bin: Path
         assert view.last_apply.config_hash == config_hash(evil)
         assert fleet.config_path.read_bytes() == good and fleet.collector_pid() == pid
         assert (fleet.tmp / "state" / "last_received.yaml").read_bytes() != evil.encode()
-        _still_shipping(fleet, "during-db-tamper")
+        fleet.ship("during-db-tamper")
         assert "refusing config" in fleet.agent_log()
 
         # Put it back: the agent trusts it again and is Synced (nothing was ever swapped).
@@ -83,7 +77,7 @@ def test_tampering_unknown_keys_and_rotation(tmp_path: Path, collector_bin: Path
         fleet.proxy.mode = "body+headers"
         _untrusted(fleet, "are not the signed ones")
         assert fleet.config_path.read_bytes() == good and fleet.collector_pid() == pid
-        _still_shipping(fleet, "during-wire-tamper")
+        fleet.ship("during-wire-tamper")
         fleet.proxy.mode = "pass"
         assert fleet.proxy.tampered >= 2
 
@@ -103,7 +97,7 @@ def test_tampering_unknown_keys_and_rotation(tmp_path: Path, collector_bin: Path
             lambda v: v.sync_status == "Synced" and v.effective_revision == rotated,
         )
         assert b"timeout: 300ms" in fleet.config_path.read_bytes()
-        _still_shipping(fleet, "after-rotation")
+        fleet.ship("after-rotation")
 
 
 def test_without_trust_keys_the_agent_says_it_does_not_verify(tmp_path: Path, collector_bin: Path) -> None:

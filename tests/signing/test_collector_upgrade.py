@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from ctrltower import exit_codes
-from tests.agent.helpers import wait_until, write_lines
+from tests.agent.helpers import wait_until
 from tests.signing.harness import SignedFleet, signed_fleet
 from tests.support.server import auth
 
@@ -32,11 +32,6 @@ esac
 echo "broken build: exiting" >&2
 exit 3
 """
-
-
-def _ship(fleet: SignedFleet, prefix: str) -> None:
-    lines = write_lines(fleet.tmp / "logs" / "app.log", prefix, 5)
-    wait_until(lambda: lines[-1] in fleet.sink.bodies(), 20, what=f"{prefix} lines at the sink")
 
 
 def _exe(fleet: SignedFleet) -> str:
@@ -75,7 +70,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
         view = fleet.wait_view("Synced on the agent's own binary", lambda v: v.sync_status == "Synced")
         original = view.collector_version
         assert original and original != "0.135.0-copy" and view.effective_revision == first
-        _ship(fleet, "before-upgrade")
+        fleet.ship("before-upgrade")
 
         # 1. Upgrade to a copy of the real collector: downloaded, checked, swapped, reported.
         upgraded = fleet.commit_config("100ms", "run 0.135.0-copy", collector="0.135.0-copy")
@@ -91,7 +86,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
         )
         store = fleet.tmp / "state" / "collectors"
         assert _exe(fleet).startswith(str(store)) and "0.135.0-copy" in _exe(fleet)
-        _ship(fleet, "after-upgrade")
+        fleet.ship("after-upgrade")
 
         # 2. A build that exits at start: rolled back to the copy, which keeps shipping.
         fleet.commit_config("100ms", "run the broken build", collector="9.9.9-broken")
@@ -101,7 +96,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
         assert view.collector_version == "0.135.0-copy" and view.effective_revision == upgraded
         fleet.wait_view("running again", lambda v: v.run_state == "running")
         assert "0.135.0-copy" in _exe(fleet)
-        _ship(fleet, "after-rollback")
+        fleet.ship("after-rollback")
         assert len(list(store.glob("*.bin"))) <= 2, sorted(p.name for p in store.iterdir())
 
         # 3. An unsigned build is never run by an agent that trusts keys.
@@ -110,7 +105,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
         view = fleet.wait_view("Untrusted build", lambda v: v.sync_status == "Untrusted")
         assert view.last_apply is not None and "no signed statement" in (view.last_apply.error or "")
         assert "0.135.0-copy" in _exe(fleet)
-        _ship(fleet, "after-unsigned")
+        fleet.ship("after-unsigned")
         assert len(list(store.glob("*.bin"))) <= 2, sorted(p.name for p in store.iterdir())
 
         # 4. A build that is not published yet: reported, then taken as soon as it is published.
@@ -138,7 +133,7 @@ def test_upgrade_is_reported_and_a_build_that_cannot_start_is_rolled_back(
         fleet.start_agent(("a",))
         wait_until(fleet.collector_pid, 30, what="a collector under the restarted agent")
         assert "0.135.0-later" in _exe(fleet)
-        _ship(fleet, "after-restart")
+        fleet.ship("after-restart")
 
 
 def test_publish_refusals(tmp_path: Path, collector_bin: Path) -> None:
