@@ -6,28 +6,19 @@ hand, a result was added without regenerating, or a result lacks what a reader n
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.scripts import load_script
 
 RESULTS = sorted((ROOT / "bench" / "results").glob("*.json"))
 
 
-def _report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "scripts" / "bench_report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_generated_tables_match_the_committed_results() -> None:
-    report = _report()
+    report = load_script("bench_report")
     for path, text in report.generate(report.load_results()).items():
         assert path.read_text() == text, f"{path.name} is stale: run python scripts/bench_report.py"
 

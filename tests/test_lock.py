@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import tomllib
-from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
+from tests.support.scripts import load_script
 
-
-def _lock_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lock_script", ROOT / "scripts" / "lock.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-LOCK = _lock_script()
+LOCK = load_script("lock")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^ \\\n]+)((?:\s*\\\n\s+--hash=sha256:[0-9a-f]{64})*)", re.M)
 
