@@ -17,9 +17,10 @@ K8S = ROOT / "deploy" / "kubernetes"
 WORKFLOWS = ROOT / "example-config-repo" / ".github" / "workflows"
 
 
-def docs() -> dict[str, dict[str, Any]]:
+def docs(directory: Path = K8S) -> dict[str, dict[str, Any]]:
+    """The manifests in `directory` by `Kind/name` (the kustomization itself left out)."""
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") != "Kustomization":
                 out[f"{doc['kind']}/{doc['metadata']['name']}"] = doc

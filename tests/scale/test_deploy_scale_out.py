@@ -8,19 +8,14 @@ from typing import Any
 
 import yaml
 
-from tests.reconciler.test_deploy import check_args
+from tests.reconciler.test_deploy import check_args, docs
 
 ROOT = Path(__file__).resolve().parents[2]
 DIR = ROOT / "deploy" / "kubernetes" / "scale-out"
 
 
 def _docs() -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for path in sorted(DIR.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") != "Kustomization":
-                out[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
-    return out
+    return docs(DIR)
 
 
 def test_kustomization_lists_every_manifest() -> None:
