@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +115,16 @@ def test_browser_operator_stops_and_starts_a_real_collector(
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+        def logged_in(token: str, **context: Any) -> tuple[Any, Any]:
+            """A new browser session, logged in with `token` through the login form: (context, page)."""
+            ctx = browser.new_context(**context)
+            page = ctx.new_page()
+            page.goto(srv.base_url + "/login")
+            page.fill("#token", token)
+            page.click("button[type=submit]")
+            return ctx, page
+
         try:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = ctx.new_page()
@@ -222,11 +233,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             ctx.close()
 
             # admin: tokens page
-            ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-            page = ctx.new_page()
-            page.goto(srv.base_url + "/login")
-            page.fill("#token", admin)
-            page.click("button[type=submit]")
+            ctx, page = logged_in(admin, viewport={"width": 1400, "height": 900})
             page.goto(srv.base_url + "/tokens")
             page.fill("input[name=name]", "browser-made")
             page.select_option("select[name=role]", "viewer")
@@ -236,11 +243,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             ctx.close()
 
             # viewer: sees the agent, no buttons; the API refuses a command anyway
-            ctx = browser.new_context()
-            page = ctx.new_page()
-            page.goto(srv.base_url + "/login")
-            page.fill("#token", viewer)
-            page.click("button[type=submit]")
+            ctx, page = logged_in(viewer)
             page.goto(f"{srv.base_url}/agents/{agent_id}")
             page.wait_for_selector("img.chart")
             assert page.locator("button[data-action]").count() == 0
@@ -257,11 +260,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             assert agent_view().get("run_state") == "running"
 
             # shutdown (operator): the collector stops, then the agent process itself exits
-            ctx = browser.new_context()
-            page = ctx.new_page()
-            page.goto(srv.base_url + "/login")
-            page.fill("#token", operator)
-            page.click("button[type=submit]")
+            ctx, page = logged_in(operator)
             page.goto(f"{srv.base_url}/agents/{agent_id}")
             running = agent.collector_pids()
             assert running
