@@ -21,11 +21,10 @@ from schemas.common import config_hash
 from tests.agent.helpers import collector_config, wait_until, write_lines
 from tests.support.agent import AgentProcess
 from tests.support.server import ServerProcess, auth, one_group_revision, publish_revision
+from tests.ui.demo_support import ui_login
+from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.browser]
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 @dataclass
@@ -115,13 +114,7 @@ def mixed(tmp_path: Path, collector_bin: Path) -> Iterator[MixedFleet]:
 
 def fleet_page(srv: ServerProcess) -> str:
     """The fleet page as a logged-in operator's browser gets it (session cookie, CSRF-checked login)."""
-    with httpx.Client(base_url=srv.base_url, timeout=10) as ui:
-        login = ui.get("/login")
-        match = CSRF.search(login.text)
-        assert match, login.text[:500]
-        token = srv.create_token("operator")
-        r = ui.post("/login", data={"token": token, "csrf_token": match.group(1), "next": "/"})
-        assert r.status_code == 302, r.text[:500]
+    with ui_login(srv.base_url, srv.create_token("operator")) as ui:
         page = ui.get("/")
         assert page.status_code == 200
         return page.text
