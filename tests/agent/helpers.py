@@ -3,18 +3,14 @@ agent's view on the server, too)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
 from schemas.api import AgentView
-from tests.support.ready import patience
+from tests.support.ready import wait_until
 from tests.support.server import auth
-
-T = TypeVar("T")
 
 
 def collector_config(
@@ -66,22 +62,6 @@ def write_lines(path: Path, prefix: str, n: int) -> list[str]:
     with path.open("a") as f:
         f.write("".join(line + "\n" for line in lines))
     return lines
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
-    """Poll `predicate` until it returns a truthy value; fail with `what` on timeout.
-
-    `timeout` is a nominal bound, scaled for a loaded machine (tests.support.ready.patience).
-    """
-    timeout = patience(timeout)
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def only_agent(base_url: str, token: str) -> AgentView | None:

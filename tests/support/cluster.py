@@ -25,7 +25,7 @@ import httpx
 
 from tests.conftest import free_port
 from tests.support import nginx
-from tests.support.ready import patience
+from tests.support.ready import patience, wait_until
 from tests.support.server import ServerProcess, auth
 
 
@@ -135,13 +135,6 @@ class ScaleOut:
 
 
 def wait_for(predicate: Any, what: str, seconds: float) -> Any:
-    """Poll until `predicate()` is truthy; `patience(seconds)` is a safety cap, not a timing claim."""
-    import time
-
-    deadline = time.monotonic() + patience(seconds)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {patience(seconds)} s: {what}"
-        time.sleep(0.05)
+    """Poll until `predicate()` is truthy (tests.support.ready.wait_until, in this module's argument
+    order); `patience(seconds)` is a safety cap, not a timing claim."""
+    return wait_until(predicate, seconds, what=what)

@@ -56,3 +56,19 @@ def wait_ready(
                 f"(safety cap, CTRLTOWER_TEST_READY_CAP):\n{output()}"
             )
         time.sleep(interval_s)
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Poll `predicate` until it returns a truthy value; fail with `what` on timeout.
+
+    `timeout` is a nominal bound on an event that is not a process's own report, scaled by `patience`.
+    """
+    timeout = patience(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+        time.sleep(interval)
