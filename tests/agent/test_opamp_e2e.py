@@ -6,6 +6,7 @@ rejected revision reported as ApplyFailed while the last good config keeps runni
 
 from __future__ import annotations
 
+import contextlib
 import re
 import stat
 from collections.abc import Iterator
@@ -114,7 +115,7 @@ def mixed(tmp_path: Path, collector_bin: Path) -> Iterator[MixedFleet]:
 
 def fleet_page(srv: ServerProcess) -> str:
     """The fleet page as a logged-in operator's browser gets it (session cookie, CSRF-checked login)."""
-    with ui_login(srv.base_url, srv.create_token("operator")) as ui:
+    with contextlib.closing(ui_login(srv.base_url, srv.create_token("operator"))) as ui:
         page = ui.get("/")
         assert page.status_code == 200
         return page.text
