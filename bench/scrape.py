@@ -2,7 +2,7 @@
 
 1. Scrape: a simulated fleet on 127.0.0.1 (one asyncio server process, one URL per agent, each a
    realistic ~75-series page whose counters grow with time). The real metrics process
-   (`webui.metrics.service.run`, targets from a real state.db) scrapes it at the production interval;
+   (`metrics.service.run`, targets from a real state.db) scrapes it at the production interval;
    then Prometheus (Debian package, loopback only, temp storage) scrapes the same fleet. CPU per
    scrape of both processes (from /proc) and their ratio are printed.
 2. Ingest: 1,000 agents x 7 days at 15 s (40 M rows, 10 values each) bulk-inserted from NumPy;
@@ -40,12 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 from _record import Baseline, Run, tool_version  # noqa: E402
 
-from webui.metrics import query  # noqa: E402
+from metrics import query  # noqa: E402
+from metrics.params import parse_range  # noqa: E402
+from metrics.rates import COUNTER_COLUMNS  # noqa: E402
+from metrics.settings import DAY, MetricsSettings  # noqa: E402
+from metrics.store import RAW_COLUMNS, Batch, MetricsStore  # noqa: E402
 from webui.metrics.client import MetricsClient  # noqa: E402
-from webui.metrics.params import parse_range  # noqa: E402
-from webui.metrics.rates import COUNTER_COLUMNS  # noqa: E402
-from webui.metrics.settings import DAY, MetricsSettings  # noqa: E402
-from webui.metrics.store import RAW_COLUMNS, Batch, MetricsStore  # noqa: E402
 from webui.store.db import migrate  # noqa: E402
 
 INTERVAL = 15.0
@@ -56,7 +56,7 @@ GROUPS = 10
 SUBSET_AGENTS = 10  # the data set both stores get for the query_range comparison
 SUBSET_EVERY = 60.0
 QUERY_REPEAT = 21
-# The series our scraper turns into values (webui/metrics/parse.py); Prometheus keeps the same ones.
+# The series our scraper turns into values (metrics/parse.py); Prometheus keeps the same ones.
 KEPT_SERIES = "ctrltower_collector_(up|cpu_seconds_total|resident_memory_bytes|items_total)"
 FLEET_PROCS = 3  # simulator processes sharing the port (SO_REUSEPORT), so the fleet keeps up
 
@@ -193,8 +193,8 @@ def bench_ours(tmp: Path, agents: int, port: int, warm: float, seconds: float) -
         )
     settings = MetricsSettings(data_dir=data, interval_s=INTERVAL, online_within_s=1e9)
     code = (
-        "import sys; from webui.metrics.settings import MetricsSettings as M; "
-        "from webui.metrics.service import run; run(M.model_validate_json(sys.argv[1]))"
+        "import sys; from metrics.settings import MetricsSettings as M; "
+        "from metrics.service import run; run(M.model_validate_json(sys.argv[1]))"
     )
     log = (tmp / "ours.log").open("wb")
     proc = subprocess.Popen(

@@ -37,11 +37,11 @@ import numpy as np  # noqa: E402
 from _record import Baseline, Run  # noqa: E402
 from scrape import FLEET_SERVER, day_arrays, free_port, stop  # noqa: E402
 
+from metrics.settings import DAY, MetricsSettings  # noqa: E402
+from metrics.store import MetricsStore  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 from tests.ui.demo_support import ui_login  # noqa: E402
 from tests.ui.seed import SHA1, SHA2, add_runs, publish_example, register_agents  # noqa: E402
-from webui.metrics.settings import DAY, MetricsSettings  # noqa: E402
-from webui.metrics.store import MetricsStore  # noqa: E402
 from webui.store import Store  # noqa: E402
 
 GOAL_MS = 200.0

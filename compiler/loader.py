@@ -171,6 +171,12 @@ class LoadError(Exception):
         self.column = column
         self.hint = hint
 
+    @classmethod
+    def at(cls, node: yaml.Node, code: str, message: str, hint: str | None = None) -> LoadError:
+        """The problem at a YAML node: its start mark, 1-based, is the location."""
+        mark = node.start_mark
+        return cls(code, message, mark.line + 1, mark.column + 1, hint=hint)
+
     def diagnostic(self, file: str) -> Diagnostic:
         return diagnostic(
             Source(file), (), self.code, self.message, hint=self.hint, pos=(self.line, self.column)
@@ -204,12 +210,7 @@ class _Builder:
         if node.tag not in _KNOWN_TAGS:
             raise _bad_tag(node)
         if depth > MAX_DEPTH:
-            raise LoadError(
-                "CT107",
-                f"document is nested more than {MAX_DEPTH} levels deep",
-                mark.line + 1,
-                mark.column + 1,
-            )
+            raise LoadError.at(node, "CT107", f"document is nested more than {MAX_DEPTH} levels deep")
         if cls is yaml.SequenceNode:
             return [self.build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
         if (
@@ -237,11 +238,10 @@ class _Builder:
 
 
 def _bad_tag(node: yaml.Node) -> LoadError:
-    return LoadError(
+    return LoadError.at(
+        node,
         "CT101",
         f"unsupported YAML tag {node.tag!r}",
-        node.start_mark.line + 1,
-        node.start_mark.column + 1,
         hint="repo files use plain YAML: no language-specific or custom tags",
     )
 
@@ -257,11 +257,10 @@ def _check_size(root: yaml.Node) -> None:
         if known is not None:
             return known
         if depth > MAX_DEPTH:
-            raise LoadError(
+            raise LoadError.at(
+                node,
                 "CT107",
                 f"document is nested more than {MAX_DEPTH} levels deep",
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
             )
         values, chars = 1, 0
         if isinstance(node, yaml.SequenceNode):
@@ -276,18 +275,16 @@ def _check_size(root: yaml.Node) -> None:
             values += v
             chars += c
         if values > MAX_VALUES:
-            raise LoadError(
+            raise LoadError.at(
+                node,
                 "CT107",
                 f"document expands to more than {MAX_VALUES:,} values (alias bomb?)",
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
             )
         if chars > MAX_EXPANDED_CHARS:
-            raise LoadError(
+            raise LoadError.at(
+                node,
                 "CT107",
                 f"document expands to more than {MAX_EXPANDED_CHARS:,} characters of text (alias bomb?)",
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
             )
         sizes[id(node)] = (values, chars)
         return values, chars

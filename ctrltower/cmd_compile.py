@@ -8,7 +8,6 @@ Exit codes (ctrltower/exit_codes.py): 0 ok (warnings allowed), 1 the repo (or th
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tempfile
@@ -28,22 +27,17 @@ from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
 from ctrltower.repo_dir import scan_repo_dir
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from webui import datadir
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 COLLECTOR_TIMEOUT_S = 60
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so readers never see half a file."""
+    """Write via a temp file and rename (webui.datadir.write_atomic, 0600), so readers never see half
+    a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    datadir.write_atomic(path, text.encode("utf-8"))
 
 
 def _emit(diags: list[Diagnostic], fmt: str, files: Mapping[str, bytes], prefix: str = "") -> None:
@@ -94,6 +88,13 @@ repo_option = click.option(
     show_default=True,
     help="The config repo's root directory.",
 )
+out_option = click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory.",
+)
 
 
 @click.command()
@@ -118,13 +119,7 @@ def validate(repo_dir: Path, fmt: str, collector: Path | None, path_prefix: str)
 
 @click.command()
 @repo_option
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory.",
-)
+@out_option
 @click.option("--group", "groups", multiple=True, help="Render only this group (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def render(repo_dir: Path, out_dir: Path, groups: tuple[str, ...], fmt: str) -> None:
@@ -221,13 +216,7 @@ def import_(
 
 
 @click.command()
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory.",
-)
+@out_option
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if the files in OUT are missing or stale.")
 def schema(out_dir: Path, check: bool) -> None:
     """Export the JSON Schema of the repo file kinds (AgentGroup, Pipeline, Settings)."""

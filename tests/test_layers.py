@@ -1,4 +1,5 @@
-"""Dependencies point one way: schemas <- compiler <- reconciler, webui; agent needs only schemas.
+"""Dependencies point one way: schemas <- compiler <- reconciler, webui; agent needs only schemas;
+metrics (the metrics process) needs only schemas, and webui and the CLI may use it.
 
 And the compiler stays pure by test, not by habit: compiler/ and schemas/ import no I/O library
 (processes, network, databases, Git, web frameworks, the environment), directly or through
@@ -13,17 +14,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["schemas", "compiler", "reconciler", "agent", "webui", "ctrltower"]
+PACKAGES = ["schemas", "compiler", "reconciler", "agent", "metrics", "webui", "ctrltower"]
 ALLOWED = {
     "schemas": {"schemas"},
     "compiler": {"schemas", "compiler"},
     "reconciler": {"schemas", "compiler", "reconciler"},
-    "webui": {"schemas", "compiler", "webui"},
+    "metrics": {"schemas", "metrics"},
+    "webui": {"schemas", "compiler", "metrics", "webui"},
     "agent": {"schemas", "agent"},
     "ctrltower": set(PACKAGES),
 }
 # Third-party packages the agent must not need (it installs and runs without them).
 AGENT_FORBIDDEN = {"flask", "duckdb", "networkx", "git", "jinja2", "granian", "numpy"}
+# The metrics process is no web server and no Git client: it scrapes, stores and answers on its socket.
+METRICS_FORBIDDEN = {"flask", "werkzeug", "git", "networkx", "jinja2", "granian"}
 # Modules that do I/O: none may be imported by the pure layers (a dotted name forbids its submodules).
 IO_MODULES = {
     "asyncio",
@@ -66,12 +70,49 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+def layer_violations(root: Path, package: str) -> list[str]:
+    """`path imports [...]` for each file under root/package that imports a part it may not use, or
+    (metrics) a forbidden library; string imports (`importlib.import_module("x")`) count too."""
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        names = full_imports_of(path.read_text(), str(path))
+        tops = {n.split(".")[0] for n in names}
+        bad = (tops & set(PACKAGES)) - ALLOWED[package]
+        if package == "metrics":
+            bad |= tops & METRICS_FORBIDDEN
+        if bad:
+            out.append(f"{path.relative_to(root)} imports {sorted(bad)}")
+    return out
+
+
 @pytest.mark.parametrize("package", [p for p in PACKAGES if p != "ctrltower"])
 def test_package_imports_only_allowed_layers(package: str) -> None:
-    for path in sorted((ROOT / package).rglob("*.py")):
-        project_imports = imports_of(path) & set(PACKAGES)
-        bad = project_imports - ALLOWED[package]
-        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+    assert layer_violations(ROOT, package) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "from webui.metrics.client import MetricsClient",
+        "import webui.datadir",
+        "def f():\n    from webui.store import Store",
+        "import importlib\nimportlib.import_module('webui.store')",
+        "from compiler.api import compile_repo",
+        "from flask import Flask",
+        "import git",
+        "import networkx as nx",
+    ],
+)
+def test_the_layer_check_catches_metrics_importing_webui(tmp_path: Path, line: str) -> None:
+    """The check itself: the metrics process importing webui (or another part, or Flask, Git, networkx)
+    is reported; schemas and third-party storage libraries are not."""
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "ok.py").write_text(
+        "import duckdb\nimport psycopg\nfrom schemas.errors import Permanent\n"
+    )
+    (tmp_path / "metrics" / "bad.py").write_text(line + "\n")
+    found = layer_violations(tmp_path, "metrics")
+    assert len(found) == 1 and found[0].startswith("metrics/bad.py imports"), found
 
 
 def test_agent_needs_no_server_dependencies() -> None:

@@ -100,9 +100,8 @@ class ReadyAnnouncer:
 
     def _announce(self) -> None:
         path = ready_path(self.data_dir)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "url": self.url}) + "\n")
-        os.replace(tmp, path)
+        # readable by whoever supervises the server (no secret in it)
+        datadir.write_atomic(path, (json.dumps({"pid": os.getpid(), "url": self.url}) + "\n").encode(), 0o644)
         self.ready.set()
         # stdout, not the log: the one line a supervisor can wait for, whatever the log level
         print(f"{READY_LINE} {self.url} (pid {os.getpid()})", file=sys.stdout, flush=True)

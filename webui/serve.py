@@ -2,7 +2,7 @@
 
 Process tree:
 - this (main) process: migrates the database, writes the bootstrap tokens on first start, starts the
-  metrics process (`webui.metrics.service:run(settings)`, if that module exists) and the rollout
+  metrics process (`metrics.service:run(settings)`, if that module exists) and the rollout
   controller's process (`webui.rollouts.controller:run`, working while it holds the `rollouts` lease,
   docs/rollouts.md), both spawned (never forked) and restarted if they die, and runs granian's
   supervisor, which forks the WSGI worker processes (each builds its own app with `create_app`);
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import CtrlTowerError, Permanent
+from webui import datadir
 from webui.lifecycle import (
     METRICS_LOCK,
     SERVER_LOCK,
@@ -46,7 +47,7 @@ from webui.settings import ServerSettings
 from webui.store import Store
 
 log = logging.getLogger("ctrltower.server")
-METRICS_MODULE = "webui.metrics.service"
+METRICS_MODULE = "metrics.service"
 
 
 class ServeError(Permanent):
@@ -54,18 +55,8 @@ class ServeError(Permanent):
 
 
 def write_secret_file(path: Path, secret: str) -> None:
-    """Write a 0600 file atomically (temp file + rename): never a half-written token."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a 0600 file atomically (webui.datadir.write_atomic): never a half-written token."""
+    datadir.write_atomic(path, (secret + "\n").encode())
 
 
 def prepare(settings: ServerSettings) -> dict[str, Path]:

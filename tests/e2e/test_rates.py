@@ -26,7 +26,7 @@ TOLERANCE = 0.05
 # agent reads the collector's counters once a second, so each end can be up to 1 s stale: a reading can
 # be off by 1 s / interval. At 12 s that is 8 % (seen: 36.8/s for 40/s); at 30 s it is 3.3 %, inside 5 %.
 SCRAPE_INTERVAL_S = 30.0
-WINDOW_S = 2 * SCRAPE_INTERVAL_S + 5.0  # webui.metrics.settings: stale_after_s
+WINDOW_S = 2 * SCRAPE_INTERVAL_S + 5.0  # metrics.settings: stale_after_s
 READINGS = 2
 CELL = re.compile(r'<td class="num" data-metric="logs_in">\s*([0-9.]+)\s*</td>')
 

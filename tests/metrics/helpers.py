@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webui.metrics.scraper import Scraper
-from webui.metrics.settings import MetricsSettings
-from webui.metrics.store import MetricsStore
-from webui.metrics.targets import StateReader
+from metrics.scraper import Scraper
+from metrics.settings import MetricsSettings
+from metrics.store import MetricsStore
+from metrics.targets import StateReader
 
 T0 = 1_790_000_040.0  # a whole minute (and not a whole hour), in 2026
 

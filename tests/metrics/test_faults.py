@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from metrics.targets import ScrapeTarget
 from tests.metrics.exporter import InFlight, exporters
 from tests.metrics.helpers import Clock, make
-from webui.metrics.targets import ScrapeTarget
 
 GOOD = {"cpu": 1.0, "memory": 1e8, "logs:accepted": 5.0}
 BAD = ["hang", "garbage", "huge", "drop", "truncate", "http500"]

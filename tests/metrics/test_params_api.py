@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from metrics.params import QueryError, parse_agents, parse_duration, parse_range, parse_time, parse_top
 from tests.support.server import InProcessServer
-from webui.metrics.params import QueryError, parse_agents, parse_duration, parse_range, parse_time, parse_top
 
 NOW = 1_790_000_000.0
 

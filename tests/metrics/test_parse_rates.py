@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from metrics.parse import RAW_COUNTERS, PageError, parse_page
+from metrics.rates import COUNTER_COLUMNS, increase, increases
 from tests.metrics.exporter import page
-from webui.metrics.parse import RAW_COUNTERS, PageError, parse_page
-from webui.metrics.rates import COUNTER_COLUMNS, increase, increases
 
 
 def test_parse_reads_only_ctrltower_series() -> None:

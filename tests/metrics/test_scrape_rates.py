@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from metrics import query
+from metrics.params import parse_range
+from metrics.targets import ScrapeTarget
 from tests.metrics.exporter import exporters
 from tests.metrics.helpers import T0, Clock, make
-from webui.metrics import query
-from webui.metrics.params import parse_range
-from webui.metrics.targets import ScrapeTarget
 
 RATE_A = 200.0  # logs accepted per second
 CPU_A = 0.25  # cores

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from metrics.service import run_async
+from metrics.settings import MetricsSettings
 from tests.metrics.exporter import Exporter, exporters, wait_until
 from tests.support.ready import wait_ready
 from webui.metrics.client import MetricsClient, failing_agents, latest_values
-from webui.metrics.service import run_async
-from webui.metrics.settings import MetricsSettings
 from webui.store.db import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,8 +165,8 @@ def test_process_restart_keeps_history(tmp_path: Path) -> None:
     settings = MetricsSettings(data_dir=tmp_path, **FAST)  # type: ignore[arg-type]
     migrate(settings.state_db_path)
     code = (
-        "import sys; from webui.metrics.settings import MetricsSettings; "
-        "from webui.metrics.service import run; run(MetricsSettings.model_validate_json(sys.argv[1]))"
+        "import sys; from metrics.settings import MetricsSettings; "
+        "from metrics.service import run; run(MetricsSettings.model_validate_json(sys.argv[1]))"
     )
 
     log = tmp_path / "metrics.log"

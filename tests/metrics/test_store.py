@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from webui.metrics import query
-from webui.metrics.params import parse_range
-from webui.metrics.rates import COUNTER_COLUMNS
-from webui.metrics.settings import DAY, MetricsSettings
-from webui.metrics.store import RAW_COLUMNS, MetricsStore
+from metrics import query
+from metrics.params import parse_range
+from metrics.rates import COUNTER_COLUMNS
+from metrics.settings import DAY, MetricsSettings
+from metrics.store import RAW_COLUMNS, MetricsStore
 
 NOW = 1_790_006_400.0  # a whole hour
 RATES = {"a1": 10.0, "a2": 30.0, "b1": 1000.0}

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from metrics import query
+from metrics.store import Batch, MetricsStore
 from schemas.api import HEADER_REVISION
 from schemas.common import config_hash
 from tests.support.server import InProcessServer
 from tests.webui.helpers import group, iso, pipeline, publish, registration, sha
-from webui.metrics import query
-from webui.metrics.store import Batch, MetricsStore
 from webui.rollouts.controller import RolloutController
 from webui.rollouts.selection import GroupServing, bucket
 from webui.store.rollouts import RolloutRow

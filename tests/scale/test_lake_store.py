@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from metrics.lake import LakeError, open_lake
+from metrics.rates import COUNTER_COLUMNS
+from metrics.store import Batch, MetricsStore
 from tests.conftest import free_port
-from webui.metrics.lake import LakeError, open_lake
-from webui.metrics.rates import COUNTER_COLUMNS
-from webui.metrics.store import Batch, MetricsStore
 
 T0 = 1_800_000_000.0
 

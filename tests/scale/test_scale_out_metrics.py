@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
+from metrics.lake import open_lake
 from tests.metrics.exporter import Exporter
 from tests.support.cluster import ScaleOut, wait_for
 from tests.support.server import auth
 from webui.metrics.client import MetricsClient
-from webui.metrics.lake import open_lake
 
 pytestmark = [pytest.mark.slow]
 INTERVAL = 1.0

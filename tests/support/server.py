@@ -17,7 +17,7 @@ Subprocess (the real thing: `ctrltower server` under granian, on 127.0.0.1 and a
 
 Or as a pytest fixture: `from tests.support.server import live_server  # noqa: F401` in your conftest.py
 (function-scoped; poll interval 0.5 s, no metrics process). Options: `metrics=True` also starts the
-metrics process (if webui.metrics.service exists; `metrics_interval_s` sets its scrape interval),
+metrics process (if metrics.service exists; `metrics_interval_s` sets its scrape interval),
 `workers`, `threads`, `extra_args`.
 `srv.log_text()` returns the server's output (stdout+stderr) for assertion messages.
 

@@ -175,8 +175,8 @@ def test_failed_scrape_errors_never_quote_the_answer(tmp_path: Path) -> None:
     shows only what went wrong in scrape health, never its bytes."""
     import asyncio
 
-    from webui.metrics.fetch import FetchError, Target, fetch
-    from webui.metrics.parse import PageError, parse_page
+    from metrics.fetch import FetchError, Target, fetch
+    from metrics.parse import PageError, parse_page
 
     answers = [
         b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nctrltower_collector_up TOP-SECRET-VALUE\n",

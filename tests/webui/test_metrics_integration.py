@@ -13,7 +13,7 @@ from tests.support.server import ServerProcess
 from tests.webui.helpers import registration
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("webui.metrics.service") is None, reason="the metrics part is not present"
+    importlib.util.find_spec("metrics.service") is None, reason="the metrics part is not present"
 )
 
 

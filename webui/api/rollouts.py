@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from schemas.api import ROLLOUT_ACTIVE, RolloutAction, RolloutList, RolloutState, RolloutView
+from schemas.api import RolloutAction, RolloutList, RolloutState, RolloutView
 from webui.api import LIMIT, OFFSET, QueryParam, doc, parse_body, query_choice, query_int
 from webui.auth import current_principal, require_role
 from webui.context import get_store
-from webui.errors import Conflict, NotFound, json_response
-from webui.store.rollouts import RolloutRow
+from webui.errors import NotFound, json_response
+from webui.rollouts.actions import act
 
 bp = Blueprint("rollouts_api", __name__)
 
@@ -71,39 +71,8 @@ def _act(rollout_id: int, action: str) -> Response:
     p = current_principal()
     assert p is not None  # require_role ran first
     reason = f"{action} by {p.actor}" + (f": {body.reason}" if body.reason else "")
-    if row.state not in ROLLOUT_ACTIVE:
-        raise Conflict(
-            f"rollout {rollout_id} is {row.state}: nothing to {action}",
-            code="rollout_finished",
-            details={"rollout_id": rollout_id, "state": row.state},
-        )
-    state, step, restart = _changes(row, action)
-    store.transition(
-        row,
-        actor=p.actor,
-        role=p.role,
-        action=action,
-        reason=reason,
-        state=state,
-        step=step,
-        restart_step=restart,
-    )
+    act(store, row, action, actor=p.actor, role=p.role, reason=reason)
     return json_response(store.get_rollout(rollout_id))
-
-
-def _changes(row: RolloutRow, action: str) -> tuple[str, int | None, bool]:
-    """(new state, new step or None, whether the step's clock restarts) for an operator's action."""
-    if action == "promote":  # skip what the current step waits for
-        return "progressing", row.step + 1, False
-    if action == "pause":
-        return "paused", None, False
-    if action == "resume":
-        if row.state != "paused":
-            raise Conflict(
-                f"rollout {row.id} is not paused", code="rollout_not_paused", details={"state": row.state}
-            )
-        return "progressing", None, True  # the step's clock starts again
-    return "aborted", None, False  # abort: every agent back on its group's previous revision
 
 
 def _action_view(action: str, summary: str) -> None:

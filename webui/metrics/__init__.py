@@ -1,6 +1,5 @@
-"""Agent metrics: scrape agents into DuckDB, compute rates, answer time-range queries.
-
-One metrics process (`service.run`) owns `DATA_DIR/metrics.duckdb`; the Flask blueprint
-(`api.bp`) and the server's agent views reach it through `client.MetricsClient` over the Unix
-socket `DATA_DIR/metrics.sock`. See docs/metrics.md.
+"""The web side of the metrics process (the top-level `metrics` package): the Flask blueprint
+(`api.bp`) that proxies metric queries to it, and `client.MetricsClient`, which the server's agent
+views and the rollout controller use to reach it over the Unix socket `DATA_DIR/metrics.sock`.
+See docs/metrics.md.
 """

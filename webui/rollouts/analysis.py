@@ -2,7 +2,7 @@
 
 Inputs are what the controller gathered for one interval: the agents of the rollout's groups (which
 revision each is served, whether it runs it, whether its collector rejected it), each agent's counter
-increases from the metrics store over the interval (`webui.metrics.query.sums`), the collector crashes
+increases from the metrics store over the interval (`metrics.query.sums`), the collector crashes
 reported in it, and the last baseline rate seen. The result is kept as evidence (rollout_measurements).
 
 - ratio checks (send_failure_ratio, refused_ratio) and throughput look only at new-revision agents

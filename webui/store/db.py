@@ -266,7 +266,7 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE revision_groups ADD COLUMN collector_version TEXT;
     """,
-    # 8: scale-out metrics (webui/metrics/shards.py): each agent's last scrape, shared by the replicas so
+    # 8: scale-out metrics (metrics/shards.py): each agent's last scrape, shared by the replicas so
     # the one that takes over a shard computes rates against the previous owner's last scrape.
     """
     CREATE TABLE IF NOT EXISTS metric_baselines (
@@ -333,7 +333,7 @@ MIGRATIONS: list[str] = [
     + ";\n".join(REBUILD_SQL)  # the counts now join each agent's served revision: count again
     + ";\n",
     # 11: scale-out metrics: the agents whose scrapes fail, written by the replica that scrapes each
-    # shard, so every replica shows the same agents `degraded` (webui/metrics/shards.py).
+    # shard, so every replica shows the same agents `degraded` (metrics/shards.py).
     """
     CREATE TABLE IF NOT EXISTS metric_failing (
         agent TEXT PRIMARY KEY,

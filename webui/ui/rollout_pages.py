@@ -15,7 +15,9 @@ from werkzeug.wrappers import Response
 from schemas.api import ROLLOUT_ACTIVE
 from webui.auth import Principal
 from webui.context import get_store
+from webui.rollouts.actions import act
 from webui.store.errors import StoreError
+from webui.ui.session import operators_only
 
 ACTIONS = {
     "promote": "Skip the current step (an analysis or a pause) and go on to the next one.",
@@ -53,8 +55,7 @@ def register(bp: Blueprint, principal: Callable[[], Principal]) -> None:
         if action not in ACTIONS or not 0 < rollout_id < 2**63:
             abort(404)
         who = principal()
-        if not who.can("operator"):
-            abort(403, description=f"role {who.role!r} may not {action} rollouts (operators only)")
+        operators_only(who, action, "rollouts")
         store = get_store()
         row = store.rollout_row(rollout_id)
         back = url_for("ui.rollouts", id=rollout_id)
@@ -67,28 +68,9 @@ def register(bp: Blueprint, principal: Callable[[], Principal]) -> None:
                 action_url=url_for("ui.rollout_action", rollout_id=rollout_id, action=action),
                 cancel_url=back,
             )
-        changes: dict[str, tuple[str, int | None, bool]] = {
-            "promote": ("progressing", row.step + 1, False),
-            "pause": ("paused", None, False),
-            "resume": ("progressing", None, True),
-            "abort": ("aborted", None, False),
-        }
-        state, step, restart = changes[action]
-        if action == "resume" and row.state != "paused":
-            flash(f"Rollout {rollout_id} is not paused.", "error")
-            return redirect(back)
         try:
-            store.transition(
-                row,
-                actor=who.actor,
-                role=who.role,
-                action=action,
-                state=state,
-                step=step,
-                restart_step=restart,
-                reason=f"{action} by {who.actor} (UI)",
-            )
-        except StoreError as exc:  # finished, or moved meanwhile: say so on the page
+            act(store, row, action, actor=who.actor, role=who.role, reason=f"{action} by {who.actor} (UI)")
+        except StoreError as exc:  # finished, not paused, or moved meanwhile: say so on the page
             flash(str(exc), "error")
             return redirect(back)
         flash(f"Rollout {rollout_id}: {action} done.", "ok")

@@ -11,8 +11,8 @@ exact for the covered time whatever the bucket size: the same formula serves raw
 
 from __future__ import annotations
 
+from metrics.parse import RAW_COUNTERS
 from schemas.metrics import QUERY_METRICS
-from webui.metrics.parse import RAW_COUNTERS
 
 # Stored counter columns (increases): the "rate" metrics of the query contract, in its order.
 COUNTER_COLUMNS: tuple[str, ...] = tuple(

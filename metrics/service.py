@@ -2,7 +2,7 @@
 
 `run(settings)` is what `ctrltower server` (webui/serve.py) starts in a child process. It owns
 DATA_DIR/metrics.duckdb, scrapes the online agents listed in DATA_DIR/state.db (scale-out: writes the
-shared DuckLake and scrapes the agents of the shards it holds, webui/metrics/shards.py), and answers
+shared DuckLake and scrapes the agents of the shards it holds, metrics/shards.py), and answers
 `GET /query`, `/latest`, `/top`, `/sums`, `/health`, `/failing`, `/stats` (JSON) on DATA_DIR/metrics.sock
 for the Flask workers (client.MetricsClient). SIGTERM/SIGINT stop it cleanly (last batch flushed).
 """
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from metrics import query
+from metrics.params import QueryError, parse_agents, parse_range, parse_since, parse_top
+from metrics.scraper import Scraper
+from metrics.settings import MetricsSettings
+from metrics.shards import PgBaselines, PgFailing, PgStateReader, ShardLeases
+from metrics.store import MetricsStore, StoreError
+from metrics.targets import StateReader
 from schemas.errors import CtrlTowerError, RetryLater
-from webui.metrics import query
-from webui.metrics.params import QueryError, parse_agents, parse_range, parse_since, parse_top
-from webui.metrics.scraper import Scraper
-from webui.metrics.settings import MetricsSettings
-from webui.metrics.shards import PgBaselines, PgFailing, PgStateReader, ShardLeases
-from webui.metrics.store import MetricsStore, StoreError
-from webui.metrics.targets import StateReader
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def open_parts(settings: MetricsSettings) -> Parts:
         )
     import psycopg
 
-    from webui.metrics.lake import open_lake
+    from metrics.lake import open_lake
 
     assert settings.database_url is not None and settings.lake_path is not None
     with psycopg.connect(settings.database_url, autocommit=True) as conn:

@@ -25,9 +25,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from metrics.parse import RAW_COUNTERS
+from metrics.rates import COUNTER_COLUMNS
 from schemas.errors import RetryLater
-from webui.metrics.parse import RAW_COUNTERS
-from webui.metrics.rates import COUNTER_COLUMNS
 
 RESOLUTIONS = (60, 3600)
 _C = ", ".join(f"{c} DOUBLE" for c in COUNTER_COLUMNS)
@@ -100,7 +100,7 @@ class Batch:
 
 
 class MetricsStore:
-    """One DuckDB file, or the shared DuckLake (`con` from webui/metrics/lake.py, several writers).
+    """One DuckDB file, or the shared DuckLake (`con` from metrics/lake.py, several writers).
 
     Thread-safe: each call uses its own cursor; this process's writes are serialized. In the lake,
     rollups and retention run in one replica only (the one holding the leader lease) and the others

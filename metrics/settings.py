@@ -6,9 +6,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from webui import datadir
-
 DAY = 86400.0
+# The metrics process's own files in the server's data dir (webui/datadir.py lists them with the rest).
+METRICS_DB = "metrics.duckdb"  # DuckDB: scraped metrics, owned by the metrics process
+METRICS_SOCKET = "metrics.sock"  # the metrics process's internal HTTP endpoint
+# The server's state, read for scrape targets (the server's name for it: webui.datadir.STATE_DB).
+STATE_DB = "state.db"
 
 
 class MetricsSettings(BaseModel):
@@ -56,15 +59,15 @@ class MetricsSettings(BaseModel):
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / datadir.METRICS_DB
+        return self.data_dir / METRICS_DB
 
     @property
     def socket_path(self) -> Path:
-        return self.data_dir / datadir.METRICS_SOCKET
+        return self.data_dir / METRICS_SOCKET
 
     @property
     def state_db_path(self) -> Path:
-        return self.data_dir / datadir.STATE_DB
+        return self.data_dir / STATE_DB
 
     @property
     def max_gap_s(self) -> float:

@@ -2,7 +2,7 @@
 
 `ctrltower server --database-url postgresql://... --metrics-lake DATA_PATH`: the DuckLake catalog lives in
 the same PostgreSQL (in the state's own schema, tables `ducklake_*`), the Parquet files under DATA_PATH,
-a directory every replica can reach or `s3://bucket/prefix`. The store (webui/metrics/store.py) runs the
+a directory every replica can reach or `s3://bucket/prefix`. The store (metrics/store.py) runs the
 same SQL on it as on the local DuckDB file.
 
 DuckDB extensions cannot be downloaded at run time on these machines: they come from PyPI packages pinned

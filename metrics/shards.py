@@ -34,8 +34,8 @@ from collections.abc import Iterable
 
 import psycopg
 
+from metrics.targets import Annotation, ScrapeTarget, annotations_query, to_annotations
 from schemas.errors import RetryLater
-from webui.metrics.targets import Annotation, ScrapeTarget, annotations_query, to_annotations
 
 log = logging.getLogger(__name__)
 LEADER = -1  # the shard number of the leader lease (never an agent's shard)

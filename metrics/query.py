@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from metrics.params import RangeRequest
+from metrics.rates import COUNTER_COLUMNS
+from metrics.settings import MetricsSettings
+from metrics.store import MetricsStore
 from schemas.metrics import QUERY_METRICS
-from webui.metrics.params import RangeRequest
-from webui.metrics.rates import COUNTER_COLUMNS
-from webui.metrics.settings import MetricsSettings
-from webui.metrics.store import MetricsStore
 
 RAW_UP_TO_S = 6 * 3600.0
 MINUTE_UP_TO_S = 3 * 86400.0

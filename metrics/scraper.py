@@ -18,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from webui.metrics.fetch import FetchError, Target, fetch
-from webui.metrics.parse import PageError, parse_page
-from webui.metrics.rates import increases
-from webui.metrics.settings import MetricsSettings
-from webui.metrics.store import Batch, MetricsStore
-from webui.metrics.targets import ScrapeTarget, StateReader
+from metrics.fetch import FetchError, Target, fetch
+from metrics.parse import PageError, parse_page
+from metrics.rates import increases
+from metrics.settings import MetricsSettings
+from metrics.store import Batch, MetricsStore
+from metrics.targets import ScrapeTarget, StateReader
 
 if TYPE_CHECKING:
-    from webui.metrics.shards import PgBaselines, PgStateReader, ShardLeases
+    from metrics.shards import PgBaselines, PgStateReader, ShardLeases
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -207,7 +207,7 @@ class Scraper:
         self._taken_over = set(moved)
 
     def _shard(self, agent_id: str) -> int:
-        from webui.metrics.shards import shard_of
+        from metrics.shards import shard_of
 
         assert self.leases is not None
         return shard_of(agent_id, self.leases.shards)
