@@ -34,6 +34,7 @@ from collections.abc import Iterable
 
 import psycopg
 
+from metrics.parse import RAW_COUNTERS
 from metrics.targets import Annotation, ScrapeTarget, annotations_query, to_annotations
 from schemas.errors import RetryLater
 
@@ -239,7 +240,13 @@ class PgBaselines:
             except psycopg.Error as exc:
                 self._conn = None
                 raise RetryLater(f"loading baselines: {exc}") from exc
-        return {str(r[0]): (float(r[1]), [float(v) for v in json.loads(str(r[2]))]) for r in rows}  # type: ignore[arg-type]
+        out = {}
+        for agent, ts, vals in rows:
+            values = json.loads(str(vals))
+            # saved before a counter existed (fewer values): that agent starts without a baseline
+            if isinstance(values, list) and len(values) == len(RAW_COUNTERS):
+                out[str(agent)] = (float(ts), [float(v) for v in values])  # type: ignore[arg-type]
+        return out
 
     def close(self) -> None:
         with self._lock:
