@@ -399,26 +399,21 @@ class _Checker:
             return
         if info is None:
             return
+        # CT305 both ways: an input signal it cannot turn into any output, an output no input feeds
+        supported = "supported pairs: " + ", ".join(f"{a}->{b}" for a, b in sorted(info.pairs))
         for s in signal_order(ins):
             if not any((s, o) in info.pairs for o in outs):
-                self.diag(
-                    "CT305",
-                    f"connector '{nid}' ({node.type}) receives {s} but cannot turn it into "
-                    f"{' or '.join(signal_order(outs))}",
-                    at,
-                    node=nid,
-                    hint="supported pairs: " + ", ".join(f"{a}->{b}" for a, b in sorted(info.pairs)),
-                )
+                into = " or ".join(signal_order(outs))
+                message = f"connector '{nid}' ({node.type}) receives {s} but cannot turn it into {into}"
+                self.diag("CT305", message, at, node=nid, hint=supported)
         for o in signal_order(outs):
             if not any((s, o) in info.pairs for s in ins):
-                self.diag(
-                    "CT305",
-                    f"connector '{nid}' ({node.type}) sends {o} but none of its inputs "
-                    f"({', '.join(signal_order(ins))}) turns into {o}",
-                    at,
-                    node=nid,
-                    hint="supported pairs: " + ", ".join(f"{a}->{b}" for a, b in sorted(info.pairs)),
+                inputs = ", ".join(signal_order(ins))
+                message = (
+                    f"connector '{nid}' ({node.type}) sends {o} but none of its inputs ({inputs})"
+                    f" turns into {o}"
                 )
+                self.diag("CT305", message, at, node=nid, hint=supported)
 
     def _plan(
         self, nodes: dict[str, Node], edge_signals: dict[tuple[str, str], set[str]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -20,6 +20,8 @@ from compiler.loader import LoadError, Positions, Source, diagnostic, load_yaml
 from compiler.naming import Where, model_doc, where
 from schemas.diagnostics import Diagnostic
 from schemas.repo import AgentGroup, Pipeline, RepoSettings, RolloutPolicy
+
+M = TypeVar("M", bound=BaseModel)
 
 SETTINGS_FILES = ("ctrltower.yaml", "ctrltower.yml")
 KIND_DIRS = {"AgentGroup": "groups/", "Pipeline": "pipelines/", "RolloutPolicy": "rollouts/"}
@@ -95,6 +97,17 @@ def _defined_again(src: Source, code: str, what: str, first: str, pipeline: str 
     """A name defined a second time (a group, pipeline or rollout policy): the error is at this file's
     `name` and says which file defined it first."""
     return diagnostic(src, ("name",), code, f"{what} is already defined in {first}", pipeline=pipeline)
+
+
+def _validated(
+    model: type[M], data: Any, file: str, positions: Positions, name: str | None, diags: list[Diagnostic]
+) -> M | None:
+    """`data` as a `model`, or None with its CT104 diagnostics added to `diags`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        diags.extend(_schema_diagnostics(exc, model, file, positions, name, data))
+        return None
 
 
 def _schema_diagnostics(
@@ -208,10 +221,9 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
         src = Source(path, positions)
         if path in SETTINGS_FILES:
             repo.settings_file, repo.settings_positions = path, positions
-            try:
-                repo.settings = RepoSettings.model_validate(data)
-            except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, RepoSettings, path, positions, None, data))
+            read = _validated(RepoSettings, data, path, positions, None, diags)
+            if read is not None:
+                repo.settings = read
             continue
         kind = data.get("kind") if isinstance(data.get("kind"), str) else None
         name = data.get("name") if isinstance(data.get("name"), str) else None
@@ -239,10 +251,8 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                 )
             )
         if kind == "AgentGroup":
-            try:
-                group = AgentGroup.model_validate(data)
-            except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, AgentGroup, path, positions, None, data))
+            group = _validated(AgentGroup, data, path, positions, None, diags)
+            if group is None:
                 if name:
                     repo.broken_groups.add(name)
                 continue
@@ -253,10 +263,8 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
             repo.groups[group.name] = LoadedGroup(group, path, positions)
             repo.file_groups.setdefault(path, []).append(group.name)
         elif kind == "RolloutPolicy":
-            try:
-                policy = RolloutPolicy.model_validate(data)
-            except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, RolloutPolicy, path, positions, None, data))
+            policy = _validated(RolloutPolicy, data, path, positions, None, diags)
+            if policy is None:
                 continue
             if policy.name in repo.rollouts:
                 first = repo.rollouts[policy.name].file
@@ -264,10 +272,8 @@ def load_repo(files: Mapping[str, bytes | str], *, catalog: Catalog | None = Non
                 continue
             repo.rollouts[policy.name] = LoadedRollout(policy, path, positions)
         else:
-            try:
-                pipeline = Pipeline.model_validate(data)
-            except ValidationError as exc:
-                diags.extend(_schema_diagnostics(exc, Pipeline, path, positions, name, data))
+            pipeline = _validated(Pipeline, data, path, positions, name, diags)
+            if pipeline is None:
                 if name:
                     repo.broken_pipelines.add(name)
                     repo.file_pipelines.setdefault(path, []).append(name)

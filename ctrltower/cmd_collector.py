@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ctrltower import exit_codes
+from ctrltower.params import signing_key_option
 
 
 @click.group()
@@ -34,13 +35,7 @@ def collector() -> None:
 @click.option(
     "--token", envvar="CTRLTOWER_TOKEN", show_envvar=True, help="An admin token (prefer the env var)."
 )
-@click.option(
-    "--signing-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar="CTRLTOWER_SIGNING_KEY",
-    help="Sign the build's sha256 (agents with --trust-key refuse unsigned builds).",
-)
+@signing_key_option("Sign the build's sha256 (agents with --trust-key refuse unsigned builds).")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Upload timeout in seconds.")
 def publish(
     version: str, file: Path, server: str, token: str | None, signing_key: Path | None, timeout: float
@@ -48,9 +43,9 @@ def publish(
     """Upload BIN as collector VERSION. A version names one binary forever: other bytes are refused."""
     import httpx
 
-    from ctrltower.keyfiles import load_signer
+    from ctrltower.keyfiles import signer_for_option
     from schemas.repo import COLLECTOR_VERSION_PATTERN
-    from schemas.signing import STATEMENT_HEADER, KeyFileError
+    from schemas.signing import STATEMENT_HEADER
 
     if not re.match(COLLECTOR_VERSION_PATTERN, version) or len(version) > 128:
         raise click.BadParameter(f"must match {COLLECTOR_VERSION_PATTERN}", param_hint="--version")
@@ -59,11 +54,8 @@ def publish(
     data = file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
-    if signing_key is not None:
-        try:
-            signer = load_signer(signing_key)
-        except KeyFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--signing-key") from exc
+    signer = signer_for_option(signing_key)
+    if signer is not None:
         headers[STATEMENT_HEADER] = signer.sign_collector(
             version=version, sha256=digest, size=len(data), now=int(time.time())
         )

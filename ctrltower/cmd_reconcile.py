@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from ctrltower import exit_codes
-from ctrltower.params import parse_duration
+from ctrltower.params import parse_duration, signing_key_option
 from reconciler.client import ControlClient, make_http_client
 from reconciler.errors import ConflictError, GitError, ServerError
 from reconciler.explain import FORMATS, render
@@ -185,13 +185,7 @@ def _run_exit_code(result: RunResult) -> int:
 )
 @click.option("--max-runs", type=click.IntRange(min=1), default=None, help="Loop: stop after N runs.")
 @click.option("--git-timeout", default="120s", show_default=True, help="Kill a git fetch after DURATION.")
-@click.option(
-    "--signing-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar="CTRLTOWER_SIGNING_KEY",
-    help="ed25519 private key (ctrltower keys generate): sign every group's config.",
-)
+@signing_key_option("ed25519 private key (ctrltower keys generate): sign every group's config.")
 @click.option(
     "--signature-validity",
     default="7d",
@@ -215,8 +209,7 @@ def reconcile(
     fmt: str,
 ) -> None:
     """Publish the commit REF points at to the server (once, or every --interval)."""
-    from ctrltower.keyfiles import load_signer
-    from schemas.signing import KeyFileError
+    from ctrltower.keyfiles import signer_for_option
 
     if not source.strip():
         raise click.BadParameter("must name a repository (URL or path)", param_hint="--source")
@@ -224,12 +217,7 @@ def reconcile(
         Source.parse(source)  # refuse what git could read as an option or a command, before git runs
     except BadSource as exc:
         raise click.BadParameter(str(exc), param_hint="--source") from None
-    signer = None
-    if signing_key is not None:
-        try:
-            signer = load_signer(signing_key)
-        except KeyFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--signing-key") from exc
+    signer = signer_for_option(signing_key)
     validity = parse_duration(signature_validity)
     if validity < 60:
         raise click.BadParameter("must be at least 1m", param_hint="--signature-validity")

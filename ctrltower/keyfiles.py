@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from schemas.signing import KeyFileError, Signer, generate_pem, public_key_from_pem, trust_set
@@ -52,6 +53,16 @@ def _read(path: Path, what: str) -> bytes:
 
 def load_signer(path: Path) -> Signer:
     return Signer.from_pem(_read(path, "signing key"), str(path))
+
+
+def signer_for_option(path: Path | None) -> Signer | None:
+    """The Signer of --signing-key (None without it); a bad key file is a usage error naming the option."""
+    if path is None:
+        return None
+    try:
+        return load_signer(path)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--signing-key") from exc
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

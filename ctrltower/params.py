@@ -7,7 +7,8 @@ click option callback that names the option in the message. Needs only the base 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -56,3 +57,15 @@ def option(parse: Callable[[str], T]) -> Callable[[click.Context, click.Paramete
             raise
 
     return callback
+
+
+def signing_key_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--signing-key PATH (or CTRLTOWER_SIGNING_KEY): the ed25519 private key a command signs with;
+    `ctrltower.keyfiles.signer_for_option` loads it (imported only when the command runs)."""
+    return click.option(
+        "--signing-key",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar="CTRLTOWER_SIGNING_KEY",
+        help=help,
+    )

@@ -42,16 +42,19 @@ def _agents(change: GroupChange) -> str:
     return f", {change.agents} live agent{'s' if change.agents != 1 else ''}"
 
 
+def _pipeline_lists(of: Plan | GroupChange) -> list[tuple[str, tuple[str, ...]]]:
+    """The pipelines added, removed and changed (a plan's, or one group's): the non-empty lists, in
+    the order every format shows them."""
+    lists = (
+        ("added", of.pipelines_added),
+        ("removed", of.pipelines_removed),
+        ("changed", of.pipelines_changed),
+    )
+    return [(label, names) for label, names in lists if names]
+
+
 def _pipelines_line(change: GroupChange) -> str:
-    parts = []
-    for label, names in (
-        ("added", change.pipelines_added),
-        ("removed", change.pipelines_removed),
-        ("changed", change.pipelines_changed),
-    ):
-        if names:
-            parts.append(f"{label}: {', '.join(names)}")
-    return "; ".join(parts)
+    return "; ".join(f"{label}: {', '.join(names)}" for label, names in _pipeline_lists(change))
 
 
 def _coverage(plan: Plan) -> str:
@@ -92,13 +95,8 @@ def to_text(plan: Plan) -> str:
         out.extend(d.format_text() for d in plan.diagnostics)
     if plan.base_diagnostics:
         out.append(f"note: base has {plan.base_diagnostics} error(s); its configs count as absent")
-    for label, names in (
-        ("added", plan.pipelines_added),
-        ("removed", plan.pipelines_removed),
-        ("changed", plan.pipelines_changed),
-    ):
-        if names:
-            out.append(f"pipelines {label}: {', '.join(names)}")
+    for label, names in _pipeline_lists(plan):
+        out.append(f"pipelines {label}: {', '.join(names)}")
     for change in plan.changes:
         out.append("")
         out.append(f"{_sign(change)} group {change.group}: {change.kind}{_agents(change)}")

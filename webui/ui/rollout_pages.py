@@ -17,6 +17,7 @@ from webui.auth import Principal
 from webui.context import get_store
 from webui.rollouts.actions import act
 from webui.store.errors import StoreError
+from webui.ui.session import operators_only
 
 ACTIONS = {
     "promote": "Skip the current step (an analysis or a pause) and go on to the next one.",
@@ -54,8 +55,7 @@ def register(bp: Blueprint, principal: Callable[[], Principal]) -> None:
         if action not in ACTIONS or not 0 < rollout_id < 2**63:
             abort(404)
         who = principal()
-        if not who.can("operator"):
-            abort(403, description=f"role {who.role!r} may not {action} rollouts (operators only)")
+        operators_only(who, action, "rollouts")
         store = get_store()
         row = store.rollout_row(rollout_id)
         back = url_for("ui.rollouts", id=rollout_id)

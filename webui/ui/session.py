@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, has_request_context, request, session
+from flask import Flask, abort, g, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from webui.auth import Principal
@@ -31,6 +31,13 @@ from webui.context import get_store
 # Roles that may use the UI: anything that grants "viewer" (viewer, operator, admin, reconciler).
 UI_ROLE = "viewer"
 SESSION_MAX_AGE_S = 12 * 3600
+
+
+def operators_only(who: Principal, action: str, what: str) -> None:
+    """A 403 page unless `who` may operate: the guard of the UI's operator actions (commands to
+    collectors, rollout actions), one wording for all."""
+    if not who.can("operator"):
+        abort(403, description=f"role {who.role!r} may not {action} {what} (operators only)")
 
 
 class _SessionInterface(SecureCookieSessionInterface):

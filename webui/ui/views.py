@@ -375,8 +375,7 @@ def agent_command(agent_id: str, action: str) -> Response | str:
     if action not in ACTIONS:
         abort(404)
     who = principal()
-    if not who.can("operator"):
-        abort(403, description=f"role {who.role!r} may not {action} collectors (operators only)")
+    session.operators_only(who, action, "collectors")
     store = get_store()
     view = store.get_agent(agent_id)
     if view.opamp is not None and action not in view.opamp.commands:
