@@ -34,8 +34,9 @@ from agent.collector_metrics import process_usage  # noqa: E402
 from demo.sink import start_sink  # noqa: E402
 from schemas.api import GroupRevision, RevisionPublish  # noqa: E402
 from schemas.common import config_hash  # noqa: E402
-from tests.agent.helpers import children, collector_config, wait_until  # noqa: E402
+from tests.agent.helpers import collector_config, wait_until  # noqa: E402
 from tests.conftest import collector_path, free_port  # noqa: E402
+from tests.support.procs import children  # noqa: E402
 from tests.support.server import ServerProcess, auth  # noqa: E402
 
 

@@ -8,6 +8,9 @@ replica counts the live replicas (each holds one membership lock; `pg_locks` sho
 shards up to its fair share `ceil(shards / live)` and gives back any above it, so a dead replica's shards
 move to the others within about one scrape interval and a new replica gets its share.
 
+Targets (`ShardedTargets`): the whole fleet's, from the `TargetSource` the server passed in (its store
+in PostgreSQL), filtered to the shards held once the read returned.
+
 One more lock, the leader lease, says which replica runs the lake's rollups, retention and compaction.
 
 Scrape health (`PgFailing`): each replica writes the failing agents of its shards to PostgreSQL every
@@ -35,7 +38,7 @@ from collections.abc import Iterable
 import psycopg
 
 from metrics.parse import RAW_COUNTERS
-from metrics.targets import Annotation, ScrapeTarget, annotations_query, to_annotations
+from metrics.targets import Annotation, ScrapeTarget, TargetSource
 from schemas.errors import RetryLater
 
 log = logging.getLogger(__name__)
@@ -143,38 +146,18 @@ class ShardLeases:
             self._drop()
 
 
-class PgStateReader:
-    """Scrape targets and apply annotations from the state in PostgreSQL (what StateReader reads from
-    DATA_DIR/state.db in the embedded mode), limited to this replica's shards."""
+class ShardedTargets:
+    """The targets of the shards this replica holds, out of the whole fleet's `source` (the server's
+    store, in PostgreSQL); annotations are the whole fleet's (a chart may show any agent)."""
 
-    def __init__(self, database_url: str, leases: ShardLeases | None = None) -> None:
-        self.database_url = database_url
+    def __init__(self, source: TargetSource, leases: ShardLeases) -> None:
+        self.source = source
         self.leases = leases
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._lock = threading.Lock()
-
-    def _rows(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
-        with self._lock:
-            try:
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._conn = psycopg.connect(self.database_url, autocommit=True)
-                return list(self._conn.execute(sql, args).fetchall())
-            except psycopg.errors.UndefinedTable:
-                return []  # the server has not migrated yet
-            except psycopg.Error as exc:
-                raise RetryLater(f"reading scrape targets: {exc}") from exc
 
     def targets(self, now: float, online_within_s: float) -> list[ScrapeTarget]:
-        rows = self._rows(
-            "SELECT id, metrics_url, group_name FROM agents"
-            " WHERE metrics_url IS NOT NULL AND metrics_url != '' AND last_seen >= %s ORDER BY id",
-            (now - online_within_s,),
-        )
-        out = [ScrapeTarget(str(r[0]), str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
-        if self.leases is not None:
-            owned = self.leases.owned()
-            out = [t for t in out if shard_of(t.agent_id, self.leases.shards) in owned]
-        return out
+        fleet = self.source.targets(now, online_within_s)
+        owned = self.leases.owned()  # after the read: the shards held now, not before a slow query
+        return [t for t in fleet if shard_of(t.agent_id, self.leases.shards) in owned]
 
     def annotations(
         self,
@@ -185,14 +168,7 @@ class PgStateReader:
         group: str | None = None,
         limit: int = 500,
     ) -> list[Annotation]:
-        sql, args = annotations_query(start, end, agent=agent, group=group, limit=limit, placeholder="%s")
-        return to_annotations(self._rows(sql, args))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        return self.source.annotations(start, end, agent=agent, group=group, limit=limit)
 
 
 class PgBaselines:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,9 @@ import pytest
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView, GroupRevision, RevisionPublish
 from schemas.common import config_hash
-from tests.agent.helpers import BLOCKER_DIR, children, collector_config, pid_alive, wait_until, write_lines
-from tests.conftest import ROOT, free_port
+from tests.agent.helpers import collector_config, wait_until, write_lines
+from tests.support.agent import AgentProcess
+from tests.support.procs import alive
 from tests.support.server import ServerProcess, auth
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow]
@@ -37,8 +36,7 @@ class Fleet:
     reconciler: str = ""
     operator: str = ""
     head: str | None = None
-    agent: subprocess.Popen[bytes] | None = None
-    metrics_port: int = field(default_factory=free_port)
+    agent: AgentProcess | None = None
     n_publish: int = 0
 
     @property
@@ -73,28 +71,21 @@ class Fleet:
         self.head = sha
         return sha
 
-    def start_agent(self, labels: str = "role=edge,zone=test") -> None:
-        env = dict(os.environ, PYTHONPATH=str(BLOCKER_DIR), PYTHONUNBUFFERED="1")
-        log = (self.tmp / "agent.log").open("ab")
-        self.agent = subprocess.Popen(
-            [
-                sys.executable, "-m", "ctrltower", "agent",
-                "--server", self.srv.base_url,
-                "--enroll-token", self.srv.enroll_token,
-                "--collector", str(self.collector_bin),
-                "--config", str(self.config_path),
-                "--state-dir", str(self.tmp / "state"),
-                "--labels", labels,
-                "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                "--poll-interval", "0.5s",
-                "--health-timeout", "5s",
-            ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
+    def start_agent(self, labels: str = "role=edge,zone=test") -> AgentProcess:
+        """A new agent process on the same files (a restart keeps its state dir and log)."""
+        self.agent = AgentProcess(
+            self.srv.base_url,
+            self.srv.enroll_token,
+            self.collector_bin,
+            self.tmp,
+            config=self.config_path,
+            labels=labels,
+            health_timeout="5s",
+        ).start()
+        return self.agent
 
     def agent_log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")[-6000:]
+        return self.agent.log_text(6000) if self.agent is not None else ""
 
     def view(self) -> AgentView | None:
         r = httpx.get(f"{self.srv.base_url}/api/v1/agents", headers=auth(self.operator), timeout=10)
@@ -113,8 +104,7 @@ class Fleet:
 
     def collector_pid(self) -> int | None:
         assert self.agent is not None
-        pids = [p for p in children(self.agent.pid) if pid_alive(p)]
-        return pids[0] if pids else None
+        return self.agent.collector_pid()
 
     def command(self, agent_id: str, action: str) -> int:
         r = httpx.post(
@@ -135,14 +125,8 @@ class Fleet:
         return next((c["state"] for c in items if c["id"] == command_id), None)
 
     def agent_metric(self, line_prefix: str) -> float | None:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            return None
-        for line in text.splitlines():
-            if line.startswith(line_prefix + " "):
-                return float(line.split()[-1])
-        return None
+        assert self.agent is not None
+        return self.agent.metric(line_prefix)
 
 
 @pytest.fixture
@@ -154,13 +138,8 @@ def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[Fleet]:
         try:
             yield f
         finally:
-            if f.agent is not None and f.agent.poll() is None:
-                f.agent.send_signal(signal.SIGTERM)
-                try:
-                    f.agent.wait(20)
-                except subprocess.TimeoutExpired:
-                    f.agent.kill()
-                    f.agent.wait(5)
+            if f.agent is not None:
+                f.agent.stop()
 
 
 def test_revisions_reach_the_collector_and_bad_ones_never_stop_it(fleet: Fleet) -> None:
@@ -266,8 +245,7 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
     assert fleet.agent_log().count("registered as agent") == 1
     # The agent restarts: it registers again with the token kept in its state dir (proof), same id.
     assert fleet.agent is not None
-    fleet.agent.send_signal(signal.SIGTERM)
-    assert fleet.agent.wait(30) == 0, fleet.agent_log()
+    assert fleet.agent.stop() == 0, fleet.agent_log()
     fleet.start_agent()
     wait_until(lambda: fleet.agent_log().count("registered as agent") == 2, 10, what="re-registration")
     view = fleet.wait_view("same agent after its restart", run_state="running")
@@ -278,7 +256,7 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
     fleet.srv.kill()
     write_lines(logs / "app.log", "during-outage", 20)
     wait_until(lambda: fleet.sink.counts()["logs"] >= before + 20, 15, what="lines shipped while server down")
-    assert fleet.agent is not None and fleet.agent.poll() is None
+    assert fleet.agent is not None and fleet.agent.running()
     fleet.srv.start()
     last_seen = fleet.wait_view("back online", status="online").last_seen
     fleet.wait_view("reporting again", timeout=10)
@@ -288,7 +266,7 @@ def test_operations_crash_drift_commands_server_outage_shutdown(fleet: Fleet) ->
     collector = fleet.collector_pid()
     cmd = fleet.command(agent_id, "shutdown")
     assert fleet.agent.wait(20) == 0, fleet.agent_log()
-    assert collector is not None and not pid_alive(collector)
+    assert collector is not None and not alive(collector)
     wait_until(lambda: fleet.command_state(agent_id, cmd) == "done", 10, what="shutdown acked")
 
 
@@ -327,7 +305,7 @@ def test_server_scrapes_the_agent_metrics(tmp_path: Path, collector_bin: Path) -
         fleet.start_agent()
         try:
             view = fleet.wait_view("running", sync_status="Synced", run_state="running")
-            assert view.metrics_url == f"http://127.0.0.1:{fleet.metrics_port}/metrics"
+            assert fleet.agent is not None and view.metrics_url == fleet.agent.metrics_url
 
             def latest() -> dict[str, Any] | None:
                 write_lines(logs / "app.log", "steady", 50)  # keep a rate going while we wait
@@ -352,8 +330,7 @@ def test_server_scrapes_the_agent_metrics(tmp_path: Path, collector_bin: Path) -
             assert health["failing"] is False and health["consecutive_failures"] == 0
         finally:
             assert fleet.agent is not None
-            fleet.agent.send_signal(signal.SIGTERM)
-            assert fleet.agent.wait(20) == 0
+            assert fleet.agent.stop() == 0
 
 
 def test_agent_keeps_working_after_the_server_database_is_deleted(fleet: Fleet) -> None:

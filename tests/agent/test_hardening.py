@@ -27,8 +27,10 @@ from agent.state import StateDir, StoredConfig
 from agent.supervisor import CollectorProcess
 from demo.sink import start_sink
 from schemas.common import config_hash
-from tests.agent.helpers import BLOCKER_DIR, children, collector_config, pid_alive, wait_until, write_lines
+from tests.agent.helpers import collector_config, wait_until, write_lines
 from tests.conftest import ROOT, free_port
+from tests.support.agent import BLOCKER_DIR
+from tests.support.procs import alive, children
 
 SECRET = "ctt_enroll-secret-that-must-stay-home"
 
@@ -217,12 +219,12 @@ def test_sigkill_of_the_agent_stops_its_collector(tmp_path: Path, collector_bin:
 
     def collector_pid() -> int | None:
         assert agent.poll() is None, (tmp_path / "agent.log").read_text()
-        return next((p for p in children(agent.pid) if pid_alive(p)), None)
+        return next((p for p in children(agent.pid) if alive(p)), None)
 
     try:
         collector = wait_until(collector_pid, 30, what="collector started")
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
-        wait_until(lambda: not pid_alive(collector), 15, what="the collector to exit after its agent died")
+        wait_until(lambda: not alive(collector), 15, what="the collector to exit after its agent died")
     finally:
         _stop(agent)

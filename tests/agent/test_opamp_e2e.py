@@ -6,14 +6,10 @@ rejected revision reported as ApplyFailed while the last good config keeps runni
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,8 +18,8 @@ import pytest
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView, GroupRevision, RevisionPublish
 from schemas.common import config_hash
-from tests.agent.helpers import BLOCKER_DIR, children, collector_config, pid_alive, wait_until, write_lines
-from tests.conftest import ROOT, free_port
+from tests.agent.helpers import collector_config, wait_until, write_lines
+from tests.support.agent import AgentProcess
 from tests.support.server import ServerProcess, auth
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.browser]
@@ -39,8 +35,7 @@ class Host:
     name: str
     protocol: str
     root: Path
-    proc: subprocess.Popen[bytes] | None = None
-    metrics_port: int = field(default_factory=free_port)
+    agent: AgentProcess | None = None
 
     @property
     def logs(self) -> Path:
@@ -48,44 +43,28 @@ class Host:
 
     def start(self, srv: ServerProcess, collector_bin: Path) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONPATH=str(BLOCKER_DIR), PYTHONUNBUFFERED="1", APP_LOG_DIR=str(self.logs))
-        log = (self.root / "agent.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "ctrltower", "agent",
-                "--protocol", self.protocol,
-                "--server", srv.base_url,
-                "--enroll-token", srv.enroll_token,
-                "--collector", str(collector_bin),
-                "--config", str(self.root / "collector.yaml"),
-                "--state-dir", str(self.root / "state"),
-                "--labels", f"role=edge,proto={self.protocol}",
-                "--hostname", self.name,
-                "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-                "--poll-interval", "0.5s",
-                "--health-timeout", "5s",
-                "--collector-env", "APP_LOG_DIR",
-            ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
+        self.agent = AgentProcess(
+            srv.base_url,
+            srv.enroll_token,
+            collector_bin,
+            self.root,
+            protocol=self.protocol,
+            labels=f"role=edge,proto={self.protocol}",
+            hostname=self.name,
+            health_timeout="5s",
+            collector_env={"APP_LOG_DIR": str(self.logs)},
+        ).start()
 
     def log_text(self) -> str:
-        return (self.root / "agent.log").read_text(errors="replace")[-6000:]
+        return self.agent.log_text(6000) if self.agent is not None else ""
 
     def collector_pid(self) -> int | None:
-        assert self.proc is not None
-        pids = [p for p in children(self.proc.pid) if pid_alive(p)]
-        return pids[0] if pids else None
+        assert self.agent is not None
+        return self.agent.collector_pid()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.agent is not None:
+            self.agent.stop()
 
 
 @dataclass

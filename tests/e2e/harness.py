@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
 from tests.conftest import ROOT, free_port
 from tests.reconciler.gitutil import EXAMPLE, commit, init_repo
+from tests.support.agent import AgentProcess
 from tests.support.ready import patience
 from tests.support.server import ServerProcess
 
@@ -41,7 +41,7 @@ class System:
     srv: ServerProcess
     sink: SinkHandle
     gen: LogGenerator
-    agent: subprocess.Popen[bytes]
+    agent: AgentProcess
     reconciler_token: str
 
     @property
@@ -92,7 +92,7 @@ class System:
         return self.sink.counts()["logs"]
 
     def agent_log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")[-5000:]
+        return self.agent.log_text(5000)
 
     def wait(self, what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
         """Poll `check` until it returns something truthy (bounded, scaled for a loaded machine)."""
@@ -136,36 +136,22 @@ def running_system(
     log_dir = tmp / "app-logs"
     log_dir.mkdir()
     gen = LogGenerator([log_dir], rate=rate)
-    agent: subprocess.Popen[bytes] | None = None
     with srv, start_sink("127.0.0.1", 0) as sink:
+        agent = AgentProcess(
+            srv.base_url, srv.enroll_token, collector_bin, tmp,
+            state_dir=tmp / "agent-state", labels="tier=edge,zone=e2e", hostname="e2e-edge-1",
+            telemetry_port=free_port(),
+            # what the example repo's configs read; the collector gets nothing else of ours
+            collector_env={"APP_LOG_DIR": str(log_dir), "OTLP_HTTP_ENDPOINT": sink.endpoint},
+            agent_only=False,
+        )  # fmt: skip
+        system = System(tmp, repo, srv, sink, gen, agent, srv.create_token("reconciler"))
         try:
-            system = System(tmp, repo, srv, sink, gen, None, srv.create_token("reconciler"))  # type: ignore[arg-type]
             code, report = system.reconcile()
             assert code == 0, report
-            env = dict(
-                os.environ, APP_LOG_DIR=str(log_dir), OTLP_HTTP_ENDPOINT=sink.endpoint,
-                CTRLTOWER_ENROLL_TOKEN=srv.enroll_token, PYTHONUNBUFFERED="1",
-            )  # fmt: skip
-            with (tmp / "agent.log").open("ab") as out:
-                agent = subprocess.Popen(
-                    [sys.executable, "-m", "ctrltower", "agent", "--server", srv.base_url,
-                     "--collector", str(collector_bin), "--config", str(tmp / "collector.yaml"),
-                     "--state-dir", str(tmp / "agent-state"), "--labels", "tier=edge,zone=e2e",
-                     "--metrics-listen", f"127.0.0.1:{free_port()}", "--telemetry-port", str(free_port()),
-                     "--poll-interval", "0.5s", "--hostname", "e2e-edge-1",
-                     # what the example repo's configs read; the collector gets nothing else of ours
-                     "--collector-env", "APP_LOG_DIR", "--collector-env", "OTLP_HTTP_ENDPOINT"],
-                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-            system.agent = agent
+            agent.start()
             gen.start()
             yield system
         finally:
             gen.stop()
-            if agent is not None and agent.poll() is None:
-                agent.send_signal(signal.SIGTERM)
-                try:
-                    agent.wait(timeout=patience(20))
-                except subprocess.TimeoutExpired:
-                    os.killpg(agent.pid, signal.SIGKILL)
-                    agent.wait(timeout=10)
+            agent.stop()

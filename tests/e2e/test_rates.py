@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.harness import System, running_system
 from tests.reconciler.gitutil import commit, edit, head
-from tests.ui.demo_support import alive, descendants
+from tests.support.procs import alive, descendants
 
 pytestmark = [pytest.mark.collector, pytest.mark.slow, pytest.mark.timeout(1800)]
 

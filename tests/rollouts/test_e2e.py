@@ -37,9 +37,10 @@ from click.testing import CliRunner
 from ctrltower.cli import cli
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView, RolloutView
-from tests.agent.helpers import BLOCKER_DIR, wait_until
+from tests.agent.helpers import wait_until
 from tests.conftest import ROOT, free_port
 from tests.reconciler.gitutil import git, init_repo
+from tests.support.agent import BLOCKER_DIR
 from tests.support.server import ServerProcess, auth
 
 GROUP = """kind: AgentGroup

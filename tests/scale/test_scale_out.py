@@ -10,10 +10,6 @@ behind a real nginx; a real agent and collector through the balancer.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +25,9 @@ from reconciler.git import GitRepo
 from reconciler.run import ReconcileSettings, reconcile_once
 from schemas.api import GroupRevision, RevisionPublish, RevisionSummary
 from schemas.common import config_hash
-from tests.agent.helpers import BLOCKER_DIR, collector_config
-from tests.conftest import ROOT
+from tests.agent.helpers import collector_config
 from tests.reconciler.gitutil import head, init_repo
+from tests.support.agent import AgentProcess
 from tests.support.cluster import ScaleOut, wait_for
 from tests.support.server import auth
 from webui.store.db import MIGRATIONS
@@ -222,23 +218,7 @@ def test_a_real_agent_and_collector_sync_through_the_balancer(
     with start_sink("127.0.0.1", 0) as sink:
         text = collector_config(f"{logs}/*.log", sink.endpoint)
         _publish(so.lb_url, reconciler, 1, None, text)
-        env = dict(os.environ, PYTHONPATH=str(BLOCKER_DIR), PYTHONUNBUFFERED="1")
-        log = (tmp_path / "agent.log").open("ab")
-        agent = subprocess.Popen(
-            [
-                sys.executable, "-m", "ctrltower", "agent",
-                "--server", so.lb_url,
-                "--enroll-token", so.enroll_token,
-                "--collector", str(collector_bin),
-                "--config", str(tmp_path / "etc" / "collector.yaml"),
-                "--state-dir", str(tmp_path / "state"),
-                "--labels", "role=edge",
-                "--poll-interval", "0.5s",
-            ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
-        try:
+        with AgentProcess(so.lb_url, so.enroll_token, collector_bin, tmp_path, labels="role=edge") as agent:
 
             def synced() -> dict[str, Any] | None:
                 items = httpx.get(so.lb_url + "/api/v1/agents", headers=auth(viewer), timeout=10).json()[
@@ -249,7 +229,7 @@ def test_a_real_agent_and_collector_sync_through_the_balancer(
             try:
                 view = wait_for(synced, "the agent Synced through the balancer", 30)
             except AssertionError:
-                raise AssertionError((tmp_path / "agent.log").read_text(errors="replace")[-4000:]) from None
+                raise AssertionError(agent.log_text(4000)) from None
             assert view["run_state"] == "running" and view["desired_hash"] == config_hash(text)
             # every replica tells the same story about it
             for rep in so.replicas:
@@ -257,10 +237,3 @@ def test_a_real_agent_and_collector_sync_through_the_balancer(
                     rep.base_url + f"/api/v1/agents/{view['id']}", headers=auth(viewer), timeout=10
                 )
                 assert one.json()["sync_status"] == "Synced"
-        finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait(5)

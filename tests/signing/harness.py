@@ -5,11 +5,7 @@ rewrite what the server serves (the "someone between them" of the threat model).
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,9 +22,9 @@ from ctrltower.keyfiles import generate_keys
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView
 from schemas.common import config_hash
-from tests.agent.helpers import BLOCKER_DIR, children, pid_alive, wait_until
-from tests.conftest import ROOT, free_port
+from tests.agent.helpers import wait_until
 from tests.reconciler.gitutil import git, init_repo
+from tests.support.agent import AgentProcess
 from tests.support.server import ServerProcess, auth
 
 GROUP = """kind: AgentGroup
@@ -125,8 +121,7 @@ class SignedFleet:
     keys: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # name -> (private, public)
     reconciler: str = ""
     admin: str = ""
-    agent: subprocess.Popen[bytes] | None = None
-    metrics_port: int = field(default_factory=free_port)
+    agent: AgentProcess | None = None
 
     def __post_init__(self) -> None:
         self.repo = init_repo(self.tmp / "cfg", from_dir=None)
@@ -166,42 +161,26 @@ class SignedFleet:
         return dict(json.loads(result.output))
 
     def start_agent(self, trust: tuple[str, ...], *extra: str) -> None:
-        env = dict(
-            os.environ,
-            PYTHONPATH=str(BLOCKER_DIR),
-            PYTHONUNBUFFERED="1",
-            APP_LOG_DIR=str(self.tmp / "logs"),
-        )
-        cmd = [
-            sys.executable, "-m", "ctrltower", "agent",
-            "--server", self.proxy.url,
-            "--enroll-token", self.srv.enroll_token,
-            "--collector", str(self.collector_bin),
-            "--config", str(self.config_path),
-            "--state-dir", str(self.tmp / "state"),
-            "--labels", "role=edge",
-            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-            "--poll-interval", "0.5s",
-            "--health-timeout", "10s",
-            "--collector-env", "APP_LOG_DIR",
-        ]  # fmt: skip
-        for name in trust:
-            cmd += ["--trust-key", str(self.keys[name][1])]
-        log = (self.tmp / "agent.log").open("ab")
-        self.agent = subprocess.Popen([*cmd, *extra], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        """The agent, through the proxy, trusting the public keys named in `trust`."""
+        self.agent = AgentProcess(
+            self.proxy.url,
+            self.srv.enroll_token,
+            self.collector_bin,
+            self.tmp,
+            config=self.config_path,
+            labels="role=edge",
+            health_timeout="10s",
+            collector_env={"APP_LOG_DIR": str(self.tmp / "logs")},
+            trust_keys=[self.keys[name][1] for name in trust],
+            extra_args=extra,
+        ).start()
 
     def stop_agent(self) -> None:
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.send_signal(signal.SIGTERM)
-            try:
-                self.agent.wait(30)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait(5)
+        if self.agent is not None:
+            self.agent.stop()
 
     def agent_log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")[-8000:]
+        return self.agent.log_text(8000) if self.agent is not None else ""
 
     def view(self) -> AgentView | None:
         r = httpx.get(f"{self.srv.base_url}/api/v1/agents", headers=auth(self.admin), timeout=10)
@@ -220,8 +199,7 @@ class SignedFleet:
 
     def collector_pid(self) -> int | None:
         assert self.agent is not None
-        pids = [p for p in children(self.agent.pid) if pid_alive(p)]
-        return pids[0] if pids else None
+        return self.agent.collector_pid()
 
     def publish_collector(self, version: str, binary: Path, key: str | None) -> Any:
         args = ["collector", "publish", "--version", version, "--file", str(binary)]

@@ -21,6 +21,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,16 @@ def main(argv: list[str]) -> int:
     with PgCluster.start() as cluster:
         print(f"tests.support.pg: PostgreSQL on port {cluster.port} ({time.monotonic() - started:.1f} s)")
         env = {**os.environ, ENV_URL: cluster.base_url}
-        return subprocess.call(argv, env=env)
+        child = subprocess.Popen(argv, env=env)
+
+        # A CI timeout or Ctrl-C signals this process: pass it on to CMD and wait for it, so the cluster
+        # is stopped after CMD ends (leaving the `with`), never left running under a dead parent.
+        def forward(signum: int, _frame: object) -> None:
+            child.send_signal(signum)
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, forward)
+        return child.wait()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Helpers for tests that drive a running UI over real HTTP: session login with CSRF, process trees."""
+"""Helpers for tests that drive a running UI over real HTTP: session login with CSRF, process names."""
 
 from __future__ import annotations
 
@@ -20,38 +20,6 @@ def ui_login(base_url: str, token: str) -> httpx.Client:
     response = client.post("/login", data={"token": token, "csrf_token": match.group(1), "next": "/"})
     assert response.status_code == 302, response.text[:500]
     return client
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (children, grandchildren...), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.add(child)
-                frontier.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def process_names(pids: set[int]) -> dict[int, str]:

@@ -8,10 +8,6 @@ sees no buttons and the API refuses it. A screenshot of every page goes to test-
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -24,10 +20,11 @@ from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
 from schemas.api import ReconcileRunReport
 from schemas.diagnostics import Diagnostic, Location
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port
+from tests.support.agent import AgentProcess
+from tests.support.procs import alive
 from tests.support.ready import patience
 from tests.support.server import ServerProcess
-from tests.ui.demo_support import alive, descendants
 from tests.ui.seed import SHA1, SHA2, example_revision
 
 pytestmark = [pytest.mark.browser, pytest.mark.collector, pytest.mark.slow]
@@ -55,22 +52,13 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT_S) ->
     pytest.fail(f"timed out waiting for {what}")
 
 
-def collectors_of(agent: subprocess.Popen[bytes]) -> set[int]:
-    found = set()
-    for pid in descendants(agent.pid):
-        with contextlib.suppress(OSError):
-            if b"otelcol-contrib" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.add(pid)
-    return {p for p in found if alive(p)}
-
-
 @pytest.fixture
 def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[dict[str, object]]:
     srv = ServerProcess(tmp_path / "server", poll_interval_s=0.5, metrics=True, metrics_interval_s=0.5)
     sink = start_sink("127.0.0.1", 0)
     log_dir = tmp_path / "app-logs"
     gen = LogGenerator([log_dir], rate=40.0)
-    agent: subprocess.Popen[bytes] | None = None
+    agent: AgentProcess | None = None
     with srv:
         try:
             reconciler = srv.create_token("reconciler")
@@ -94,34 +82,21 @@ def fleet(tmp_path: Path, collector_bin: Path) -> Iterator[dict[str, object]]:
                     ],
                 )
                 assert api.post("/api/v1/reconcile-runs", json=run.model_dump(mode="json")).status_code < 300
-            env = dict(
-                os.environ,
-                APP_LOG_DIR=str(log_dir),
-                OTLP_HTTP_ENDPOINT=sink.endpoint,
-                CTRLTOWER_ENROLL_TOKEN=srv.enroll_token,
-            )
             log_dir.mkdir()
-            with (tmp_path / "agent.log").open("ab") as out:
-                agent = subprocess.Popen(
-                    [sys.executable, "-m", "ctrltower", "agent", "--server", srv.base_url,
-                     "--collector", str(collector_bin), "--config", str(tmp_path / "collector.yaml"),
-                     "--state-dir", str(tmp_path / "agent-state"), "--labels", "tier=edge,zone=browser",
-                     "--metrics-listen", f"127.0.0.1:{free_port()}", "--telemetry-port", str(free_port()),
-                     "--poll-interval", "0.5s", "--hostname", "browser-edge-1",
-                     "--collector-env", "APP_LOG_DIR", "--collector-env", "OTLP_HTTP_ENDPOINT"],
-                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
+            agent = AgentProcess(
+                srv.base_url, srv.enroll_token, collector_bin, tmp_path,
+                state_dir=tmp_path / "agent-state", labels="tier=edge,zone=browser",
+                hostname="browser-edge-1",
+                telemetry_port=free_port(),
+                collector_env={"APP_LOG_DIR": str(log_dir), "OTLP_HTTP_ENDPOINT": sink.endpoint},
+                agent_only=False,
+            ).start()  # fmt: skip
             gen.start()
-            yield {"srv": srv, "agent": agent, "sink": sink, "log": tmp_path / "agent.log"}
+            yield {"srv": srv, "agent": agent, "sink": sink, "log": agent.log_path}
         finally:
             gen.stop()
             if agent is not None:
-                agent.send_signal(signal.SIGTERM)
-                try:
-                    agent.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(agent.pid, signal.SIGKILL)
-                    agent.wait(timeout=10)
+                agent.stop()
             sink.close()
 
 
@@ -133,7 +108,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
     srv = fleet["srv"]
     agent = fleet["agent"]
     sink = fleet["sink"]
-    assert isinstance(srv, ServerProcess) and isinstance(agent, subprocess.Popen)
+    assert isinstance(srv, ServerProcess) and isinstance(agent, AgentProcess)
     assert isinstance(sink, SinkHandle)
     admin = srv.admin_token
     operator = srv.create_token("operator")
@@ -149,7 +124,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
     )
     assert isinstance(view, dict)
     agent_id = str(view["id"])
-    wait_for("a collector process", lambda: collectors_of(agent))
+    wait_for("a collector process", lambda: agent.collector_pids())
     # wait until the metrics process has a log rate for it, so the charts have data
     wait_for(
         "a non-zero log rate",
@@ -203,14 +178,14 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             page.screenshot(path=str(artifacts_dir / "ui-agent.png"), full_page=True)
 
             # stop: confirm in the dialog, then the real collector process goes away
-            before = collectors_of(agent)
+            before = agent.collector_pids()
             assert before
             page.once("dialog", lambda d: d.accept())
             page.click("button[data-action=stop]")
             page.wait_for_selector(".flash.ok")
             wait_for("the agent to report stopped", lambda: agent_view().get("run_state") == "stopped")
             wait_for("the collector process to exit", lambda: not any(alive(p) for p in before))
-            assert not collectors_of(agent)
+            assert not agent.collector_pids()
             page.reload()
             page.wait_for_selector("#run-state.s-stopped")
             page.screenshot(path=str(artifacts_dir / "ui-agent-stopped.png"), full_page=True)
@@ -228,7 +203,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             page.click("button[data-action=start]")
             page.wait_for_selector(".flash.ok")
             wait_for("the agent to report running", lambda: agent_view().get("run_state") == "running")
-            after = wait_for("a new collector process", lambda: collectors_of(agent))
+            after = wait_for("a new collector process", lambda: agent.collector_pids())
             assert isinstance(after, set) and not (after & before)
 
             # restart: the running collector is replaced by a new process, which keeps shipping logs
@@ -237,7 +212,7 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             page.click("button[data-action=restart]")
             page.wait_for_selector(".flash.ok")
             wait_for("the old collector to exit", lambda: not any(alive(p) for p in after))
-            restarted = wait_for("the restarted collector", lambda: collectors_of(agent))
+            restarted = wait_for("the restarted collector", lambda: agent.collector_pids())
             assert isinstance(restarted, set) and not (restarted & after)
             wait_for("the agent to report running", lambda: agent_view().get("run_state") == "running")
             wait_for(
@@ -309,14 +284,14 @@ def test_browser_operator_stops_and_starts_a_real_collector(
             page.fill("#token", operator)
             page.click("button[type=submit]")
             page.goto(f"{srv.base_url}/agents/{agent_id}")
-            running = collectors_of(agent)
+            running = agent.collector_pids()
             assert running
             page.once("dialog", lambda d: d.accept())
             page.click("button[data-action=shutdown]")
             page.wait_for_selector(".flash.ok")
             wait_for("the collector to exit", lambda: not any(alive(p) for p in running))
-            wait_for("the agent process to exit", lambda: agent.poll() is not None)
-            assert agent.returncode == 0, agent.returncode
+            wait_for("the agent process to exit", lambda: not agent.running())
+            assert agent.proc is not None and agent.proc.returncode == 0, agent.proc.returncode
             commands = httpx.get(
                 f"{srv.base_url}/api/v1/agents/{agent_id}/commands", headers=headers, timeout=5
             ).json()["items"]

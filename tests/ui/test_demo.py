@@ -24,8 +24,9 @@ import pytest
 
 from demo.rollout import ensure_config_repo, git
 from tests.conftest import ROOT, free_port
+from tests.support.procs import alive, descendants
 from tests.support.ready import patience
-from tests.ui.demo_support import alive, descendants, process_names, ui_login
+from tests.ui.demo_support import process_names, ui_login
 
 # the demo runs three times and its rollout goes through every step: well past the default 300 s cap
 pytestmark = [pytest.mark.slow, pytest.mark.collector, pytest.mark.timeout(1800)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from demo.loggen import LogGenerator
 from demo.run import PIDS_FILE, main, stop_leftovers
-from tests.ui.demo_support import alive
+from tests.support.procs import alive
 
 SLEEPER = (
     "import subprocess, sys, time; "

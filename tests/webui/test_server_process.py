@@ -14,9 +14,9 @@ import pytest
 
 from tests.agent.helpers import wait_until
 from tests.conftest import ROOT
+from tests.support.procs import alive, descendants
 from tests.support.ready import NotReady, wait_ready
 from tests.support.server import ServerProcess
-from tests.ui.demo_support import alive, descendants
 
 
 def test_first_start_writes_tokens_and_sigterm_stops_all(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ run on both backends.
 SQLite: WAL mode (readers never block the one writer), foreign keys on every connection, a busy timeout
 so concurrent worker processes queue instead of failing. Migrations are numbered; `user_version` says
 which ran (PostgreSQL: the `schema_version` table). They are written in SQLite's types; `Dialect.ddl`
-maps them for PostgreSQL. The metrics process reads `agents` and `agent_events` read-only: keep their
-columns.
+maps them for PostgreSQL. The metrics process reads `agents` and `agent_events` through
+webui/store/scrape.py: keep their columns.
 """
 
 from __future__ import annotations

@@ -1,0 +1,74 @@
+"""`python -m tests.support.pg -- CMD` must not leave PostgreSQL behind when it is signalled (a CI
+timeout, Ctrl-C): it passes the signal to CMD, waits for it, and stops and removes the cluster."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.support import pg
+
+pytestmark = pytest.mark.skipif(not pg.available(), reason="PostgreSQL is not installed")
+
+
+def _line_starting(out: IO[str], prefix: str) -> str:
+    """The first line of `out` that starts with `prefix` (readline returns "" once the process exits;
+    pytest-timeout bounds a process that hangs silently)."""
+    while line := out.readline():
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"the runner exited before printing {prefix!r}")
+
+
+def _postgres_running(port: int) -> bool:
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"postgres") and f"port={port}".encode() in b" ".join(cmdline):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signalled_runner_stops_its_command_and_its_cluster(signum: int, tmp_path: Path) -> None:
+    marker = tmp_path / "child-ended"
+    # CMD records that it was signalled, so the test proves the signal reached it (not only the runner)
+    child = (
+        f"import signal, sys, time\n"
+        f"signal.signal({int(signum)}, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(3)))\n"
+        f"print('child up', flush=True)\n"
+        f"time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.pg", "--", sys.executable, "-c", child],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        first = _line_starting(proc.stdout, "tests.support.pg: PostgreSQL on port")
+        port = int(re.search(r"port (\d+)", first).group(1))  # type: ignore[union-attr]
+        _line_starting(proc.stdout, "child up")
+        assert _postgres_running(port)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=120) == 3  # CMD's own exit code
+        assert marker.exists()
+        assert not _postgres_running(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
