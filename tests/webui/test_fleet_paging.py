@@ -177,7 +177,7 @@ def _plans(store: Store, f: AgentFilter, offset: int = 0) -> dict[str, str]:
 
 def test_group_pages_walk_the_group_indexes(tmp_path: Path, clock: Clock) -> None:
     """SQLite: a group's page is read in index order (no sort of the group's agents) and its offline
-    count ranges over (group, last_seen); an offset page skips entries of the hostname index."""
+    count ranges over (group, last_seen); an offset page skips entries of agents_search."""
     store = Store.open(tmp_path / "state.db", poll_interval_s=10.0, clock=clock)
     try:
         store.publish(example_revision("a" * 40, None), actor="t", role="reconciler")
@@ -199,6 +199,6 @@ def test_group_pages_walk_the_group_indexes(tmp_path: Path, clock: Clock) -> Non
 
         deep = _plans(store, AgentFilter(), offset=10)
         ids = [p for sql, p in deep.items() if sql.startswith("SELECT id FROM agents")]
-        assert len(ids) == 1 and "COVERING INDEX agents_hostname" in ids[0], deep
+        assert len(ids) == 1 and "COVERING INDEX agents_search" in ids[0], deep
     finally:
         store.close()

@@ -306,9 +306,11 @@ class AgentsMixin(StatusCountsMixin):
             params[f"lv{i}"] = value
         if f.search:
             d = self.db.dialect
+            # the ids from a scan of the index holding these three columns (migration 12), not of
+            # every agent's row; the caller's query then looks up only the matching agents
             clauses.append(
-                f"({d.contains('hostname', ':q')} OR {d.contains('id', ':q')}"
-                f" OR {d.contains('instance_id', ':q')})"
+                f"id IN (SELECT id FROM agents WHERE {d.contains('hostname', ':q')}"
+                f" OR {d.contains('id', ':q')} OR {d.contains('instance_id', ':q')})"
             )
             params["q"] = f.search
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

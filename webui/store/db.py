@@ -348,8 +348,12 @@ MIGRATIONS: list[str] = [
     # (chart markers) are found by (agent, kind, time): the (kind, at) index read every agent's applies
     # in the range (bench/ui.py: 67,000 in the last hour, ~50 ms of CPU and 0.4 s under load per chart).
     # The scraper's targets (agents with a metrics URL, read every round) from a partial index of those
-    # agents alone, in id order, instead of a walk of every agent.
+    # agents alone, in id order, instead of a walk of every agent. The search (`?q=`, a substring of
+    # hostname, id or instance id) scans an index holding those three instead of every agent's row
+    # (~10x less to read); it also orders the fleet page, so it replaces agents_hostname (migration 2).
     """
+    CREATE INDEX IF NOT EXISTS agents_search ON agents(hostname, id, instance_id);
+    DROP INDEX IF EXISTS agents_hostname;
     CREATE INDEX IF NOT EXISTS agents_group_hostname ON agents(group_name, hostname, id);
     CREATE INDEX IF NOT EXISTS agents_group_last_seen ON agents(group_name, last_seen);
     CREATE INDEX IF NOT EXISTS agent_events_agent_kind_at ON agent_events(agent_id, kind, at);
