@@ -33,7 +33,7 @@ import os
 import random
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import psycopg
 
@@ -170,99 +170,76 @@ class ShardedTargets:
         return self.source.annotations(start, end, agent=agent, group=group, limit=limit)
 
 
-class PgBaselines:
-    """Each agent's last scrape in PostgreSQL (`metric_baselines`), shared by every replica."""
+class _PgSession:
+    """A PostgreSQL connection of its own (autocommit), used by one thread at a time and reopened after
+    an error; a failed statement is a RetryLater naming what was being done."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._lock = threading.Lock()
 
-    def _c(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
-        return self._conn
+    @contextlib.contextmanager
+    def _session(self, what: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = psycopg.connect(self.database_url, autocommit=True)
+                yield self._conn
+            except psycopg.Error as exc:
+                self._conn = None
+                raise RetryLater(f"{what}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class PgBaselines(_PgSession):
+    """Each agent's last scrape in PostgreSQL (`metric_baselines`), shared by every replica."""
 
     def save(self, baselines: dict[str, tuple[float, list[float]]]) -> None:
         """Upsert; an older baseline never overwrites a newer one (a slow former owner)."""
         if not baselines:
             return
         rows = [(a, ts, json.dumps(vals)) for a, (ts, vals) in baselines.items()]
-        with self._lock:
-            try:
-                with self._c().cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO metric_baselines (agent, ts, vals) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (agent) DO UPDATE SET ts = excluded.ts, vals = excluded.vals"
-                        " WHERE excluded.ts > metric_baselines.ts",
-                        rows,
-                    )
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"saving baselines: {exc}") from exc
+        with self._session("saving baselines") as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO metric_baselines (agent, ts, vals) VALUES (%s, %s, %s)"
+                " ON CONFLICT (agent) DO UPDATE SET ts = excluded.ts, vals = excluded.vals"
+                " WHERE excluded.ts > metric_baselines.ts",
+                rows,
+            )
 
     def load(self, agents: Iterable[str]) -> dict[str, tuple[float, list[float]]]:
         ids = list(agents)
         if not ids:
             return {}
-        with self._lock:
-            try:
-                rows = (
-                    self._c()
-                    .execute("SELECT agent, ts, vals FROM metric_baselines WHERE agent = ANY(%s)", (ids,))
-                    .fetchall()
-                )
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"loading baselines: {exc}") from exc
+        with self._session("loading baselines") as conn:
+            rows = conn.execute(
+                "SELECT agent, ts, vals FROM metric_baselines WHERE agent = ANY(%s)", (ids,)
+            ).fetchall()
         return {str(r[0]): (float(r[1]), [float(v) for v in json.loads(str(r[2]))]) for r in rows}  # type: ignore[arg-type]
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
-
-class PgFailing:
+class PgFailing(_PgSession):
     """The agents whose scrapes fail, per shard, in PostgreSQL (`metric_failing`): each replica replaces
     the rows of the shards it holds; every replica reads them all, so `degraded` is the same everywhere."""
 
     def __init__(self, database_url: str, shards: int) -> None:
-        self.database_url = database_url
+        super().__init__(database_url)
         self.shards = shards
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._lock = threading.Lock()
-
-    def _c(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
-        return self._conn
 
     def publish(self, owned: frozenset[int], failing: Iterable[str]) -> None:
         rows = [(a, s) for a in failing if (s := shard_of(a, self.shards)) in owned]
-        with self._lock:
-            try:
-                conn = self._c()
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute("DELETE FROM metric_failing WHERE shard = ANY(%s)", (sorted(owned),))
-                    if rows:
-                        cur.executemany("INSERT INTO metric_failing (agent, shard) VALUES (%s, %s)", rows)
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"publishing scrape health: {exc}") from exc
+        with self._session("publishing scrape health") as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("DELETE FROM metric_failing WHERE shard = ANY(%s)", (sorted(owned),))
+            if rows:
+                cur.executemany("INSERT INTO metric_failing (agent, shard) VALUES (%s, %s)", rows)
 
     def all(self) -> list[str]:
-        with self._lock:
-            try:
-                rows = self._c().execute("SELECT agent FROM metric_failing ORDER BY agent").fetchall()
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"reading scrape health: {exc}") from exc
+        with self._session("reading scrape health") as conn:
+            rows = conn.execute("SELECT agent FROM metric_failing ORDER BY agent").fetchall()
         return [str(r[0]) for r in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
