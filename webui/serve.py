@@ -30,8 +30,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from fsio.atomic import atomic_write
 from schemas.errors import CtrlTowerError, Permanent
-from webui import datadir
 from webui.lifecycle import (
     METRICS_LOCK,
     SERVER_LOCK,
@@ -54,8 +54,8 @@ class ServeError(Permanent):
 
 
 def write_secret_file(path: Path, secret: str) -> None:
-    """Write a 0600 file atomically (webui.datadir.write_atomic): never a half-written token."""
-    datadir.write_atomic(path, (secret + "\n").encode())
+    """Write a 0600 file atomically (fsio.atomic): never a half-written token."""
+    atomic_write(path, (secret + "\n").encode())
 
 
 def prepare(settings: ServerSettings) -> dict[str, Path]:

@@ -30,6 +30,8 @@ def metrics_settings(settings: ServerSettings) -> MetricsSettings:
     if settings.metrics_interval_s:
         extra["interval_s"] = settings.metrics_interval_s
         extra["timeout_s"] = min(5.0, settings.metrics_interval_s)  # a scrape never outlives its interval
+    if settings.metrics_max_gap_intervals:
+        extra["max_gap_intervals"] = settings.metrics_max_gap_intervals
     if settings.database_url and settings.metrics_lake:
         extra["database_url"] = settings.database_url
         extra["lake_path"] = settings.metrics_lake
