@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pytest
 
 from metrics import query
 from metrics.lake import open_lake
 from metrics.parse import RAW_COUNTERS, parse_page
 from metrics.rates import COUNTER_COLUMNS, increases
+from metrics.shards import PgBaselines
 from metrics.store import Batch, MetricsStore
 
 T0 = 1_800_000_000.0
@@ -133,3 +135,23 @@ def test_old_lake_tables_gain_refused_and_keep_their_data(tmp_path: Path, databa
         assert query.sums(other, ["new"], T0 - 60, T0 + 60)["new"]["refused"] == 30.0
     finally:
         other.close()
+
+
+@pytest.mark.slow
+def test_shared_baselines_saved_before_refused_are_not_used(database_url: str) -> None:
+    """Scale-out: the replicas' shared baselines (PostgreSQL) from before the upgrade have ten values;
+    that agent starts without one, the others load as saved."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE metric_baselines (agent TEXT PRIMARY KEY, ts REAL NOT NULL, vals TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO metric_baselines VALUES ('old', 1.0, %s)", ("[" + ", ".join(["1"] * 10) + "]",)
+        )
+    baselines = PgBaselines(database_url)
+    try:
+        now = [float(i) for i in range(len(RAW_COUNTERS))]
+        baselines.save({"new": (2.0, now)})
+        assert baselines.load(["old", "new"]) == {"new": (2.0, now)}
+    finally:
+        baselines.close()
