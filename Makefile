@@ -45,7 +45,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy schemas compiler reconciler agent metrics webui ctrltower demo
+	$(BIN)/mypy fsio schemas compiler reconciler agent metrics webui ctrltower demo
 
 # One throwaway PostgreSQL for the whole run (tests/support/pg.py), shared by the xdist workers: the
 # store tests run on SQLite and on PostgreSQL, each test in a schema of its own.

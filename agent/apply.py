@@ -12,8 +12,9 @@ from pathlib import Path
 
 from agent.client import MetricsScraper
 from agent.collector_metrics import CollectorPage, parse_page
-from agent.state import StoredConfig, atomic_write, create_private, fsync_dir
+from agent.state import StoredConfig
 from agent.supervisor import CollectorProcess, validate
+from fsio.atomic import atomic_write, create_private, fsync_dir
 
 log = logging.getLogger("ctrltower.agent")
 # logged at info level by every (re)started collector service

@@ -24,7 +24,7 @@ from agent.client import FetchedConfig, ServerRefused, ServerUnavailable
 from agent.opamp_client import OpampClient
 from agent.runner import AGENT_VERSION, Agent, AgentOptions
 from agent.settings import AgentSettings
-from agent.state import atomic_write
+from fsio.atomic import atomic_write
 from schemas.api import Command
 from schemas.common import config_hash
 from schemas.opamp import CONFIG_KEY, AgentCap, key_value, opamp_pb2

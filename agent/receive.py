@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from agent.apply import ApplyOutcome
 from agent.client import FetchedConfig, ServerRefused
@@ -27,6 +27,7 @@ from schemas.signing import Untrusted
 log = logging.getLogger("ctrltower.agent")
 
 MAX_ERROR_CHARS = 8000  # the tail of a collector's error that a report carries
+ApplyResultKind = Literal["applied", "failed", "untrusted"]  # schemas.api.ApplyResult.result
 
 
 class ConfigApplier(Protocol):
@@ -131,19 +132,29 @@ class Receiver:
             self.failed_hash = None
             self.state.save_failed_hash(None)
             self.on_applied()
-            result = ApplyResult(
-                result="applied", config_hash=new.hash, revision=new.revision, at=self.clock.now()
-            )
+            result = self._result("applied", new.hash, new.revision)
         else:
             self.failed_hash = new.hash
             self.state.save_failed_hash(new.hash)
             error = (outcome.error or "apply failed")[-MAX_ERROR_CHARS:]
-            result = ApplyResult(
-                result="failed", config_hash=new.hash, revision=new.revision, error=error, at=self.clock.now()
-            )
+            result = self._result("failed", new.hash, new.revision, error)
         self.last_apply = result
         self.metrics.applies.labels(result=result.result).inc()
         self.on_change()
+
+    def mark_restored(self) -> None:
+        """The desired config is back in force (after drift, a restart, a start): report it applied, so
+        the server sees the drift resolved."""
+        desired = self.desired
+        assert desired is not None
+        self.last_apply = self._result("applied", desired.hash, desired.revision)
+
+    def _result(
+        self, result: ApplyResultKind, config_hash: str, revision: str | None, error: str | None = None
+    ) -> ApplyResult:
+        return ApplyResult(
+            result=result, config_hash=config_hash, revision=revision, error=error, at=self.clock.now()
+        )
 
     # --- refusing ---------------------------------------------------------------------------------
 
@@ -168,13 +179,7 @@ class Receiver:
             log.error("refusing config %s (revision %s): %s", target[:12], fetched.revision, reason)
             self.untrusted = (target, reason)
             self.metrics.applies.labels(result="untrusted").inc()
-            self.last_apply = ApplyResult(
-                result="untrusted",
-                config_hash=target,
-                revision=fetched.revision,
-                error=reason,
-                at=self.clock.now(),
-            )
+            self.last_apply = self._result("untrusted", target, fetched.revision, reason)
 
     def prepare_build(self, new: StoredConfig, version: str) -> Build | None:
         """The build `new` asks for, on disk and checked; None if refused (reported). A server that is
@@ -195,11 +200,5 @@ class Receiver:
             error = f"collector {version} cannot be downloaded: {exc}"
             if self.last_apply is None or self.last_apply.error != error:
                 log.error("%s", error)
-                self.last_apply = ApplyResult(
-                    result="failed",
-                    config_hash=new.hash,
-                    revision=new.revision,
-                    error=error,
-                    at=self.clock.now(),
-                )
+                self.last_apply = self._result("failed", new.hash, new.revision, error)
         return None

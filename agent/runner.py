@@ -362,11 +362,7 @@ class Agent:
 
     def _mark_restored(self) -> None:
         """The desired config is back in force: say so, so the server sees the drift resolved."""
-        desired = self.desired
-        assert desired is not None
-        self.last_apply = ApplyResult(
-            result="applied", config_hash=desired.hash, revision=desired.revision, at=self.clock.now()
-        )
+        self.receiver.mark_restored()
 
     def check_drift(self) -> None:
         if not self._restore_desired():

@@ -12,56 +12,12 @@ collector.log          the collector's stdout and stderr
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsio.atomic import atomic_write, fsync_dir
 from schemas.common import config_hash
-
-FILE_MODE = 0o600  # configs may hold credentials; only the agent's user reads them
-
-
-def create_private(path: Path, mode: int = FILE_MODE) -> int:
-    """Open a new file for writing, owner-only, never through a symlink planted at `path`.
-
-    A leftover regular file (a crash between create and rename) is replaced; a symlink is refused
-    (OSError), whoever put it there: following it would write a config over the link's target.
-    """
-    if path.is_symlink():
-        raise OSError(f"refusing to follow the symlink at {path}")
-    path.unlink(missing_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write a file so readers see the old bytes or the new ones, never a half-written file (0600
-    unless `mode` says otherwise). The agent's one way to replace a file: its state, its token, the
-    collector builds it downloads."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = create_private(tmp, mode)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.state import create_private
+from fsio.atomic import create_private
 from schemas.errors import Permanent
 
 _LOG_LINE = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ", re.M)

@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.client import AgentClient
-from agent.state import atomic_write, fsync_dir
+from fsio.atomic import atomic_write, fsync_dir
 from schemas.repo import COLLECTOR_LINE_PREFIX, COLLECTOR_VERSION_PATTERN
 from schemas.signing import Untrusted, verify_collector
 

@@ -2,9 +2,9 @@
 
 1. Scrape: a simulated fleet on 127.0.0.1 (one asyncio server process, one URL per agent, each a
    realistic ~75-series page whose counters grow with time). The real metrics process
-   (`metrics.service.run`, targets from a real state.db) scrapes it at the production interval;
-   then Prometheus (Debian package, loopback only, temp storage) scrapes the same fleet. CPU per
-   scrape of both processes (from /proc) and their ratio are printed.
+   (`metrics.service.run`, targets from a real state.db through the server's store) scrapes it at
+   the production interval; then Prometheus (Debian package, loopback only, temp storage) scrapes the
+   same fleet. CPU per scrape of both processes (from /proc) and their ratio are printed.
 2. Ingest: 1,000 agents x 7 days at 15 s (40 M rows, 10 values each) bulk-inserted from NumPy;
    also the scraper's own path (Batch.add + insert) on smaller batches.
 3. Queries on that store (after rollup): p50 of one agent over 24 h, a group aggregate over 7 d.
@@ -192,9 +192,10 @@ def bench_ours(tmp: Path, agents: int, port: int, warm: float, seconds: float) -
             ],
         )
     settings = MetricsSettings(data_dir=data, interval_s=INTERVAL, online_within_s=1e9)
-    code = (
-        "import sys; from metrics.settings import MetricsSettings as M; "
-        "from metrics.service import run; run(M.model_validate_json(sys.argv[1]))"
+    code = (  # the wiring of webui/metrics/process.py, with the benchmark's settings
+        "import sys; from metrics.settings import MetricsSettings as M; from metrics.service import run; "
+        "from webui.metrics.process import StoreTargets; from webui.store import Store; "
+        "m = M.model_validate_json(sys.argv[1]); run(m, StoreTargets(Store.open(m.data_dir / 'state.db')))"
     )
     log = (tmp / "ours.log").open("wb")
     proc = subprocess.Popen(
@@ -323,7 +324,7 @@ def day_arrays(
         "up": np.ones(n),
     }
     base = {"cpu": 0.05, "logs_in": 200, "logs_out": 199, "metrics_in": 50, "metrics_out": 50,
-            "traces_in": 30, "traces_out": 30, "send_failed": 1}  # fmt: skip
+            "traces_in": 30, "traces_out": 30, "send_failed": 1, "refused": 0.5}  # fmt: skip
     for c in COUNTER_COLUMNS:
         cols[c] = base[c] * every * (0.9 + 0.2 * rng.random(n))
     return {c: cols[c] for c in RAW_COLUMNS}

@@ -26,18 +26,17 @@ from compiler.repo import LoadedRepo, is_repo_file
 from compiler.report import FORMATS, format_diagnostics, format_github
 from ctrltower import exit_codes
 from ctrltower.repo_dir import scan_repo_dir
+from fsio.atomic import atomic_write
 from schemas.diagnostics import Diagnostic, has_errors, sort_diagnostics
-from webui import datadir
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 COLLECTOR_TIMEOUT_S = 60
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and rename (webui.datadir.write_atomic, 0600), so readers never see half
-    a file."""
+    """Write via a temp file and rename (fsio.atomic, 0600), so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    datadir.write_atomic(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"))
 
 
 def _emit(diags: list[Diagnostic], fmt: str, files: Mapping[str, bytes], prefix: str = "") -> None:

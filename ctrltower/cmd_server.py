@@ -82,6 +82,13 @@ def check_database_url(url: str | None) -> str | None:
     help="Seconds between metrics scrapes of each agent (default: the metrics process's).",
 )
 @click.option(
+    "--metrics-max-gap",
+    type=click.FloatRange(1, 1000, min_open=True),
+    default=None,
+    help="Scrapes further apart than this many intervals leave a gap in the charts, not a rate "
+    "(default: the metrics process's, 3.5).",
+)
+@click.option(
     "--retention-days",
     type=click.FloatRange(0.01, 36500),
     default=30.0,
@@ -127,6 +134,7 @@ def server(
     max_body: int,
     no_metrics: bool,
     metrics_interval: float | None,
+    metrics_max_gap: float | None,
     retention_days: float,
     rollout_tick: float,
     database_url: str | None,
@@ -163,6 +171,7 @@ def server(
         max_body_bytes=max_body,
         metrics=not no_metrics,
         metrics_interval_s=metrics_interval,
+        metrics_max_gap_intervals=metrics_max_gap,
         retention_days=retention_days,
         rollout_tick_s=rollout_tick,
         database_url=url,

@@ -23,10 +23,10 @@ from metrics.parse import PageError, parse_page
 from metrics.rates import increases
 from metrics.settings import MetricsSettings
 from metrics.store import Batch, MetricsStore
-from metrics.targets import ScrapeTarget, StateReader
+from metrics.targets import ScrapeTarget, TargetSource
 
 if TYPE_CHECKING:
-    from metrics.shards import PgBaselines, PgStateReader, ShardLeases
+    from metrics.shards import PgBaselines, ShardLeases
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -61,7 +61,7 @@ class Scraper:
         self,
         settings: MetricsSettings,
         store: MetricsStore,
-        state: StateReader | PgStateReader,
+        state: TargetSource,
         *,
         clock: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -260,7 +260,7 @@ class Scraper:
                 targets = await asyncio.to_thread(
                     self.state.targets, self.clock(), self.settings.online_within_s
                 )
-            except Exception as exc:  # state.db busy or missing: try again next round
+            except Exception as exc:  # the server's database busy or down: try again next round
                 log.warning("reading scrape targets failed: %s", exc)
                 targets = []
             self._prune(targets)

@@ -1,7 +1,8 @@
 """The metrics process: scraper + DuckDB writer + the internal query endpoint on a Unix socket.
 
-`run(settings)` is what `ctrltower server` (webui/serve.py) starts in a child process. It owns
-DATA_DIR/metrics.duckdb, scrapes the online agents listed in DATA_DIR/state.db (scale-out: writes the
+`run(settings, targets)` is the body of the process `ctrltower server` starts (webui/serve.py, through
+`webui.metrics.process.run`, which builds both arguments from the server's settings and store). It owns
+DATA_DIR/metrics.duckdb, scrapes the online agents its `TargetSource` lists (scale-out: writes the
 shared DuckLake and scrapes the agents of the shards it holds, metrics/shards.py), and answers
 `GET /query`, `/latest`, `/top`, `/sums`, `/health`, `/failing`, `/stats` (JSON) on DATA_DIR/metrics.sock
 for the Flask workers (client.MetricsClient). SIGTERM/SIGINT stop it cleanly (last batch flushed).
@@ -29,29 +30,12 @@ from metrics import query
 from metrics.params import QueryError, parse_agents, parse_range, parse_since, parse_top
 from metrics.scraper import Scraper
 from metrics.settings import MetricsSettings
-from metrics.shards import PgBaselines, PgFailing, PgStateReader, ShardLeases
+from metrics.shards import PgBaselines, PgFailing, ShardedTargets, ShardLeases
 from metrics.store import MetricsStore, StoreError
-from metrics.targets import StateReader
+from metrics.targets import TargetSource
 from schemas.errors import CtrlTowerError, RetryLater
 
 log = logging.getLogger(__name__)
-
-
-def metrics_settings(settings: Any) -> MetricsSettings:
-    """MetricsSettings as given, or derived from the server's settings (data_dir, offline window)."""
-    if isinstance(settings, MetricsSettings):
-        return settings
-    extra: dict[str, Any] = {}
-    if getattr(settings, "offline_after_s", None):
-        extra["online_within_s"] = float(settings.offline_after_s)
-    if getattr(settings, "metrics_interval_s", None):
-        extra["interval_s"] = float(settings.metrics_interval_s)
-        extra["timeout_s"] = min(5.0, extra["interval_s"])  # a scrape never outlives its interval
-    if getattr(settings, "database_url", None) and getattr(settings, "metrics_lake", None):
-        extra["database_url"] = settings.database_url
-        extra["lake_path"] = settings.metrics_lake
-        extra["shards"] = int(getattr(settings, "metrics_shards", 64))
-    return MetricsSettings(data_dir=Path(settings.data_dir), **extra)
 
 
 class MetricsService:
@@ -62,7 +46,7 @@ class MetricsService:
         settings: MetricsSettings,
         store: MetricsStore,
         scraper: Scraper,
-        state: StateReader | PgStateReader,
+        state: TargetSource,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -230,10 +214,15 @@ async def _every(seconds: float, stop: asyncio.Event, fn: Callable[[], object], 
 
 
 async def run_async(
-    settings: MetricsSettings, stop: asyncio.Event, *, clock: Callable[[], float] = time.time
+    settings: MetricsSettings,
+    stop: asyncio.Event,
+    targets: TargetSource,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> None:
-    """The process body; also driven directly by tests with their own `stop` event."""
-    parts = open_parts(settings)
+    """The process body; also driven directly by tests with their own `stop` event. `targets` stays
+    open: its owner closes it."""
+    parts = open_parts(settings, targets)
     store, state, leases, baselines = parts.store, parts.state, parts.leases, parts.baselines
     scraper = Scraper(settings, store, state, clock=clock, leases=leases, baselines=baselines)
     service = MetricsService(settings, store, scraper, state, clock=clock)
@@ -286,7 +275,7 @@ async def run_async(
             scraper.save_baselines()
         if leases is not None:
             leases.close()  # the shards go to the other replicas at once
-        for closer in (state, baselines, failing):
+        for closer in (baselines, failing):
             with contextlib.suppress(Exception):
                 getattr(closer, "close", lambda: None)()
         store.close()
@@ -304,18 +293,19 @@ def _rebalance(leases: ShardLeases) -> None:
 @dataclass
 class Parts:
     store: MetricsStore
-    state: Any
+    state: TargetSource
     leases: ShardLeases | None = None
     baselines: PgBaselines | None = None
     failing: PgFailing | None = None
 
 
-def open_parts(settings: MetricsSettings) -> Parts:
-    """The local DuckDB file and state.db, or (scale-out) the lake, PostgreSQL state and shard leases."""
+def open_parts(settings: MetricsSettings, targets: TargetSource) -> Parts:
+    """The local DuckDB file and all of `targets`, or (scale-out) the lake, the shard leases and the
+    targets of the shards held, the shared baselines and scrape health in PostgreSQL."""
     if not settings.scale_out:
         return Parts(
             MetricsStore(settings.db_path, memory_limit=settings.duckdb_memory_limit),
-            StateReader(settings.state_db_path),
+            targets,
         )
     import psycopg
 
@@ -330,7 +320,7 @@ def open_parts(settings: MetricsSettings) -> Parts:
     )
     store = _retrying(lambda: MetricsStore(settings.lake_path or "", con=con))
     leases = ShardLeases(settings.database_url, settings.shards)
-    state = PgStateReader(settings.database_url, leases)
+    state = ShardedTargets(targets, leases)
     failing = PgFailing(settings.database_url, settings.shards)
     return Parts(store, state, leases, PgBaselines(settings.database_url), failing)
 
@@ -348,9 +338,10 @@ def _retrying(make: Callable[[], MetricsStore]) -> MetricsStore:
     raise AssertionError("unreachable")
 
 
-def run(settings: Any) -> None:
-    """Entry point of the metrics process (started by webui/serve.py with the server's settings)."""
-    ms = metrics_settings(settings)
+def run(settings: MetricsSettings, targets: TargetSource) -> None:
+    """The metrics process until SIGTERM (or SIGINT, unless ignored): the server's child process runs it
+    through `webui.metrics.process.run`, which passes the settings derived from the server's and a
+    `TargetSource` over the server's store."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s metrics %(levelname)s %(message)s")
 
     async def main() -> None:
@@ -359,6 +350,6 @@ def run(settings: Any) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # the server's launcher ignores it
             loop.add_signal_handler(signal.SIGINT, stop.set)
-        await run_async(ms, stop)
+        await run_async(settings, stop, targets)
 
     asyncio.run(main())

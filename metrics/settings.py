@@ -10,8 +10,6 @@ DAY = 86400.0
 # The metrics process's own files in the server's data dir (webui/datadir.py lists them with the rest).
 METRICS_DB = "metrics.duckdb"  # DuckDB: scraped metrics, owned by the metrics process
 METRICS_SOCKET = "metrics.sock"  # the metrics process's internal HTTP endpoint
-# The server's state, read for scrape targets (the server's name for it: webui.datadir.STATE_DB).
-STATE_DB = "state.db"
 
 
 class MetricsSettings(BaseModel):
@@ -40,7 +38,8 @@ class MetricsSettings(BaseModel):
     )
     failing_after: int = Field(default=2, ge=1, description="consecutive failed scrapes that make it failing")
     database_url: str | None = Field(
-        default=None, description="scale-out: the state in PostgreSQL (targets, shard leases, baselines)"
+        default=None,
+        description="scale-out: PostgreSQL (shard leases, baselines, scrape health)",
     )
     lake_path: str | None = Field(
         default=None, description="scale-out: DuckLake data path (directory or s3://bucket/prefix)"
@@ -64,10 +63,6 @@ class MetricsSettings(BaseModel):
     @property
     def socket_path(self) -> Path:
         return self.data_dir / METRICS_SOCKET
-
-    @property
-    def state_db_path(self) -> Path:
-        return self.data_dir / STATE_DB
 
     @property
     def max_gap_s(self) -> float:

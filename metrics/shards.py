@@ -8,6 +8,9 @@ replica counts the live replicas (each holds one membership lock; `pg_locks` sho
 shards up to its fair share `ceil(shards / live)` and gives back any above it, so a dead replica's shards
 move to the others within about one scrape interval and a new replica gets its share.
 
+Targets (`ShardedTargets`): the whole fleet's, from the `TargetSource` the server passed in (its store
+in PostgreSQL), filtered to the shards held once the read returned.
+
 One more lock, the leader lease, says which replica runs the lake's rollups, retention and compaction.
 
 Scrape health (`PgFailing`): each replica writes the failing agents of its shards to PostgreSQL every
@@ -30,11 +33,12 @@ import os
 import random
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import psycopg
 
-from metrics.targets import Annotation, ScrapeTarget, annotations_query, to_annotations
+from metrics.parse import RAW_COUNTERS
+from metrics.targets import Annotation, ScrapeTarget, TargetSource
 from schemas.errors import RetryLater
 
 log = logging.getLogger(__name__)
@@ -142,38 +146,18 @@ class ShardLeases:
             self._drop()
 
 
-class PgStateReader:
-    """Scrape targets and apply annotations from the state in PostgreSQL (what StateReader reads from
-    DATA_DIR/state.db in the embedded mode), limited to this replica's shards."""
+class ShardedTargets:
+    """The targets of the shards this replica holds, out of the whole fleet's `source` (the server's
+    store, in PostgreSQL); annotations are the whole fleet's (a chart may show any agent)."""
 
-    def __init__(self, database_url: str, leases: ShardLeases | None = None) -> None:
-        self.database_url = database_url
+    def __init__(self, source: TargetSource, leases: ShardLeases) -> None:
+        self.source = source
         self.leases = leases
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._lock = threading.Lock()
-
-    def _rows(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
-        with self._lock:
-            try:
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._conn = psycopg.connect(self.database_url, autocommit=True)
-                return list(self._conn.execute(sql, args).fetchall())
-            except psycopg.errors.UndefinedTable:
-                return []  # the server has not migrated yet
-            except psycopg.Error as exc:
-                raise RetryLater(f"reading scrape targets: {exc}") from exc
 
     def targets(self, now: float, online_within_s: float) -> list[ScrapeTarget]:
-        rows = self._rows(
-            "SELECT id, metrics_url, group_name FROM agents"
-            " WHERE metrics_url IS NOT NULL AND metrics_url != '' AND last_seen >= %s ORDER BY id",
-            (now - online_within_s,),
-        )
-        out = [ScrapeTarget(str(r[0]), str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
-        if self.leases is not None:
-            owned = self.leases.owned()
-            out = [t for t in out if shard_of(t.agent_id, self.leases.shards) in owned]
-        return out
+        fleet = self.source.targets(now, online_within_s)
+        owned = self.leases.owned()  # after the read: the shards held now, not before a slow query
+        return [t for t in fleet if shard_of(t.agent_id, self.leases.shards) in owned]
 
     def annotations(
         self,
@@ -184,109 +168,85 @@ class PgStateReader:
         group: str | None = None,
         limit: int = 500,
     ) -> list[Annotation]:
-        sql, args = annotations_query(start, end, agent=agent, group=group, limit=limit, placeholder="%s")
-        return to_annotations(self._rows(sql, args))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        return self.source.annotations(start, end, agent=agent, group=group, limit=limit)
 
 
-class PgBaselines:
-    """Each agent's last scrape in PostgreSQL (`metric_baselines`), shared by every replica."""
+class _PgSession:
+    """A PostgreSQL connection of its own (autocommit), used by one thread at a time and reopened after
+    an error; a failed statement is a RetryLater naming what was being done."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._lock = threading.Lock()
 
-    def _c(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
-        return self._conn
+    @contextlib.contextmanager
+    def _session(self, what: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = psycopg.connect(self.database_url, autocommit=True)
+                yield self._conn
+            except psycopg.Error as exc:
+                self._conn = None
+                raise RetryLater(f"{what}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class PgBaselines(_PgSession):
+    """Each agent's last scrape in PostgreSQL (`metric_baselines`), shared by every replica."""
 
     def save(self, baselines: dict[str, tuple[float, list[float]]]) -> None:
         """Upsert; an older baseline never overwrites a newer one (a slow former owner)."""
         if not baselines:
             return
         rows = [(a, ts, json.dumps(vals)) for a, (ts, vals) in baselines.items()]
-        with self._lock:
-            try:
-                with self._c().cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO metric_baselines (agent, ts, vals) VALUES (%s, %s, %s)"
-                        " ON CONFLICT (agent) DO UPDATE SET ts = excluded.ts, vals = excluded.vals"
-                        " WHERE excluded.ts > metric_baselines.ts",
-                        rows,
-                    )
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"saving baselines: {exc}") from exc
+        with self._session("saving baselines") as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO metric_baselines (agent, ts, vals) VALUES (%s, %s, %s)"
+                " ON CONFLICT (agent) DO UPDATE SET ts = excluded.ts, vals = excluded.vals"
+                " WHERE excluded.ts > metric_baselines.ts",
+                rows,
+            )
 
     def load(self, agents: Iterable[str]) -> dict[str, tuple[float, list[float]]]:
         ids = list(agents)
         if not ids:
             return {}
-        with self._lock:
-            try:
-                rows = (
-                    self._c()
-                    .execute("SELECT agent, ts, vals FROM metric_baselines WHERE agent = ANY(%s)", (ids,))
-                    .fetchall()
-                )
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"loading baselines: {exc}") from exc
-        return {str(r[0]): (float(r[1]), [float(v) for v in json.loads(str(r[2]))]) for r in rows}  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        with self._session("loading baselines") as conn:
+            rows = conn.execute(
+                "SELECT agent, ts, vals FROM metric_baselines WHERE agent = ANY(%s)", (ids,)
+            ).fetchall()
+        out = {}
+        for agent, ts, vals in rows:
+            values = json.loads(str(vals))
+            # saved before a counter existed (fewer values): that agent starts without a baseline
+            if isinstance(values, list) and len(values) == len(RAW_COUNTERS):
+                out[str(agent)] = (float(ts), [float(v) for v in values])  # type: ignore[arg-type]
+        return out
 
 
-class PgFailing:
+class PgFailing(_PgSession):
     """The agents whose scrapes fail, per shard, in PostgreSQL (`metric_failing`): each replica replaces
     the rows of the shards it holds; every replica reads them all, so `degraded` is the same everywhere."""
 
     def __init__(self, database_url: str, shards: int) -> None:
-        self.database_url = database_url
+        super().__init__(database_url)
         self.shards = shards
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._lock = threading.Lock()
-
-    def _c(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
-        return self._conn
 
     def publish(self, owned: frozenset[int], failing: Iterable[str]) -> None:
         rows = [(a, s) for a in failing if (s := shard_of(a, self.shards)) in owned]
-        with self._lock:
-            try:
-                conn = self._c()
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute("DELETE FROM metric_failing WHERE shard = ANY(%s)", (sorted(owned),))
-                    if rows:
-                        cur.executemany("INSERT INTO metric_failing (agent, shard) VALUES (%s, %s)", rows)
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"publishing scrape health: {exc}") from exc
+        with self._session("publishing scrape health") as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute("DELETE FROM metric_failing WHERE shard = ANY(%s)", (sorted(owned),))
+            if rows:
+                cur.executemany("INSERT INTO metric_failing (agent, shard) VALUES (%s, %s)", rows)
 
     def all(self) -> list[str]:
-        with self._lock:
-            try:
-                rows = self._c().execute("SELECT agent FROM metric_failing ORDER BY agent").fetchall()
-            except psycopg.Error as exc:
-                self._conn = None
-                raise RetryLater(f"reading scrape health: {exc}") from exc
+        with self._session("reading scrape health") as conn:
+            rows = conn.execute("SELECT agent FROM metric_failing ORDER BY agent").fetchall()
         return [str(r[0]) for r in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None

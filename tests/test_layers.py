@@ -1,5 +1,6 @@
 """Dependencies point one way: schemas <- compiler <- reconciler, webui; agent needs only schemas;
-metrics (the metrics process) needs only schemas, and webui and the CLI may use it.
+metrics (the metrics process) needs only schemas, and webui and the CLI may use it; fsio (the one
+atomic file write) sits below every part that writes files and imports only the standard library.
 
 And the compiler stays pure by test, not by habit: compiler/ and schemas/ import no I/O library
 (processes, network, databases, Git, web frameworks, the environment), directly or through
@@ -9,19 +10,21 @@ importlib, so files in, configs and diagnostics out is all they can do.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["schemas", "compiler", "reconciler", "agent", "metrics", "webui", "ctrltower"]
+PACKAGES = ["fsio", "schemas", "compiler", "reconciler", "agent", "metrics", "webui", "ctrltower"]
 ALLOWED = {
+    "fsio": {"fsio"},
     "schemas": {"schemas"},
     "compiler": {"schemas", "compiler"},
-    "reconciler": {"schemas", "compiler", "reconciler"},
-    "metrics": {"schemas", "metrics"},
-    "webui": {"schemas", "compiler", "metrics", "webui"},
-    "agent": {"schemas", "agent"},
+    "reconciler": {"schemas", "compiler", "reconciler", "fsio"},
+    "metrics": {"schemas", "metrics", "fsio"},
+    "webui": {"schemas", "compiler", "metrics", "webui", "fsio"},
+    "agent": {"schemas", "agent", "fsio"},
     "ctrltower": set(PACKAGES),
 }
 # Third-party packages the agent must not need (it installs and runs without them).
@@ -113,6 +116,13 @@ def test_the_layer_check_catches_metrics_importing_webui(tmp_path: Path, line: s
     (tmp_path / "metrics" / "bad.py").write_text(line + "\n")
     found = layer_violations(tmp_path, "metrics")
     assert len(found) == 1 and found[0].startswith("metrics/bad.py imports"), found
+
+
+def test_fsio_imports_only_the_standard_library() -> None:
+    """Everything that writes files depends on fsio, the agent included: it must cost them nothing."""
+    for path in sorted((ROOT / "fsio").rglob("*.py")):
+        outside = {n for n in imports_of(path) if n not in sys.stdlib_module_names and n != "fsio"}
+        assert not outside, f"{path.relative_to(ROOT)} imports {sorted(outside)}"
 
 
 def test_agent_needs_no_server_dependencies() -> None:

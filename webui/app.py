@@ -1,9 +1,10 @@
 """The Flask application factory: `create_app(settings)` builds one app (one per worker process).
 
 It registers the agent API (/api/agent/v1), the control API (/api/v1), the OpAMP endpoint (/v1/opamp), the
-OpenAPI document (/api/openapi.json) and, when their modules exist, the metrics API (`webui.metrics.api:bp`
-at /api/v1/metrics) and the web UI (`webui.ui.views:bp` at /). No module-level state: the store, the config
-cache and the settings live on the app (`app.extensions["ctrltower"]`, `app.config["CTRLTOWER_SETTINGS"]`).
+OpenAPI document (/api/openapi.json), the metrics API (`webui.metrics.api:bp` at /api/v1/metrics, the
+proxy to the metrics process; `--no-metrics` leaves it out) and, when its module exists, the web UI
+(`webui.ui.views:bp` at /). No module-level state: the store, the config cache and the settings live on
+the app (`app.extensions["ctrltower"]`, `app.config["CTRLTOWER_SETTINGS"]`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from webui.api import revisions as revisions_api
 from webui.api import rollouts as rollouts_api
 from webui.context import EXTENSION_KEY
 from webui.errors import json_response, register_error_handlers
+from webui.metrics import api as metrics_api
+from webui.metrics.client import failing_agents
 from webui.opamp import endpoint as opamp_endpoint
 from webui.openapi import openapi_document
 from webui.settings import SETTINGS_KEY, ServerSettings
@@ -79,9 +82,8 @@ def create_app(
     app.register_blueprint(collectors_api.bp, url_prefix="/api/v1")
     app.register_blueprint(_meta_blueprint(), url_prefix="/api")
     app.register_blueprint(opamp_endpoint.bp)  # POST /v1/opamp (protobuf, outside /api: the OpAMP path)
-    metrics_bp = _optional_blueprint("webui.metrics.api") if settings.metrics else None
-    if metrics_bp is not None:
-        app.register_blueprint(metrics_bp, url_prefix="/api/v1/metrics")
+    if settings.metrics:
+        app.register_blueprint(metrics_api.bp, url_prefix="/api/v1/metrics")
     ui_bp = _optional_blueprint("webui.ui.views") if settings.ui else None
     if ui_bp is not None:
         app.register_blueprint(ui_bp)
@@ -127,19 +129,9 @@ def _optional_blueprint(module_name: str) -> Blueprint | None:
     return bp if isinstance(bp, Blueprint) else None
 
 
-def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth | None:
-    """Adapter to the metrics part's scrape health, if it provides one.
-
-    Contract: `webui.metrics.client.failing_agents(settings) -> Collection[str]` (ids of agents whose
-    scrapes fail); it should answer fast and raise (or return empty) when the metrics process is down.
-    """
-    try:
-        module = importlib.import_module("webui.metrics.client")
-    except ModuleNotFoundError:
-        return None
-    func: Any = getattr(module, "failing_agents", None)
-    if func is None:
-        return None
+def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth:
+    """The metrics process's scrape health (`webui.metrics.client.failing_agents`: ids of agents whose
+    scrapes fail; empty when the process is down), cached for a second."""
     # The fleet page asks on every request; the answer changes once per scrape interval at most.
     cache: dict[str, Any] = {"at": -1e9, "value": frozenset()}
     lock = threading.Lock()
@@ -149,7 +141,7 @@ def _metrics_scrape_health(settings: ServerSettings) -> ScrapeHealth | None:
         with lock:
             if now - cache["at"] < 1.0:
                 return cast(frozenset[str], cache["value"])
-        value = frozenset(func(settings))
+        value = frozenset(failing_agents(settings))
         with lock:
             cache["at"], cache["value"] = now, value
         return value

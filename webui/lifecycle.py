@@ -29,6 +29,7 @@ import sys
 import threading
 from pathlib import Path
 
+from fsio.atomic import atomic_write
 from webui import datadir
 
 log = logging.getLogger("ctrltower.server")
@@ -101,7 +102,7 @@ class ReadyAnnouncer:
     def _announce(self) -> None:
         path = ready_path(self.data_dir)
         # readable by whoever supervises the server (no secret in it)
-        datadir.write_atomic(path, (json.dumps({"pid": os.getpid(), "url": self.url}) + "\n").encode(), 0o644)
+        atomic_write(path, (json.dumps({"pid": os.getpid(), "url": self.url}) + "\n").encode(), 0o644)
         self.ready.set()
         # stdout, not the log: the one line a supervisor can wait for, whatever the log level
         print(f"{READY_LINE} {self.url} (pid {os.getpid()})", file=sys.stdout, flush=True)

@@ -2,8 +2,9 @@
 
 Process tree:
 - this (main) process: migrates the database, writes the bootstrap tokens on first start, starts the
-  metrics process (`metrics.service:run(settings)`, if that module exists) and the rollout
-  controller's process (`webui.rollouts.controller:run`, working while it holds the `rollouts` lease,
+  metrics process (`webui.metrics.process.run(settings)`: the metrics package's `metrics.service.run`
+  with settings derived from the server's and scrape targets read through the server's store) and the
+  rollout controller's process (`webui.rollouts.controller:run`, working while it holds the `rollouts` lease,
   docs/rollouts.md), both spawned (never forked) and restarted if they die, and runs granian's
   supervisor, which forks the WSGI worker processes (each builds its own app with `create_app`);
 - on SIGTERM/SIGINT granian stops its workers, then this process stops the other two.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import logging
 import multiprocessing
 import os
@@ -30,8 +30,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from fsio.atomic import atomic_write
 from schemas.errors import CtrlTowerError, Permanent
-from webui import datadir
 from webui.lifecycle import (
     METRICS_LOCK,
     SERVER_LOCK,
@@ -47,7 +47,6 @@ from webui.settings import ServerSettings
 from webui.store import Store
 
 log = logging.getLogger("ctrltower.server")
-METRICS_MODULE = "metrics.service"
 
 
 class ServeError(Permanent):
@@ -55,8 +54,8 @@ class ServeError(Permanent):
 
 
 def write_secret_file(path: Path, secret: str) -> None:
-    """Write a 0600 file atomically (webui.datadir.write_atomic): never a half-written token."""
-    datadir.write_atomic(path, (secret + "\n").encode())
+    """Write a 0600 file atomically (fsio.atomic): never a half-written token."""
+    atomic_write(path, (secret + "\n").encode())
 
 
 def prepare(settings: ServerSettings) -> dict[str, Path]:
@@ -104,7 +103,12 @@ def load_app(settings_json: str, main_pid: int, _target: str) -> Any:
 
 
 def _metrics_main(settings_json: str, parent_pid: int) -> None:
-    """Entry of the metrics child process."""
+    """Entry of the metrics child process: the metrics part, wired to the server's settings and store
+    by webui/metrics/process.py."""
+    # Imported here, not at the top: the main process (which forks the WSGI workers) never loads
+    # DuckDB; only this spawned child does.
+    from webui.metrics.process import run as run_metrics
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop (SIGTERM)
     die_with_parent(parent_pid)  # SIGTERM (a clean flush) when the server dies, even by SIGKILL
     settings = ServerSettings.model_validate_json(settings_json)
@@ -114,17 +118,9 @@ def _metrics_main(settings_json: str, parent_pid: int) -> None:
         log.error("another metrics process (pid %s) owns %s: exiting", exc.pid, settings.data_dir)
         raise SystemExit(1) from None
     try:
-        module = importlib.import_module(METRICS_MODULE)
-        module.run(settings)
+        run_metrics(settings)
     finally:
         lock.release()
-
-
-def metrics_available() -> bool:
-    try:
-        return importlib.util.find_spec(METRICS_MODULE) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 class MetricsSupervisor:
@@ -273,7 +269,7 @@ def serve(settings: ServerSettings) -> int:
     for role, path in written.items():
         log.warning("first start: wrote the %s token to %s (mode 0600)", role, path)
     supervisor: MetricsSupervisor | None = None
-    if settings.metrics and metrics_available():
+    if settings.metrics:
         supervisor = MetricsSupervisor(settings)
         supervisor.start()
     maintenance = Maintenance(settings)

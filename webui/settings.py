@@ -35,6 +35,9 @@ class ServerSettings(BaseModel):
     metrics_interval_s: float | None = Field(
         default=None, gt=0, description="scrape interval of the metrics process (None: its default)"
     )
+    metrics_max_gap_intervals: float | None = Field(
+        default=None, gt=1, description="scrapes this many intervals apart leave a gap (None: 3.5)"
+    )
     ui: bool = Field(default=True, description="mount the web UI (webui.ui.views), if it exists")
     retention_days: float = Field(
         default=30.0, gt=0, description="agent events, finished commands and reconcile runs kept this long"

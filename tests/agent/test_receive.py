@@ -109,7 +109,10 @@ def test_a_new_config_is_applied_remembered_and_survives_a_restart(tmp_path: Pat
     assert r.last_apply is not None and r.last_apply.result == "applied"
     assert r.last_apply.at.timestamp() == NOW and calls == ["applied", "changed"]
     again, _, _ = receiver(tmp_path, FakeApplier())  # a restarted agent starts from the last good one
-    assert again.desired == r.desired and again.failed_hash is None
+    assert again.desired == r.desired and again.failed_hash is None and again.last_apply is None
+    again.mark_restored()  # back in force after drift or a restart: reported as applied
+    assert again.last_apply is not None and again.last_apply.result == "applied"
+    assert again.last_apply.config_hash == digest and again.last_apply.revision == "c1"
 
 
 def test_the_same_bytes_under_a_new_revision_never_reload(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_bad_targets_do_not_stall_good_ones(tmp_path: Path) -> None:
 
 def test_round_without_targets_reads_state_db_as_empty(tmp_path: Path) -> None:
     _, _, scraper = make(tmp_path, Clock())
-    asyncio.run(scraper.round())  # no state.db yet: nothing to scrape, no error
+    asyncio.run(scraper.round())  # a new state.db, no agents yet: nothing to scrape, no error
     assert scraper.scrapes_ok == 0 and scraper.flush() == 0
 
 

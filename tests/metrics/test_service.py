@@ -22,7 +22,10 @@ from metrics.service import run_async
 from metrics.settings import MetricsSettings
 from tests.metrics.exporter import Exporter, exporters, wait_until
 from tests.support.ready import wait_ready
+from webui import datadir
 from webui.metrics.client import MetricsClient, failing_agents, latest_values
+from webui.metrics.process import StoreTargets
+from webui.store import Store
 from webui.store.db import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,10 +81,12 @@ class Counting(Exporter):
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[MetricsSettings, MetricsClient]]:
     settings = MetricsSettings(data_dir=tmp_path, **FAST)  # type: ignore[arg-type]
-    migrate(settings.state_db_path)
+    targets = StoreTargets(Store.open(datadir.state_db(tmp_path)))  # as webui/metrics/process.py wires it
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    thread = threading.Thread(target=loop.run_until_complete, args=(run_async(settings, stop),), daemon=True)
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(run_async(settings, stop, targets),), daemon=True
+    )
     thread.start()
     assert wait_until(settings.socket_path.exists, 10)
     client = MetricsClient(settings.socket_path, timeout_s=5)
@@ -93,6 +98,7 @@ def running(tmp_path: Path) -> Iterator[tuple[MetricsSettings, MetricsClient]]:
         thread.join(15)
         assert not thread.is_alive()
         loop.close()
+        targets.close()
     assert not settings.socket_path.exists()
 
 
@@ -100,7 +106,7 @@ def test_loop_scrapes_online_agents_and_serves_queries(
     running: tuple[MetricsSettings, MetricsClient],
 ) -> None:
     settings, client = running
-    db = settings.state_db_path
+    db = datadir.state_db(settings.data_dir)
     good = [Counting(100.0), Counting(50.0)]
     hang = Exporter(mode="hang")
     offline = Counting(1.0)
@@ -163,10 +169,12 @@ def test_loop_scrapes_online_agents_and_serves_queries(
 def test_process_restart_keeps_history(tmp_path: Path) -> None:
     """The real process: started, scraping, stopped with SIGTERM, started again: history is kept."""
     settings = MetricsSettings(data_dir=tmp_path, **FAST)  # type: ignore[arg-type]
-    migrate(settings.state_db_path)
-    code = (
-        "import sys; from metrics.settings import MetricsSettings; "
-        "from metrics.service import run; run(MetricsSettings.model_validate_json(sys.argv[1]))"
+    migrate(datadir.state_db(tmp_path))
+    code = (  # the wiring of webui/metrics/process.py, with the test's settings
+        "import sys; from metrics.settings import MetricsSettings; from metrics.service import run; "
+        "from webui.metrics.process import StoreTargets; from webui.store import Store; "
+        "m = MetricsSettings.model_validate_json(sys.argv[1]); "
+        "run(m, StoreTargets(Store.open(m.data_dir / 'state.db')))"
     )
 
     log = tmp_path / "metrics.log"
@@ -185,7 +193,7 @@ def test_process_restart_keeps_history(tmp_path: Path) -> None:
         assert not settings.socket_path.exists()
 
     with exporters({}) as (exp,):
-        add_agent(settings.state_db_path, "a", exp.url, "edge")
+        add_agent(datadir.state_db(tmp_path), "a", exp.url, "edge")
         exp.values = {"cpu": 1.0, "memory": 7e7}
         proc = start()
         try:

@@ -7,13 +7,12 @@ when the process is down. Endpoints are documented in docs/metrics.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, Response, current_app, json, request
 
 from webui.auth import require_role
 from webui.errors import api_error
 from webui.metrics.client import MetricsClient, MetricsUnavailable, socket_of
+from webui.settings import SETTINGS_KEY, ServerSettings
 
 bp = Blueprint("metrics_api", __name__)
 CLIENT_KEY = "ctrltower.metrics_client"
@@ -22,9 +21,9 @@ CLIENT_KEY = "ctrltower.metrics_client"
 def _client() -> MetricsClient:
     client = current_app.extensions.get(CLIENT_KEY)
     if client is None:
-        settings = current_app.config.get("CTRLTOWER_SETTINGS")
-        path = socket_of(settings) if settings is not None else Path("metrics.sock")
-        client = current_app.extensions.setdefault(CLIENT_KEY, MetricsClient(path))
+        settings = current_app.config[SETTINGS_KEY]  # set by create_app
+        assert isinstance(settings, ServerSettings)
+        client = current_app.extensions.setdefault(CLIENT_KEY, MetricsClient(socket_of(settings)))
     assert isinstance(client, MetricsClient)
     return client
 

@@ -14,17 +14,18 @@ from typing import Any
 
 import httpx
 
+from metrics.settings import MetricsSettings
 from schemas.errors import RetryLater
-from webui import datadir
+from webui.settings import ServerSettings
 
 
 class MetricsUnavailable(RetryLater):
     """The metrics process did not answer (not started yet, restarting, or disabled)."""
 
 
-def socket_of(settings: Any) -> Path:
-    path = getattr(settings, "metrics_socket", None) or getattr(settings, "socket_path", None)
-    return Path(path) if path is not None else datadir.metrics_socket(Path(settings.data_dir))
+def socket_of(settings: ServerSettings | MetricsSettings) -> Path:
+    """The metrics process's socket, from the server's settings or the metrics process's own."""
+    return settings.metrics_socket if isinstance(settings, ServerSettings) else settings.socket_path
 
 
 class MetricsClient:
@@ -83,7 +84,7 @@ class MetricsClient:
         return dict(self.get_json("/health", params)["agents"])
 
 
-def failing_agents(settings: Any) -> Collection[str]:
+def failing_agents(settings: ServerSettings | MetricsSettings) -> Collection[str]:
     """Ids of agents whose recent scrapes all failed (`degraded`); empty if the process is down."""
     path = socket_of(settings)
     if not path.exists():
@@ -95,7 +96,9 @@ def failing_agents(settings: Any) -> Collection[str]:
         return set()
 
 
-def latest_values(settings: Any, agent_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def latest_values(
+    settings: ServerSettings | MetricsSettings, agent_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """Latest cpu, memory and rates per agent (stale agents: values None); empty if unavailable."""
     path = socket_of(settings)
     if not path.exists() or not agent_ids:

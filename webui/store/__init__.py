@@ -11,8 +11,8 @@ Methods by area: agents (`register_agent`, `report_status`, `list_agents`, `get_
 `served_config`), tokens (`create_token`, `list_tokens`, `revoke_token`, `find_token`), audit and runs
 (`audit`, `list_audit`, `add_reconcile_run`, `list_reconcile_runs`), OpAMP agents' protocol state
 (`opamp_agent`, `opamp_register`, `opamp_describe`, `opamp_save`, `opamp_fail_commands`), identity
-(`approve_reregistration`, `agent_label_scope`) and UI sessions (`create_session`, `session_token_id`,
-`end_session`).
+(`approve_reregistration`, `agent_label_scope`), UI sessions (`create_session`, `session_token_id`,
+`end_session`) and what the metrics process reads (`scrape_targets`, `applied_revisions`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from webui.store.db import MIGRATIONS, Database, StateDB, migrate
 from webui.store.identity import IdentityMixin
 from webui.store.opamp import OpampMixin
 from webui.store.revisions import RevisionsMixin, ServedConfig
+from webui.store.scrape import ScrapeMixin
 from webui.store.tokens import TokensMixin
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Store(
     OpampMixin,
     CollectorsMixin,
     IdentityMixin,
+    ScrapeMixin,
 ):
     """All state access of the server. Thread-safe (SQLite: a connection per thread; PostgreSQL: a pool)."""
 

@@ -10,8 +10,8 @@ run on both backends.
 SQLite: WAL mode (readers never block the one writer), foreign keys on every connection, a busy timeout
 so concurrent worker processes queue instead of failing. Migrations are numbered; `user_version` says
 which ran (PostgreSQL: the `schema_version` table). They are written in SQLite's types; `Dialect.ddl`
-maps them for PostgreSQL. The metrics process reads `agents` and `agent_events` read-only: keep their
-columns.
+maps them for PostgreSQL. The metrics process reads `agents` and `agent_events` through
+webui/store/scrape.py: keep their columns.
 """
 
 from __future__ import annotations
@@ -340,6 +340,25 @@ MIGRATIONS: list[str] = [
         shard INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS metric_failing_shard ON metric_failing(shard);
+    """,
+    # 12: indexes for a large fleet (100,000 agents; bench/ui.py, docs/benchmarks.md). Added by the
+    # ui-perf work. A group's agents (the fleet page's `?group=`, the groups page) are walked in hostname
+    # order and its offline count ranges over their last_seen, instead of reading and sorting every
+    # agent of the group (a group of 20,000: ~180 ms -> ~3 ms in-process). One agent's revision applies
+    # (chart markers) are found by (agent, kind, time): the (kind, at) index read every agent's applies
+    # in the range (bench/ui.py: 67,000 in the last hour, ~50 ms of CPU and 0.4 s under load per chart).
+    # The scraper's targets (agents with a metrics URL, read every round) from a partial index of those
+    # agents alone, in id order, instead of a walk of every agent. The search (`?q=`, a substring of
+    # hostname, id or instance id) scans an index holding those three instead of every agent's row
+    # (~10x less to read); it also orders the fleet page, so it replaces agents_hostname (migration 2).
+    """
+    CREATE INDEX IF NOT EXISTS agents_search ON agents(hostname, id, instance_id);
+    DROP INDEX IF EXISTS agents_hostname;
+    CREATE INDEX IF NOT EXISTS agents_group_hostname ON agents(group_name, hostname, id);
+    CREATE INDEX IF NOT EXISTS agents_group_last_seen ON agents(group_name, last_seen);
+    CREATE INDEX IF NOT EXISTS agent_events_agent_kind_at ON agent_events(agent_id, kind, at);
+    CREATE INDEX IF NOT EXISTS agents_scraped ON agents(id, last_seen)
+        WHERE metrics_url IS NOT NULL AND metrics_url != '';
     """,
 ]
 
