@@ -324,7 +324,7 @@ def day_arrays(
         "up": np.ones(n),
     }
     base = {"cpu": 0.05, "logs_in": 200, "logs_out": 199, "metrics_in": 50, "metrics_out": 50,
-            "traces_in": 30, "traces_out": 30, "send_failed": 1}  # fmt: skip
+            "traces_in": 30, "traces_out": 30, "send_failed": 1, "refused": 0.5}  # fmt: skip
     for c in COUNTER_COLUMNS:
         cols[c] = base[c] * every * (0.9 + 0.2 * rng.random(n))
     return {c: cols[c] for c in RAW_COLUMNS}

@@ -15,11 +15,17 @@ from schemas.errors import Permanent
 from schemas.metrics import COLLECTOR_CPU, COLLECTOR_ITEMS, COLLECTOR_MEMORY, COLLECTOR_UP
 
 SIGNAL_NAMES = ("logs", "metrics", "traces")
-OUTCOMES = ("accepted", "sent", "send_failed")
-# The raw counters read from a page, in this order: cpu, then items per (signal, outcome).
-RAW_COUNTERS: tuple[str, ...] = ("cpu", *(f"{s}:{o}" for s in SIGNAL_NAMES for o in OUTCOMES))
+OUTCOMES = ("accepted", "sent", "send_failed", "refused")
+# The raw counters read from a page, in this order: cpu, then items per (signal, outcome), then the
+# refused items per signal. Refused came later: its counters go last so that the positions of the
+# others, which saved baselines (store.py, shards.py) keep by index, never move.
+RAW_COUNTERS: tuple[str, ...] = (
+    "cpu",
+    *(f"{s}:{o}" for s in SIGNAL_NAMES for o in OUTCOMES if o != "refused"),
+    *(f"{s}:refused" for s in SIGNAL_NAMES),
+)
 _ITEM_INDEX = {
-    (s, o): 1 + i * len(OUTCOMES) + j for i, s in enumerate(SIGNAL_NAMES) for j, o in enumerate(OUTCOMES)
+    (name.split(":")[0], name.split(":")[1]): i for i, name in enumerate(RAW_COUNTERS) if ":" in name
 }
 
 _PREFIX = "ctrltower_collector_"

@@ -18,7 +18,8 @@ from schemas.metrics import QUERY_METRICS
 COUNTER_COLUMNS: tuple[str, ...] = tuple(
     name for name, (_, _, kind) in QUERY_METRICS.items() if kind == "rate"
 )
-# Which raw counters of a scraped page make each column; "send_failed" sums the three signals'.
+# Which raw counters of a scraped page make each column; "send_failed" and "refused" sum the three
+# signals'.
 _RAW_SOURCES: dict[str, tuple[str, ...]] = {
     "cpu": ("cpu",),
     "logs_in": ("logs:accepted",),
@@ -28,6 +29,7 @@ _RAW_SOURCES: dict[str, tuple[str, ...]] = {
     "traces_in": ("traces:accepted",),
     "traces_out": ("traces:sent",),
     "send_failed": ("logs:send_failed", "metrics:send_failed", "traces:send_failed"),
+    "refused": ("logs:refused", "metrics:refused", "traces:refused"),
 }
 _SOURCES: tuple[tuple[int, ...], ...] = tuple(
     tuple(RAW_COUNTERS.index(src) for src in _RAW_SOURCES[column]) for column in COUNTER_COLUMNS

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator
 
 import psycopg
 
+from metrics.parse import RAW_COUNTERS
 from metrics.targets import Annotation, ScrapeTarget, TargetSource
 from schemas.errors import RetryLater
 
@@ -221,7 +222,13 @@ class PgBaselines(_PgSession):
             rows = conn.execute(
                 "SELECT agent, ts, vals FROM metric_baselines WHERE agent = ANY(%s)", (ids,)
             ).fetchall()
-        return {str(r[0]): (float(r[1]), [float(v) for v in json.loads(str(r[2]))]) for r in rows}  # type: ignore[arg-type]
+        out = {}
+        for agent, ts, vals in rows:
+            values = json.loads(str(vals))
+            # saved before a counter existed (fewer values): that agent starts without a baseline
+            if isinstance(values, list) and len(values) == len(RAW_COUNTERS):
+                out[str(agent)] = (float(ts), [float(v) for v in values])  # type: ignore[arg-type]
+        return out
 
 
 class PgFailing(_PgSession):

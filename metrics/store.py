@@ -10,6 +10,11 @@ Tables (ts = unix seconds; counter columns hold increases, see rates.py):
 - `baseline`: each agent's last scrape (ts, raw counter values), saved at shutdown, so the first
   scrape after a quick restart already yields a rate.
 - `meta`: rollup watermarks: everything before `roll_<R>` seconds is rolled up into `roll_<R>`.
+
+A column added after a file (or the lake's tables) was first made is added to it when the store opens
+(`_migrate`: ALTER TABLE ... ADD COLUMN, NULL in the rows written before, which sum() skips), so an
+existing file keeps its data; every insert names its columns, so their order in an old table does not
+matter. Added so far: `refused` (raw, roll_60, roll_3600) and the baseline's c10..c12 (refused items).
 """
 
 from __future__ import annotations
@@ -45,6 +50,17 @@ CREATE TABLE IF NOT EXISTS baseline (agent VARCHAR, ts DOUBLE, {_B});
 RAW_COLUMNS: tuple[str, ...] = ("agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "memory", "up")
 # The uniform shape every query reads, whichever table it comes from.
 _SUMS = ", ".join(f"sum({c}) AS {c}" for c in COUNTER_COLUMNS)
+_ROLL_COLUMNS: tuple[str, ...] = (
+    "agent", "grp", "ts", "dt", *COUNTER_COLUMNS, "mem_sum", "mem_n", "mem_max", "up_min", "aid"
+)  # fmt: skip
+_BASELINE_COLUMNS: tuple[str, ...] = ("agent", "ts", *(f"c{i}" for i in range(len(RAW_COUNTERS))))
+# Every column a table must have, for _migrate: name -> type.
+_COLUMNS: dict[str, dict[str, str]] = {
+    "raw": {c: "DOUBLE" for c in COUNTER_COLUMNS},
+    "roll_60": {c: "DOUBLE" for c in COUNTER_COLUMNS},
+    "roll_3600": {c: "DOUBLE" for c in COUNTER_COLUMNS},
+    "baseline": {c: "DOUBLE" for c in _BASELINE_COLUMNS[2:]},
+}
 _ROLL_FROM_RAW = (
     f"SELECT agent, grp, floor(ts / {{r}}) * {{r}} AS ts, sum(dt) AS dt, {_SUMS}, sum(memory) AS mem_sum, "
     "count(memory) AS mem_n, max(memory) AS mem_max, min(up) AS up_min, aid FROM raw "
@@ -127,11 +143,32 @@ class MetricsStore:
         except duckdb.Error as exc:
             raise StoreError(f"opening {path}: {exc}") from exc
         self._write = threading.Lock()
+        self.migrated = self._migrate()
         self._marks = self._read_watermarks()
         self._marks_at = time.monotonic()
 
     def close(self) -> None:
         self._con.close()
+
+    def _columns(self, table: str) -> set[str]:
+        with self.cursor() as cur:
+            return {str(d[0]) for d in cur.execute(f"SELECT * FROM {table} LIMIT 0").description}
+
+    def _migrate(self) -> list[str]:
+        """Add the columns an older file or lake lacks (see the module docstring); returns them as
+        'table.column'. Another replica may add the same column at the same moment: a failed ALTER
+        is fine when the column is there afterwards."""
+        added = []
+        for table, wanted in _COLUMNS.items():
+            for name in [c for c in wanted if c not in self._columns(table)]:
+                try:
+                    with self.cursor() as cur:
+                        cur.execute(f"ALTER TABLE {table} ADD COLUMN {name} {wanted[name]}")
+                except StoreError:
+                    if name not in self._columns(table):
+                        raise
+                added.append(f"{table}.{name}")
+        return added
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -156,7 +193,8 @@ class MetricsStore:
             cur.register("batch_rows", arrays)
             try:
                 cur.execute(
-                    f"INSERT INTO raw SELECT {', '.join(RAW_COLUMNS)}, hash(agent) AS aid FROM batch_rows"
+                    f"INSERT INTO raw ({', '.join(RAW_COLUMNS)}, aid)"
+                    f" SELECT {', '.join(RAW_COLUMNS)}, hash(agent) AS aid FROM batch_rows"
                 )
             finally:
                 cur.unregister("batch_rows")
@@ -204,7 +242,9 @@ class MetricsStore:
                 cur.execute("BEGIN TRANSACTION")
                 try:
                     n = cur.execute(
-                        f"INSERT INTO roll_{res} " + sql.replace("{r}", str(res)), [start, cutoff]
+                        f"INSERT INTO roll_{res} ({', '.join(_ROLL_COLUMNS)}) "
+                        + sql.replace("{r}", str(res)),
+                        [start, cutoff],
                     ).fetchone()
                     cur.execute("DELETE FROM meta WHERE key = ?", [f"roll_{res}"])
                     cur.execute("INSERT INTO meta VALUES (?, ?)", [f"roll_{res}", float(cutoff)])
@@ -243,14 +283,21 @@ class MetricsStore:
             cur.execute("DELETE FROM baseline")
             if agents:
                 cur.register("baseline_rows", cols)
-                cur.execute(f"INSERT INTO baseline SELECT {', '.join(cols)} FROM baseline_rows")
+                names = ", ".join(cols)
+                cur.execute(f"INSERT INTO baseline ({names}) SELECT {names} FROM baseline_rows")
                 cur.unregister("baseline_rows")
             cur.execute("COMMIT")
 
     def load_baselines(self) -> dict[str, tuple[float, list[float]]]:
+        """The saved baselines; one saved before a counter existed (NULL there) is left out: that
+        agent's first scrape only sets its baseline again, as on a first start."""
         with self.cursor() as cur:
-            rows = cur.execute("SELECT * FROM baseline").fetchall()
-        return {str(r[0]): (float(r[1]), [float(v) for v in r[2:]]) for r in rows}
+            rows = cur.execute(f"SELECT {', '.join(_BASELINE_COLUMNS)} FROM baseline").fetchall()
+        return {
+            str(r[0]): (float(r[1]), [float(v) for v in r[2:]])
+            for r in rows
+            if all(v is not None for v in r[1:])
+        }
 
     def compact(self) -> None:
         """The lake only: merge the small Parquet files of frequent flushes and drop what old snapshots

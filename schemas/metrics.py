@@ -34,6 +34,7 @@ QueryMetric = Literal[
     "traces_in",
     "traces_out",
     "send_failed",
+    "refused",
 ]
 
 # query name -> (exposed name, label filter, kind). "rate" kinds are per-second rates of counters,
@@ -48,4 +49,6 @@ QUERY_METRICS: dict[str, tuple[str, dict[str, str], Literal["rate", "gauge"]]] =
     "traces_in": (COLLECTOR_ITEMS, {"signal": "traces", "outcome": "accepted"}, "rate"),
     "traces_out": (COLLECTOR_ITEMS, {"signal": "traces", "outcome": "sent"}, "rate"),
     "send_failed": (COLLECTOR_ITEMS, {"outcome": "send_failed"}, "rate"),  # summed over signals
+    # items the receivers refused (a memory_limiter or a full pipeline pushing back), summed over signals
+    "refused": (COLLECTOR_ITEMS, {"outcome": "refused"}, "rate"),
 }

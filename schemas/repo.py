@@ -118,6 +118,7 @@ MAX_DURATION_S = 7 * 86400.0  # a week: anything longer is a typo, not a rollout
 # `max`; "baseline" checks compare the new revision's agents with the old one's (`vs_baseline`).
 CHECK_METRICS: dict[str, tuple[Literal["ratio", "count", "baseline"], str]] = {
     "send_failure_ratio": ("ratio", "items the exporters failed to send / items they tried to send"),
+    "refused_ratio": ("ratio", "items the receivers refused / items they received (accepted + refused)"),
     "collector_restarts": ("count", "collector crashes and restarts of the new revision's agents"),
     "apply_failed_agents": ("count", "agents whose collector rejected the new revision (ApplyFailed)"),
     "throughput": ("baseline", "items sent per agent on the new revision / per agent on the old one"),
@@ -188,7 +189,11 @@ class BaselineCheck(StrictModel):
 
 
 class RolloutCheck(StrictModel):
-    metric: str = Field(min_length=1, max_length=64, description="one of CHECK_METRICS (docs/rollouts.md)")
+    metric: str = Field(
+        min_length=1,
+        max_length=64,
+        description=f"one of: {', '.join(CHECK_METRICS)} (docs/rollouts.md)",
+    )
     max: float | None = Field(
         default=None, ge=0, description="ratio and count checks: the highest value allowed"
     )

@@ -98,7 +98,7 @@ class World:
         assert r.status_code == 200, r.json
         return r.headers[HEADER_REVISION], r.data.decode()
 
-    def sync(self, ids: list[str], *, sent: float = 100.0, failed: float = 0.0) -> None:
+    def sync(self, ids: list[str], *, sent: float = 100.0, failed: float = 0.0, refused: float = 0.0) -> None:
         """5 s later: each agent applies what it is served and reports it; one scrape's metrics each."""
         self.now[0] += 5.0
         batch = Batch()
@@ -122,13 +122,13 @@ class World:
                 headers=self.srv.auth(self.tokens[agent_id]),
             )
             assert r.status_code == 200, r.json
-            # cpu, logs_in, logs_out, metrics_in, metrics_out, traces_in, traces_out, send_failed
+            # cpu, logs_in, logs_out, metrics_in, metrics_out, traces_in, traces_out, send_failed, refused
             batch.add(
                 agent_id,
                 self.groups[agent_id],
                 self.now[0],
                 2.0,  # the scrape covered the 2 s since the previous one (after the apply)
-                [0.1, sent, sent, 0, 0, 0, 0, failed],
+                [0.1, sent, sent, 0, 0, 0, 0, failed, refused],
                 1e6,
                 1,
             )
@@ -327,3 +327,26 @@ def test_the_rollouts_page_shows_steps_agents_evidence_and_markers(world: World)
     assert done.status_code == 302 and w.store.rollout_row(fresh.id).state == "paused"
     audit = [(e.actor, e.action) for e in w.store.list_audit(limit=50).items]
     assert ("olga", "rollout.pause") in audit
+
+
+def test_a_canary_that_refuses_data_is_rolled_back_by_refused_ratio(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world
+    checks = [{"metric": "refused_ratio", "max": 0.1}]
+    monkeypatch.setitem(POLICY["analysis"], "checks", checks)
+    w.publish(1, None, "v1")
+    canary = w.register(1, {"ring": "canary", "tier": "edge"}, "c")
+    edge = w.register(2, {"tier": "edge"}, "e")
+    w.sync(canary + edge)
+    w.publish(2, 1, "v2-tiny-memory-limit")
+    w.tick()
+    w.sync(canary, sent=10.0, refused=90.0)  # its receivers refuse nine items in ten
+    w.sync(edge, refused=1000.0)  # the old revision's agents are not judged
+    row = w.tick(6)
+    assert row is not None and row.state == "rolled_back"
+    assert row.reason is not None and "refused_ratio 0.9 > 0.1" in row.reason, row.reason
+    [evidence] = w.store.get_rollout(row.id).measurements[0].checks
+    assert evidence.metric == "refused_ratio" and evidence.value == 0.9 and evidence.verdict == "fail"
+    assert evidence.detail == "90 items refused, 10 accepted by 1 agents"
+    assert served(w, canary + edge) == {sha(1)}

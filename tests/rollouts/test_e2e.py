@@ -9,7 +9,12 @@ backend (a second sink answers 503). Short durations; one fleet for the four pro
    the edge agents never receive it, the canary runs the previous config again, the evidence shows
    the send-failure ratio, and the commit is never published again;
 3. a commit that drops most logs (a filter) is rolled back by the throughput check against the old
-   revision's agents.
+   revision's agents;
+5. a commit that puts a memory_limiter with a 1 MiB limit in front of the exporter makes the canary's
+   filelog receiver refuse what it reads (otelcol-contrib 0.135 counts it in
+   otelcol_receiver_refused_log_records_total, measured): the agent exports it as
+   outcome="refused", the metrics store has it in its `refused` column, and the refused_ratio check
+   rolls the commit back.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from ctrltower.cli import cli
@@ -61,6 +67,10 @@ edges:
 # A filter that drops the "noise" lines: nine in ten of what the log writer writes. (Exports are not
 # retried: a failed export counts as failed at once, so short analysis windows see it.)
 DROP_NOISE = ", operators: [{type: filter, expr: 'body matches \"^noise\"'}]"
+# A memory limiter far below what any collector uses: it refuses everything once it has measured.
+TINY_LIMIT = """  - {id: limit, class: processor, type: memory_limiter,
+     config: {check_interval: 100ms, limit_mib: 1, spike_limit_mib: 0}}
+"""
 POLICY = """kind: RolloutPolicy
 name: edge
 groups: [canary, edge]
@@ -78,6 +88,7 @@ analysis:
   on_inconclusive: pause
   checks:
     - {metric: send_failure_ratio, max: 0.2}
+    - {metric: refused_ratio, max: 0.2}
     - {metric: apply_failed_agents, max: 0}
     - {metric: collector_restarts, max: 0}
     - {metric: throughput, signal: logs, vs_baseline: {min_ratio: 0.4}}
@@ -101,7 +112,13 @@ class Fleet:
     # --- the config repo -------------------------------------------------------------------------
 
     def commit(
-        self, message: str, *, backend: str | None = None, operators: str = "", timeout: str = "100ms"
+        self,
+        message: str,
+        *,
+        backend: str | None = None,
+        operators: str = "",
+        timeout: str = "100ms",
+        limiter: bool = False,
     ) -> str:
         backend = backend or self.good.endpoint
         for name, selector, priority in (("canary", "{ring: canary}", 20), ("edge", "{tier: edge}", 10)):
@@ -109,9 +126,13 @@ class Fleet:
             path.parent.mkdir(exist_ok=True)
             path.write_text(GROUP.format(name=name, selector=selector, priority=priority, backend=backend))
         (self.repo / "pipelines").mkdir(exist_ok=True)
-        (self.repo / "pipelines" / "logs.yaml").write_text(
-            PIPELINE.format(operators=operators, timeout=timeout)
-        )
+        text = PIPELINE.format(operators=operators, timeout=timeout)
+        if limiter:  # tail -> limit -> batch
+            text = text.replace("  - {id: batch,", TINY_LIMIT + "  - {id: batch,")
+            text = text.replace(
+                "{from: tail, to: batch}", "{from: tail, to: limit}\n  - {from: limit, to: batch}"
+            )
+        (self.repo / "pipelines" / "logs.yaml").write_text(text)
         (self.repo / "rollouts").mkdir(exist_ok=True)
         (self.repo / "rollouts" / "edge.yaml").write_text(POLICY)
         git(self.repo, "add", "-A")
@@ -239,6 +260,7 @@ def fleet(tmp: Path, collector: Path) -> Iterator[Fleet]:
             f.stop()
 
 
+@pytest.mark.timeout(900)  # four proofs and a refused one, one after the other, on a loaded machine
 def test_rollouts_with_real_agents_collectors_and_sinks(tmp_path: Path, collector_bin: Path) -> None:
     with fleet(tmp_path, collector_bin) as f:
         first = f.commit("initial")
@@ -293,6 +315,22 @@ def test_rollouts_with_real_agents_collectors_and_sinks(tmp_path: Path, collecto
         ratios = [c for m in back.measurements for c in m.checks if c.metric == "throughput" and c.value]
         assert any(c.verdict == "fail" and (c.value or 0) < 0.4 and c.baseline for c in ratios)
         f.wait_synced(good)
+
+        # (5): a memory limiter that refuses everything: the refused_ratio check rolls it back
+        refusing = f.commit("limit memory to 1 MiB", limiter=True, timeout="200ms")
+        assert f.reconcile()["outcome"] == "published"
+        back = f.wait_rollout(refusing, ("rolled_back",))
+        assert back.reason is not None and "refused_ratio" in back.reason, back.reason
+        refused = [c for m in back.measurements for c in m.checks if c.metric == "refused_ratio"]
+        assert any(c.verdict == "fail" and (c.value or 0) > 0.2 for c in refused), refused
+        # the refused records reached the metrics store: the canary's `refused` rate over the rollout
+        series = f.get(
+            "/api/v1/metrics/query", agent=canary[0], metric="refused", start="-10m", end="now", step="5s"
+        )
+        assert any(v for _, v in series["points"]), series["points"]
+        f.wait_synced(good)
+        for agent_id in edge:
+            assert refusing not in f.applied_revisions(agent_id)
 
         # the CLI sees the same, and an action on the finished rollout is a conflict (exit 6)
         env = {"CTRLTOWER_TOKEN": f.operator}

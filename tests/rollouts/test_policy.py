@@ -132,3 +132,25 @@ def test_plan_shows_the_steps_of_covered_groups(tmp_path: Path) -> None:
     assert "rollout edge for edge (on failure: rollback):\n    1. group edge-canary\n" in text
     assert "published at once (no rollout policy): gateway" in text
     assert '"policy": "edge"' in to_json(plan)
+
+
+def test_refused_ratio_is_a_ratio_check() -> None:
+    files = read_repo(EXAMPLE)
+    good = (
+        b"kind: RolloutPolicy\nname: edge\ngroups: [edge-canary, edge]\nsteps:\n  - {group: edge-canary}\n"
+        b"  - {analysis: {duration: 1m}}\nanalysis: {checks: [{metric: refused_ratio, max: 0.05}]}\n"
+    )
+    files["rollouts/edge.yaml"] = good
+    result = compile_repo(files)
+    assert result.ok, [d.format_text() for d in result.diagnostics]
+    assert [c.metric for c in result.rollouts[0].analysis.checks] == ["refused_ratio"]
+    files["rollouts/edge.yaml"] = good.replace(b"max: 0.05", b"max: 2, signal: logs")
+    assert [line for line in _codes(files) if line.startswith("rollouts/")] == [
+        "rollouts/edge.yaml:7:50: error CT707: check 'refused_ratio' is a ratio (0 to 1): max 2.0 can never"
+        " fail",
+        "rollouts/edge.yaml:7:61: error CT707: check 'refused_ratio' takes no signal (it counts every"
+        " signal)",
+    ]
+    files["rollouts/edge.yaml"] = good.replace(b"refused_ratio", b"refused_rate")
+    hint = next(d.hint for d in compile_repo(files).diagnostics if d.code == "CT703")
+    assert hint == "did you mean 'refused_ratio'?"

@@ -5,8 +5,8 @@ revision each is served, whether it runs it, whether its collector rejected it),
 increases from the metrics store over the interval (`metrics.query.sums`), the collector crashes
 reported in it, and the last baseline rate seen. The result is kept as evidence (rollout_measurements).
 
-- ratio checks (send_failure_ratio) and throughput look only at new-revision agents that run it and
-  have metrics for the interval; fewer than `min_agents` of them: inconclusive, never a pass.
+- ratio checks (send_failure_ratio, refused_ratio) and throughput look only at new-revision agents
+  that run it and have metrics for the interval; fewer than `min_agents` of them: inconclusive, never a pass.
 - throughput compares the mean per-agent rate of the new revision's agents with the old revision's
   agents of the same group; a group wholly on the new revision (a canary group) is compared with the
   old agents of the rollout's other groups, and when none are left (100 %) with the last baseline seen.
@@ -21,6 +21,7 @@ from schemas.api import CheckResult, Verdict
 from schemas.repo import RolloutAnalysis, RolloutCheck
 
 OUT_COLUMNS = {"logs": "logs_out", "metrics": "metrics_out", "traces": "traces_out"}
+IN_COLUMNS = {"logs": "logs_in", "metrics": "metrics_in", "traces": "traces_in"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,19 @@ def _check(
             check,
             failed_items / (failed_items + sent),
             f"{failed_items:.0f} items failed, {sent:.0f} sent by {len(with_data)} agents",
+            threshold=limit,
+        )
+    if check.metric == "refused_ratio":
+        # what the receivers refused (a memory_limiter or an exporter queue pushing back) out of
+        # everything offered to them: accepted + refused, every signal
+        refused = sum(sums[a.id].get("refused", 0.0) for a in with_data)
+        accepted = sum(sums[a.id].get(c, 0.0) for a in with_data for c in IN_COLUMNS.values())
+        if refused + accepted <= 0:
+            return _result(check, None, f"{len(with_data)} agents received nothing", threshold=limit)
+        return _result(
+            check,
+            refused / (refused + accepted),
+            f"{refused:.0f} items refused, {accepted:.0f} accepted by {len(with_data)} agents",
             threshold=limit,
         )
     return _throughput(check, limit, agents, with_data, sums, last_baseline, floor)
