@@ -230,8 +230,24 @@ def test_example_repo_edge_group_runs_under_the_agent(
         outcome = applier.apply(StoredConfig(edge.config.encode(), edge.config_hash, "e", "edge"), None, True)
         assert outcome.ok, outcome.error
         assert config_hash(applier.read_local() or b"") == edge.config_hash
-        sent = write_lines(logs / "app.log", "edge", 12)  # a new file after start: read from its start
-        wait_until(lambda: sink.bodies() == sent, 15, what=f"edge lines at the sink ({sink.counts()})")
+        # The example reads with `start_at: end`: a file the receiver finds on its first poll is read from
+        # its end, one created after that poll from its start. Healthy is not polled: under load the first
+        # poll can come after the apply. Its readiness report is its warning that no file matches yet.
+        collector_log = tmp_path / "collector.log"
+        wait_until(
+            lambda: "finding files" in collector_log.read_text(errors="replace"),
+            15,
+            what="the filelog receiver's first poll (its 'finding files' warning)",
+        )
+        sent = write_lines(
+            logs / "app.log", "edge", 12
+        )  # a new file after the first poll: read from its start
+        try:
+            # at least once: an export retried under load may arrive twice, so compare the lines, not the list
+            wait_until(lambda: set(sink.bodies()) == set(sent), 15, what="the edge lines at the sink")
+        except AssertionError as exc:
+            tail = collector_log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}; sink has {sink.counts()}; collector log ends:\n{tail}") from None
     finally:
         process.stop(5)
         scraper.close()
