@@ -20,10 +20,6 @@ backend (a second sink answers 503). Short durations; one fleet for the four pro
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -38,9 +34,8 @@ from ctrltower.cli import cli
 from demo.sink import SinkHandle, start_sink
 from schemas.api import AgentView, RolloutView
 from tests.agent.helpers import wait_until
-from tests.conftest import ROOT, free_port
 from tests.reconciler.gitutil import git, init_repo
-from tests.support.agent import BLOCKER_DIR
+from tests.support.agent import AgentProcess
 from tests.support.server import ServerProcess, auth
 
 GROUP = """kind: AgentGroup
@@ -104,7 +99,7 @@ class Fleet:
         self.repo = init_repo(tmp / "cfg", from_dir=None)
         self.reconciler = srv.create_token("reconciler")
         self.operator = srv.create_token("operator")
-        self.agents: dict[str, subprocess.Popen[bytes]] = {}
+        self.agents: dict[str, AgentProcess] = {}
         self.logs: list[Path] = []
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_logs, daemon=True)
@@ -154,23 +149,14 @@ class Fleet:
         home = self.tmp / "agents" / name
         (home / "logs").mkdir(parents=True)
         self.logs.append(home / "logs" / "app.log")
-        env = dict(
-            os.environ, PYTHONPATH=str(BLOCKER_DIR), PYTHONUNBUFFERED="1", APP_LOG_DIR=str(home / "logs")
-        )
-        cmd = [
-            sys.executable, "-m", "ctrltower", "agent",
-            "--server", self.srv.base_url,
-            "--enroll-token", self.srv.enroll_token,
-            "--collector", str(self.collector),
-            "--config", str(home / "collector.yaml"),
-            "--state-dir", str(home / "state"),
-            "--labels", labels,
-            "--metrics-listen", f"127.0.0.1:{free_port()}",
-            "--poll-interval", "0.5s",
-            "--collector-env", "APP_LOG_DIR",
-        ]  # fmt: skip
-        with (home / "agent.log").open("ab") as log:
-            self.agents[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.agents[name] = AgentProcess(
+            self.srv.base_url,
+            self.srv.enroll_token,
+            self.collector,
+            home,
+            labels=labels,
+            collector_env={"APP_LOG_DIR": str(home / "logs")},
+        ).start()
 
     def _write_logs(self) -> None:
         n = 0
@@ -182,15 +168,8 @@ class Fleet:
 
     def stop(self) -> None:
         self._stop.set()
-        for proc in self.agents.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.agents.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        for agent in self.agents.values():
+            agent.stop()
 
     # --- what the server says ----------------------------------------------------------------------
 
