@@ -14,7 +14,6 @@ What that client can and cannot do, and so what these tests use of it:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from schemas.common import config_hash
+from tests.support.ready import wait_until
 from tests.support.server import ServerProcess  # the live_server fixture comes from conftest.py
 from tests.webui.helpers import group, publish, sha
 
@@ -33,16 +33,6 @@ from opentelemetry._opamp.transport.requests import RequestsTransport  # noqa: E
 
 CONFIG = "receivers: {}\n# python client v1\n"
 WAIT_S = 30.0
-
-
-def wait_for(predicate: Any, what: str, timeout_s: float = WAIT_S) -> None:
-    """Poll `predicate` until true (bounded): the client's agent runs in its own threads."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def agent_view(admin: httpx.Client, hostname: str) -> dict[str, Any] | None:
@@ -107,9 +97,11 @@ def test_the_python_client_registers_applies_and_fails(
     agent = OpAMPAgent(interval=0.5, callbacks=callbacks, client=client, initial_backoff=0.2)
     agent.start()
     try:
-        wait_for(
+        wait_until(
             lambda: (v := agent_view(admin, "py-host-1")) is not None and v["sync_status"] == "Synced",
-            "Synced",
+            WAIT_S,
+            interval=0.1,
+            what="Synced",
         )
         view = agent_view(admin, "py-host-1")
         assert view is not None
@@ -120,7 +112,12 @@ def test_the_python_client_registers_applies_and_fails(
         broken = "receivers: {bogus: {}}\n"
         body = publish(sha(2), sha(1), [group("edge", {"env": "prod"}, config=broken)])
         assert admin.post("/api/v1/revisions", json=body).status_code == 201
-        wait_for(lambda: agent_view(admin, "py-host-1")["sync_status"] == "ApplyFailed", "ApplyFailed")  # type: ignore[index]
+        wait_until(
+            lambda: agent_view(admin, "py-host-1")["sync_status"] == "ApplyFailed",  # type: ignore[index]
+            WAIT_S,
+            interval=0.1,
+            what="ApplyFailed",
+        )
         view = agent_view(admin, "py-host-1")
         assert view is not None and "bogus" in view["last_apply"]["error"]
         assert view["reported_hash"] == config_hash(CONFIG)  # still running the last good one

@@ -9,7 +9,6 @@ pool's borrow method of the app's own store (instrumentation of the real thing, 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from schemas.api import RevisionPublish
+from tests.support.ready import wait_until
 from tests.support.server import InProcessServer
 from tests.webui.helpers import group, publish, registration, sha
 from webui.store import Store
@@ -46,14 +46,6 @@ def _count_borrows(store: Store) -> list[int]:
     return calls
 
 
-def _wait_for(predicate: Any, what: str, limit_s: float = 30.0) -> None:
-    """Poll `predicate` until true; the limit is a safety cap, not a timing assertion."""
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"not within {limit_s} s: {what}"
-        time.sleep(0.02)
-
-
 def test_a_304_poll_costs_no_database_round_trip_and_a_publish_elsewhere_is_served(
     pg_srv: InProcessServer, database_url: str
 ) -> None:
@@ -70,7 +62,7 @@ def test_a_304_poll_costs_no_database_round_trip_and_a_publish_elsewhere_is_serv
         etag = first.headers["ETag"]
         # the listener has pushed the counters once it is connected; from then on polls are free
         cache: Any = pg_srv.app.extensions["ctrltower.config_cache"]
-        _wait_for(lambda: cache._pushed is not None, "the change listener connected")
+        wait_until(lambda: cache._pushed is not None, 30, interval=0.02, what="the change listener connected")
         pg_srv.client.get(url, headers={**h, "If-None-Match": etag})  # warm: counters as pushed
         borrows = _count_borrows(pg_srv.store)
         for _ in range(200):
@@ -83,9 +75,11 @@ def test_a_304_poll_costs_no_database_round_trip_and_a_publish_elsewhere_is_serv
         other.publish(
             RevisionPublish.model_validate(publish(sha(2), sha(1), [group("edge", config="a: 2\n")]))
         )
-        _wait_for(
+        wait_until(
             lambda: pg_srv.client.get(url, headers={**h, "If-None-Match": etag}).status_code == 200,
-            "the new revision served",
+            30,
+            interval=0.02,
+            what="the new revision served",
         )
         r = pg_srv.client.get(url, headers={**h, "If-None-Match": etag})
         assert r.status_code == 200 and r.data == b"a: 2\n" and r.headers["X-Ctrltower-Revision"] == sha(2)
