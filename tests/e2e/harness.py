@@ -8,13 +8,11 @@ labelled `tier=edge`, so it runs the `edge` group (app-logs: filelog -> batch ->
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from demo.sink import SinkHandle, start_sink
 from tests.conftest import ROOT
 from tests.reconciler.gitutil import EXAMPLE, commit, init_repo
 from tests.support.agent import AgentProcess, example_agent
-from tests.support.ready import patience
+from tests.support.ready import patience, wait_until
 from tests.support.server import ServerProcess
 
 T = TypeVar("T")
@@ -95,18 +93,12 @@ class System:
         return self.agent.log_text(5000)
 
     def wait(self, what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-        """Poll `check` until it returns something truthy (bounded, scaled for a loaded machine)."""
-        deadline = time.monotonic() + patience(timeout)
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                value = check()
-                if value:
-                    return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(
-                    f"timed out waiting for {what}\nagent: {self.agent_view()}\nlog:\n{self.agent_log()}"
-                )
-            time.sleep(0.2)
+        """Poll `check` until it returns something truthy (bounded, scaled for a loaded machine); an HTTP
+        error is "not yet" (the server may be restarting)."""
+        try:
+            return wait_until(check, timeout, interval=0.2, what=what, ignore=(httpx.HTTPError,))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nagent: {self.agent_view()}\nlog:\n{self.agent_log()}") from None
 
     def logs_keep_flowing(self, what: str) -> None:
         """The sink receives lines written after this call (the collector ships, whatever happened)."""

@@ -58,15 +58,25 @@ def wait_ready(
         time.sleep(interval_s)
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
-    """Poll `predicate` until it returns a truthy value; fail with `what` on timeout.
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "",
+    ignore: tuple[type[Exception], ...] = (),
+) -> T:
+    """Poll `predicate` until it returns a truthy value; fail with `what` on timeout. An exception in
+    `ignore` (e.g. httpx.HTTPError from a server still starting) counts as "not yet".
 
     `timeout` is a nominal bound on an event that is not a process's own report, scaled by `patience`.
     """
     timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except ignore:
+            value = None  # type: ignore[assignment]
         if value:
             return value
         if time.monotonic() >= deadline:

@@ -7,8 +7,6 @@ sees no buttons and the API refuses it. A screenshot of every page goes to test-
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +19,7 @@ from demo.loggen import LogGenerator
 from demo.sink import SinkHandle, start_sink
 from tests.support.agent import AgentProcess, example_agent
 from tests.support.procs import alive
-from tests.support.ready import patience
+from tests.support.ready import wait_until
 from tests.support.server import ServerProcess
 from tests.ui.seed import SHA1, SHA2, example_revision, invalid_run
 
@@ -36,18 +34,13 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-WAIT_S = patience(60.0)  # bounds on events, scaled for a loaded machine
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT_S) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            value = check()
-            if value:
-                return value
-        time.sleep(0.25)
-    pytest.fail(f"timed out waiting for {what}")
+def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
+    """wait_until, taking a failed or half-ready answer (HTTP error, missing key, bad JSON) as not yet."""
+    return wait_until(
+        check, timeout, interval=0.25, what=what, ignore=(httpx.HTTPError, KeyError, ValueError)
+    )
 
 
 @pytest.fixture
