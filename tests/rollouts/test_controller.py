@@ -140,20 +140,34 @@ class World:
         rows = self.store.list_rollouts(limit=1).items
         return None if not rows else self.store.rollout_row(rows[0].id)
 
-    def roll_back_a_broken_canary(
-        self, canaries: int, edges: int, *, failed: float
-    ) -> tuple[RolloutRow, list[str], list[str]]:
-        """v1 everywhere, then v2-broken: the canaries' exporter fails `failed` items a scrape and sends
-        none, so the analysis fails and the rollout rolls back. Returns (rollout, canaries, edges)."""
+    def measure_v2(
+        self,
+        canaries: int,
+        edges: int,
+        version: str,
+        *,
+        canary_metrics: dict[str, float],
+        edge_metrics: dict[str, float] | None = None,
+    ) -> tuple[RolloutRow | None, list[str], list[str]]:
+        """v1 everywhere, then `version`: its canaries report `canary_metrics` (the edge agents, still on
+        v1, `edge_metrics`) and the analysis measures once. Returns (the rollout, canaries, edges)."""
         self.publish(1, None, "v1")
         canary = self.register(canaries, {"ring": "canary", "tier": "edge"}, "c")
         edge = self.register(edges, {"tier": "edge"}, "e")
         self.sync(canary + edge)
-        self.publish(2, 1, "v2-broken")
+        self.publish(2, 1, version)
         self.tick()
-        self.sync(canary, sent=0.0, failed=failed)
-        self.sync(edge)
-        row = self.tick(6)
+        self.sync(canary, **canary_metrics)
+        self.sync(edge, **(edge_metrics or {}))
+        return self.tick(6), canary, edge
+
+    def roll_back_a_broken_canary(
+        self, canaries: int, edges: int, *, failed: float
+    ) -> tuple[RolloutRow, list[str], list[str]]:
+        """v2-broken: the canaries' exporter fails `failed` items a scrape and sends none, so the analysis
+        fails and the rollout rolls back. Returns (rollout, canaries, edges)."""
+        broken = {"sent": 0.0, "failed": failed}
+        row, canary, edge = self.measure_v2(canaries, edges, "v2-broken", canary_metrics=broken)
         assert row is not None and row.state == "rolled_back"
         return row, canary, edge
 
@@ -334,15 +348,13 @@ def test_a_canary_that_refuses_data_is_rolled_back_by_refused_ratio(
     w = world
     checks = [{"metric": "refused_ratio", "max": 0.1}]
     monkeypatch.setitem(POLICY["analysis"], "checks", checks)
-    w.publish(1, None, "v1")
-    canary = w.register(1, {"ring": "canary", "tier": "edge"}, "c")
-    edge = w.register(2, {"tier": "edge"}, "e")
-    w.sync(canary + edge)
-    w.publish(2, 1, "v2-tiny-memory-limit")
-    w.tick()
-    w.sync(canary, sent=10.0, refused=90.0)  # its receivers refuse nine items in ten
-    w.sync(edge, refused=1000.0)  # the old revision's agents are not judged
-    row = w.tick(6)
+    row, canary, edge = w.measure_v2(
+        1,
+        2,
+        "v2-tiny-memory-limit",
+        canary_metrics={"sent": 10.0, "refused": 90.0},  # its receivers refuse nine items in ten
+        edge_metrics={"refused": 1000.0},  # the old revision's agents are not judged
+    )
     assert row is not None and row.state == "rolled_back"
     assert row.reason is not None and "refused_ratio 0.9 > 0.1" in row.reason, row.reason
     [evidence] = w.store.get_rollout(row.id).measurements[0].checks
