@@ -72,3 +72,38 @@ def test_a_signalled_runner_stops_its_command_and_its_cluster(signum: int, tmp_p
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_the_command_runs_is_not_lost(signum: int) -> None:
+    """Signalled as soon as the cluster is up (CMD may not run yet): the runner still ends, with the
+    cluster stopped. Seen under stress-ng: a SIGINT in that window was ignored (inherited from the
+    pytest-xdist worker) and the runner waited for a CMD that never got it."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.pg",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(600)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        first = _line_starting(proc.stdout, "tests.support.pg: PostgreSQL on port")
+        port = int(re.search(r"port (\d+)", first).group(1))  # type: ignore[union-attr]
+        proc.send_signal(signum)
+        assert proc.wait(timeout=120) != 0
+        assert not _postgres_running(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -175,19 +175,29 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python -m tests.support.pg -- CMD [ARGS...]", file=sys.stderr)
         return 2
+    # A CI timeout or Ctrl-C signals this process: pass it on to CMD and wait for it, so the cluster is
+    # stopped after CMD ends (leaving the `with`), never left running under a dead parent. The handlers
+    # go in first: a signal before CMD runs would otherwise take its default action (or none: a parent
+    # such as a pytest-xdist worker may have left SIGINT ignored) and be lost.
+    child: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
     started = time.monotonic()
     with PgCluster.start() as cluster:
         print(f"tests.support.pg: PostgreSQL on port {cluster.port} ({time.monotonic() - started:.1f} s)")
-        env = {**os.environ, ENV_URL: cluster.base_url}
-        child = subprocess.Popen(argv, env=env)
-
-        # A CI timeout or Ctrl-C signals this process: pass it on to CMD and wait for it, so the cluster
-        # is stopped after CMD ends (leaving the `with`), never left running under a dead parent.
-        def forward(signum: int, _frame: object) -> None:
+        if pending:  # told to stop while the cluster started: CMD never runs
+            return 128 + pending[0]
+        child = subprocess.Popen(argv, env={**os.environ, ENV_URL: cluster.base_url})
+        for signum in pending:  # arrived between the check above and Popen
             child.send_signal(signum)
-
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, forward)
         return child.wait()
 
 
