@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +41,28 @@ def _postgres_running(port: int) -> bool:
     return False
 
 
+@contextmanager
+def _runner(child_source: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`python -m tests.support.pg -- python -c SOURCE`, once its cluster is up: (runner, port)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.pg", "--", sys.executable, "-c", child_source],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        first = _line_starting(proc.stdout, "tests.support.pg: PostgreSQL on port")
+        yield proc, int(re.search(r"port (\d+)", first).group(1))  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signalled_runner_stops_its_command_and_its_cluster(signum: int, tmp_path: Path) -> None:
     marker = tmp_path / "child-ended"
@@ -49,29 +73,14 @@ def test_a_signalled_runner_stops_its_command_and_its_cluster(signum: int, tmp_p
         f"print('child up', flush=True)\n"
         f"time.sleep(600)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.pg", "--", sys.executable, "-c", child],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
+    with _runner(child) as (proc, port):
         assert proc.stdout is not None
-        first = _line_starting(proc.stdout, "tests.support.pg: PostgreSQL on port")
-        port = int(re.search(r"port (\d+)", first).group(1))  # type: ignore[union-attr]
         _line_starting(proc.stdout, "child up")
         assert _postgres_running(port)
         proc.send_signal(signum)
         assert proc.wait(timeout=120) == 3  # CMD's own exit code
         assert marker.exists()
         assert not _postgres_running(port)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -79,31 +88,7 @@ def test_a_signal_before_the_command_runs_is_not_lost(signum: int) -> None:
     """Signalled as soon as the cluster is up (CMD may not run yet): the runner still ends, with the
     cluster stopped. Seen under stress-ng: a SIGINT in that window was ignored (inherited from the
     pytest-xdist worker) and the runner waited for a CMD that never got it."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.support.pg",
-            "--",
-            sys.executable,
-            "-c",
-            "import time; time.sleep(600)",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        first = _line_starting(proc.stdout, "tests.support.pg: PostgreSQL on port")
-        port = int(re.search(r"port (\d+)", first).group(1))  # type: ignore[union-attr]
+    with _runner("import time\ntime.sleep(600)") as (proc, port):
         proc.send_signal(signum)
         assert proc.wait(timeout=120) != 0
         assert not _postgres_running(port)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
