@@ -130,31 +130,36 @@ def _check(
     if len(with_data) < analysis.min_agents:
         detail = f"{len(with_data)} new-revision agent(s) with metrics, min_agents is {analysis.min_agents}"
         return _result(check, None, detail, threshold=limit, min_ratio=ratio_check)
+    n = len(with_data)
     if check.metric == "send_failure_ratio":
         failed_items = sum(sums[a.id].get("send_failed", 0.0) for a in with_data)
         sent = sum(_out(sums[a.id], None) for a in with_data)
-        if failed_items + sent <= 0:
-            return _result(check, None, f"{len(with_data)} agents sent nothing", threshold=limit)
-        return _result(
-            check,
-            failed_items / (failed_items + sent),
-            f"{failed_items:.0f} items failed, {sent:.0f} sent by {len(with_data)} agents",
-            threshold=limit,
-        )
+        return _share(check, limit, failed_items, "failed", sent, "sent", f"{n} agents sent nothing", n)
     if check.metric == "refused_ratio":
         # what the receivers refused (a memory_limiter or an exporter queue pushing back) out of
         # everything offered to them: accepted + refused, every signal
         refused = sum(sums[a.id].get("refused", 0.0) for a in with_data)
         accepted = sum(sums[a.id].get(c, 0.0) for a in with_data for c in IN_COLUMNS.values())
-        if refused + accepted <= 0:
-            return _result(check, None, f"{len(with_data)} agents received nothing", threshold=limit)
-        return _result(
-            check,
-            refused / (refused + accepted),
-            f"{refused:.0f} items refused, {accepted:.0f} accepted by {len(with_data)} agents",
-            threshold=limit,
-        )
+        nothing = f"{n} agents received nothing"
+        return _share(check, limit, refused, "refused", accepted, "accepted", nothing, n)
     return _throughput(check, limit, agents, with_data, sums, last_baseline, floor)
+
+
+def _share(
+    check: RolloutCheck,
+    limit: float,
+    bad: float,
+    bad_word: str,
+    good: float,
+    good_word: str,
+    nothing: str,
+    n: int,
+) -> CheckResult:
+    """A ratio check: the bad items' share of all (bad + good), over the new revision's agents."""
+    if bad + good <= 0:
+        return _result(check, None, nothing, threshold=limit)
+    detail = f"{bad:.0f} items {bad_word}, {good:.0f} {good_word} by {n} agents"
+    return _result(check, bad / (bad + good), detail, threshold=limit)
 
 
 def _throughput(
